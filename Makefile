@@ -1,0 +1,36 @@
+# Two commands for a newcomer: `make demo` and `make test`. Each creates (or reuses) the
+# virtual environment in .venv and installs what it needs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SHARED ?= $(abspath ../shared)
+export ROADSIDE_SHARED ?= $(SHARED)
+export ROADSIDE_MODELS_DIR ?= $(abspath var/models)
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml setup.py
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: setup
+	$(VENV)/bin/roadside model fetch ssd_mobilenet_v1_coco_quant
+	$(VENV)/bin/roadside footage fetch motorway_overpass
+	$(PY) -m roadside.demo
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: setup
+	$(PY) bench/pipeline.py
+
+clean:
+	rm -rf var demo-out .pytest_cache

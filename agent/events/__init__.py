@@ -1,0 +1,1 @@
+"""From tracks to messages: events, per-class counts, and the sinks that take them."""

@@ -1,0 +1,58 @@
+"""Builds compact event messages from tracks."""
+
+from __future__ import annotations
+
+import math
+
+from roadside.agent.protocol import EventMsg, Phase
+from roadside.agent.vision.tracker import Track
+from roadside.agent.vision.zones import ZoneMap
+from roadside.ids import new_id
+
+_COMPASS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
+MIN_TRAVEL = 0.03  # fraction of the frame an object must move to have a direction
+
+
+def direction(dx: float, dy: float) -> str | None:
+    """Compass direction of a move in the image (N = up), None when it barely moved."""
+    if math.hypot(dx, dy) < MIN_TRAVEL:
+        return None
+    angle = math.degrees(math.atan2(dx, -dy)) % 360
+    return _COMPASS[int((angle + 22.5) // 45) % 8]
+
+
+def _r(value: float, digits: int) -> float:
+    return round(float(value), digits)
+
+
+class EventBuilder:
+    """Announces confirmed tracks and closes ended ones, as EventMsg."""
+
+    def __init__(self, zones: ZoneMap | None = None, clock_synced: bool = True) -> None:
+        self.zones = zones or ZoneMap([])
+        self.clock_synced = clock_synced
+
+    def observe(self, track: Track) -> None:
+        """Note the zones a live track is in (called every frame it is updated)."""
+        if self.zones:
+            track.zones.update(self.zones.at(*track.centre))
+
+    def message(self, track: Track, phase: Phase) -> EventMsg:
+        if track.event_id is None:
+            track.event_id = new_id(track.first_seen)
+        x0, y0, x1, y1 = track.best_box
+        cx, cy = track.centre
+        fx, fy = track.first_centre
+        return EventMsg(
+            id=track.event_id,
+            k=phase,
+            c=track.label,
+            s=_r(track.best_score, 2),
+            t0=_r(track.first_seen, 2),
+            t1=_r(track.last_seen, 2),
+            b=(_r(x0, 3), _r(y0, 3), _r(x1 - x0, 3), _r(y1 - y0, 3)),
+            tr=track.track_id,
+            dir=direction(cx - fx, cy - fy),
+            z=sorted(track.zones) or None,
+            ns=None if self.clock_synced else 1,
+        )

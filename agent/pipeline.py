@@ -1,0 +1,159 @@
+"""The vision pipeline: frames in, event and count messages out.
+
+``capture thread ─► FrameFeed ─► motion gate ─► detector ─► tracker ─► events ─► sinks``
+
+The capture thread (see sources.feed) never waits for detection; everything after the feed
+runs on one pipeline thread, the caller's, so the stages need no locks between them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from roadside.agent.config import AgentConfig
+from roadside.agent.events.builder import EventBuilder
+from roadside.agent.events.counts import CountWindow
+from roadside.agent.events.sinks import Sink
+from roadside.agent.frames import Frame
+from roadside.agent.protocol import Message
+from roadside.agent.sources.base import FrameSource
+from roadside.agent.sources.feed import CaptureThread, FrameFeed
+from roadside.agent.vision.detector import Detector
+from roadside.agent.vision.motion import MotionGate
+from roadside.agent.vision.tracker import Track, Tracker
+from roadside.agent.vision.zones import ZoneMap
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineStats:
+    """Read by health reports and the watchdog from other threads (plain numbers: no lock)."""
+
+    frames: int = 0
+    detections_run: int = 0
+    events: int = 0
+    last_frame_mono: float = 0.0
+    last_detect_mono: float = 0.0
+    detect_latency_s: float = 0.0
+    started_mono: float = 0.0
+
+    @property
+    def fps(self) -> float:
+        elapsed = time.monotonic() - self.started_mono
+        return self.frames / elapsed if elapsed > 0 else 0.0
+
+
+class Pipeline:
+    """Runs the stages over a source until told to stop or the source ends."""
+
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        source: FrameSource,
+        detector: Detector,
+        sinks: list[Sink],
+    ) -> None:
+        self.cfg = cfg
+        self.source = source
+        self.detector = detector
+        self.sinks = sinks
+        self.gate = MotionGate(cfg.motion)
+        self.tracker = Tracker(cfg.tracker)
+        self.builder = EventBuilder(ZoneMap(cfg.events.zones))
+        self.counts = CountWindow(cfg.events.count_interval_s)
+        self.stop_event = threading.Event()
+        fast_file = not source.live and cfg.source.pace == "fast"
+        self.feed = FrameFeed(size=4 if fast_file else 2, newest_wins=not fast_file)
+        self.capture = CaptureThread(source, self.feed, self.stop_event)
+        self.stats = PipelineStats()
+        self._last_detect_t: float | None = None
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self, duration: float | None = None) -> PipelineStats:
+        """Process frames until ``stop()``, the end of the source, or ``duration`` seconds."""
+        self.stats.started_mono = time.monotonic()
+        deadline = None if duration is None else self.stats.started_mono + duration
+        self.capture.start()
+        last_t = None
+        try:
+            while not self.stop_event.is_set():
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                frame = self.feed.get(timeout=0.2)
+                if frame is None:
+                    if self.feed.ended:
+                        break
+                    continue
+                self.step(frame)
+                last_t = frame.time
+        finally:
+            self.stop_event.set()
+            self.capture.join(timeout=5)
+            self._finish(last_t)
+        if self.capture.error is not None:
+            raise self.capture.error
+        return self.stats
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def step(self, frame: Frame) -> None:
+        """One frame through gate, detector and tracker."""
+        self.stats.frames += 1
+        self.stats.last_frame_mono = time.monotonic()
+        if self._should_detect(frame):
+            detections = self.detector.detect(frame.detect_image)
+            self._last_detect_t = frame.time
+            self.stats.detections_run += 1
+            self.stats.last_detect_mono = time.monotonic()
+            self.stats.detect_latency_s = self.detector.last_latency
+            ended = self.tracker.update(detections, frame.time)
+            self._announce(frame.time)
+        else:
+            ended = self.tracker.expire(frame.time)
+        self._close(ended)
+        count = self.counts.due(frame.time)
+        if count is not None:
+            self._emit("count", count)
+
+    # -- named steps --------------------------------------------------------------------
+    def _should_detect(self, frame: Frame) -> bool:
+        if not self.cfg.motion.enabled:
+            return True
+        moving = self.gate.update(frame.detect_image)
+        stale = (
+            self._last_detect_t is None
+            or frame.time - self._last_detect_t >= self.cfg.motion.keepalive_s
+        )
+        return moving or stale
+
+    def _announce(self, t: float) -> None:
+        for track in self.tracker.tracks:
+            self.builder.observe(track)
+            if track.confirmed and track.event_id is None:
+                self.counts.add(track.label, t)
+                self._emit("event", self.builder.message(track, "s"))
+
+    def _close(self, ended: list[Track]) -> None:
+        for track in ended:
+            if track.confirmed:
+                self._emit("event", self.builder.message(track, "e"))
+
+    def _finish(self, last_t: float | None) -> None:
+        self._close(self.tracker.flush())
+        if last_t is not None:
+            count = self.counts.close(last_t)
+            if count is not None and count.n:
+                self._emit("count", count)
+        for sink in self.sinks:
+            sink.close()
+
+    def _emit(self, kind: str, msg: Message) -> None:
+        if kind == "event":
+            self.stats.events += 1
+        for sink in self.sinks:
+            sink.publish(kind, msg)

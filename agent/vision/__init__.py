@@ -1,0 +1,1 @@
+"""Seeing: the motion gate, the detector, the tracker and zones."""
