@@ -154,6 +154,99 @@ class EventsConfig(Section):
         return self
 
 
+class MqttConfig(Section):
+    """The link to the station's MQTT broker (needed when events.sinks has "mqtt")."""
+
+    host: str = Field("localhost", min_length=1, description="Broker host name or address.")
+    port: int | None = Field(
+        None, ge=1, le=65535, description="Broker port (default 1883, or 8883 with TLS)."
+    )
+    protocol: Literal["auto", "5", "3.1.1"] = Field(
+        "auto", description="auto: MQTT 5, falling back to 3.1.1 when the broker refuses it."
+    )
+    client_id: str | None = Field(
+        None, max_length=64, description="MQTT client id (default: the device id). Keep it "
+        "stable: the broker keeps the box's session under it."
+    )
+    tls: bool = Field(
+        False, description="Use TLS (implied by tls_ca/tls_cert); without tls_ca the system "
+        "CA store checks the broker."
+    )
+    tls_ca: str | None = Field(None, description="CA certificate(s) that signed the broker's.")
+    tls_cert: str | None = Field(None, description="This box's client certificate (PEM).")
+    tls_key: str | None = Field(None, description="The client certificate's private key (PEM).")
+    username: str | None = Field(None, min_length=1, description="Broker user name.")
+    password: str | None = Field(None, description="Broker password (prefer password_file).")
+    password_file: str | None = Field(
+        None, description="File holding the broker password (first line), readable by the agent."
+    )
+    keepalive_s: int = Field(
+        120, ge=10, le=3600, description="Keepalive: the broker drops the link after 1.5x this "
+        "silent. Long enough for one transfer chunk on the slowest link."
+    )
+    session_expiry_s: int = Field(
+        172800, ge=0, le=4294967295, description="How long the broker keeps the box's session "
+        "(subscriptions, queued commands) while it is away (MQTT 5)."
+    )
+    max_inflight: int = Field(
+        20, ge=1, le=1000, description="Messages sent and not yet acknowledged, at most "
+        "(lowered to the broker's receive maximum)."
+    )
+    reconnect_min_s: float = Field(
+        1.0, gt=0, le=3600, description="First wait before reconnecting (doubles, with jitter)."
+    )
+    reconnect_max_s: float = Field(
+        120.0, gt=0, le=86400, description="Longest wait between reconnect attempts."
+    )
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or bool(self.tls_ca or self.tls_cert)
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (8883 if self.uses_tls else 1883)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttConfig:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("mqtt.tls_cert and mqtt.tls_key go together: set both or neither")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("mqtt.password and mqtt.password_file: set one, not both")
+        if (self.password is not None or self.password_file) and not self.username:
+            raise ValueError("mqtt.password needs mqtt.username")
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError(
+                f"mqtt.reconnect_min_s ({self.reconnect_min_s}) must not exceed "
+                f"mqtt.reconnect_max_s ({self.reconnect_max_s})"
+            )
+        return self
+
+
+class UplinkConfig(Section):
+    """The durable outbox in front of the MQTT link, and the health heartbeat."""
+
+    outbox_max_rows: int = Field(
+        500_000, ge=100, le=100_000_000, description="Messages the outbox holds at most; past "
+        "it, health goes first, then counts are folded, then the oldest counts and events go."
+    )
+    outbox_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=64 * 1024, le=64 * 1024**3,
+        description="Payload bytes the outbox holds at most (same policy as outbox_max_rows).",
+    )
+    outbox_sync: Literal["full", "normal"] = Field(
+        "full", description="full: every message is on disk before publish() returns (survives "
+        "power cuts); normal: faster, the last moments may be lost on a power cut."
+    )
+    health_period_s: float = Field(
+        300.0, ge=5, le=86400, description="Seconds between health heartbeats."
+    )
+    stop_flush_s: float = Field(
+        3.0, ge=0, le=60, description="On a clean stop, wait up to this long for the outbox "
+        "to empty while the link is up; what is left is sent after the next start."
+    )
+
+
 class AgentConfig(Section):
     """The whole agent configuration file."""
 
@@ -168,6 +261,17 @@ class AgentConfig(Section):
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    mqtt: MqttConfig | None = Field(None, description="The broker link (sinks = [\"mqtt\"]).")
+    uplink: UplinkConfig = Field(default_factory=UplinkConfig)
+
+    @model_validator(mode="after")
+    def _mqtt_sink_needs_broker(self) -> AgentConfig:
+        if "mqtt" in self.events.sinks and self.mqtt is None:
+            raise ValueError(
+                "events.sinks has 'mqtt', so an [mqtt] section must name the broker "
+                "(host = ..., port = ...)"
+            )
+        return self
 
     @field_validator("device")
     @classmethod
@@ -187,11 +291,13 @@ def _describe(error: dict) -> str:
         return f"unknown key {loc!r}: remove it or check its spelling"
     if kind == "missing":
         return f"{loc} is required but missing"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{loc} = {error.get('input')!r}: must be a table, written [{loc}]"
     msg = error["msg"].removeprefix("Value error, ")
-    if kind == "value_error" and not error["loc"]:
-        return msg
     value = error.get("input")
-    shown = repr(value) if not isinstance(value, dict) else "a table"
+    if isinstance(value, dict):  # a whole-section rule: its message names the fields
+        return msg if kind == "value_error" else f"{loc}: {msg}"
+    shown = repr(value)
     if len(shown) > 60:
         shown = shown[:57] + "..."
     return f"{loc} = {shown}: {msg}"

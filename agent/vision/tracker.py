@@ -77,10 +77,12 @@ class Track:
         self.box = det.box
         if dt > 0:
             nx, ny = self.centre
-            # Smooth the speed a little: detector boxes jitter by a few pixels.
+            vx, vy = (nx - ox) / dt, (ny - oy) / dt
+            # Smooth the speed a little once known: detector boxes jitter by a few pixels.
+            k = 1.0 if self.hits == 1 else 0.5
             self.velocity = (
-                0.5 * self.velocity[0] + 0.5 * (nx - ox) / dt,
-                0.5 * self.velocity[1] + 0.5 * (ny - oy) / dt,
+                (1 - k) * self.velocity[0] + k * vx,
+                (1 - k) * self.velocity[1] + k * vy,
             )
         self.last_seen = t
         self.hits += 1
