@@ -142,7 +142,9 @@ def verify(m: Manifest, store: Path) -> list[tuple[AssetFile, str]]:
         if not path.is_file():
             problems.append((f, f"missing: {path}"))
         elif (actual := sha256_file(path)) != f.sha256:
-            problems.append((f, f"sha256 mismatch: {path} is {actual[:12]}…, want {f.sha256[:12]}…"))
+            problems.append(
+                (f, f"sha256 mismatch: {path} is {actual[:12]}…, want {f.sha256[:12]}…")
+            )
     return problems
 
 

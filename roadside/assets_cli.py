@@ -77,4 +77,6 @@ def _group(kind: str, help_text: str) -> click.Group:
 
 
 model = _group("model", "Detection models: list, fetch NAME [--from DIR], verify NAME.")
-footage = _group("footage", "Sample footage for the demo: list, fetch NAME [--from DIR], verify NAME.")
+footage = _group(
+    "footage", "Sample footage for the demo: list, fetch NAME [--from DIR], verify NAME."
+)

@@ -26,7 +26,8 @@ path = "clip.mp4"
 BAD = [
     ("unknown top-level key", "colour = 'red'\n" + MINIMAL, ["'colour'", "unknown key"]),
     ("typo in a section key", MINIMAL + "[detector]\nmodle = 'x'\n", ["detector.modle"]),
-    ("device id with spaces", MINIMAL.replace("junction-07", "Junction 07"), ["device", "'Junction 07'"]),
+    ("device id with spaces", MINIMAL.replace("junction-07", "Junction 07"),
+     ["device", "'Junction 07'"]),
     ("missing device", MINIMAL.replace('device = "junction-07"', ""), ["device", "required"]),
     ("unknown source kind", MINIMAL.replace('"file"', '"webcam"'),
      ["source.kind", "'webcam'", "'file'", "'rtsp'"]),
@@ -39,7 +40,8 @@ BAD = [
     ("negative keepalive", MINIMAL + "[motion]\nkeepalive_s = -1\n", ["motion.keepalive_s", "-1"]),
     ("mask point outside the frame", MINIMAL + "[motion]\nmasks = [[[0, 0], [2, 0], [0, 1]]]\n",
      ["motion.masks", "2"]),
-    ("zone with two corners", MINIMAL + "[[events.zones]]\nname = 'z'\npolygon = [[0, 0], [1, 1]]\n",
+    ("zone with two corners",
+     MINIMAL + "[[events.zones]]\nname = 'z'\npolygon = [[0, 0], [1, 1]]\n",
      ["events.zones.0.polygon", "3"]),
     ("unknown sink", MINIMAL + "[events]\nsinks = ['printer']\n", ["events.sinks", "'printer'"]),
     ("jsonl sink without a file", MINIMAL + "[events]\nsinks = ['jsonl']\n", ["jsonl_path"]),
@@ -52,7 +54,9 @@ BAD = [
 
 
 @pytest.mark.parametrize(("why", "text", "words"), BAD, ids=[b[0] for b in BAD])
-def test_bad_config_is_one_clear_line(tmp_path: Path, why: str, text: str, words: list[str]) -> None:
+def test_bad_config_is_one_clear_line(
+    tmp_path: Path, why: str, text: str, words: list[str]
+) -> None:
     path = tmp_path / "agent.toml"
     path.write_text(text)
     with pytest.raises(ConfigError) as err:

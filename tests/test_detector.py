@@ -49,7 +49,9 @@ def yolox(models_dir: Path) -> Detector:
     return Detector(DetectorConfig(model="yolox_nano", models_dir=str(models_dir)))
 
 
-@pytest.mark.parametrize(("clip", "step"), [("traffic_frames.mp4", 1), ("motorway_overpass.mp4", 10)])
+@pytest.mark.parametrize(
+    ("clip", "step"), [("traffic_frames.mp4", 1), ("motorway_overpass.mp4", 10)]
+)
 def test_ssd_finds_cars(ssd: Detector, footage: Path, clip: str, step: int) -> None:
     seen = labels_seen(ssd, footage / clip, limit=20, step=step)
     # Cars dominate: the class-id mapping is right (an off-by-one would say bicycle or truck).
@@ -135,7 +137,9 @@ def test_label_files(models_dir: Path) -> None:
     )
     automl = read_labels(models_dir / "automl_traffic_label_map.pbtxt", "pbtxt", 1)
     assert automl == {0: "sedan", 1: "pickup_suv_van", 2: "large_veh_bus"}
-    voc = read_labels(models_dir / "yolox_coco_classes.txt", "lines", 0, {"motorbike": "motorcycle"})
+    voc = read_labels(
+        models_dir / "yolox_coco_classes.txt", "lines", 0, {"motorbike": "motorcycle"}
+    )
     assert voc[3] == "motorcycle" and voc[0] == "person"
 
 

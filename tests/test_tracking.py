@@ -117,5 +117,5 @@ def test_motion_mask_hides_a_region(footage: Path) -> None:
     masked = MotionGate(MotionConfig(masks=[[(0, 0), (1, 0), (1, 1), (0, 1)]]))
     for f in frames:
         full.update(f)
-        assert not masked.update(f) or masked.changed == 0.0 and f is frames[0]
+        assert not masked.update(f) or (masked.changed == 0.0 and f is frames[0])
     assert full.changed > 0

@@ -59,7 +59,7 @@ class FileSource:
             delay = self._m0 + offset - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        frame = Frame(image=image, time=self._t0 + offset, mono=self._m0 + offset, index=self._index)
+        frame = Frame(image, self._t0 + offset, self._m0 + offset, self._index)
         self._index += 1
         return frame
 

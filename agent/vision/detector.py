@@ -19,7 +19,7 @@ import numpy as np
 from roadside import assets
 from roadside.agent.config import DetectorConfig
 from roadside.agent.vision.decoders import Detection, YoloxDecoder, decode_ssd, letterbox
-from roadside.agent.vision.runtime import load_interpreter
+from roadside.agent.vision.runtime import default_threads, load_interpreter
 from roadside.errors import AssetError, DetectorError
 
 
@@ -74,8 +74,9 @@ class Detector:
                 f"it knows: {', '.join(sorted(set(self.labels.values())))}"
             )
         self.wanted = {k: v for k, v in self.labels.items() if v in cfg.classes}
+        self.interpreter_threads = cfg.threads or default_threads()
         self.interpreter, self.runtime = load_interpreter(
-            str(store / weights.file), cfg.threads, cfg.runtime
+            str(store / weights.file), self.interpreter_threads, cfg.runtime
         )
         self.family = self.manifest.family
         spec = self.manifest.input

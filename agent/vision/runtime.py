@@ -24,7 +24,10 @@ def default_threads() -> int:
 
 
 def load_interpreter(model_path: str, threads: int = 0, runtime: str = "auto") -> tuple[Any, str]:
-    """An allocated interpreter for ``model_path`` and the name of the runtime that made it."""
+    """An allocated interpreter for ``model_path`` and the name of the runtime that made it.
+
+    ``threads`` 0 means ``default_threads()``.
+    """
     order = ["litert", "tflite"] if runtime == "auto" else [runtime]
     missing = []
     for name in order:
@@ -34,7 +37,7 @@ def load_interpreter(model_path: str, threads: int = 0, runtime: str = "auto") -
             missing.append(RUNTIMES[name].split(".")[0])
             continue
         try:
-            interp = module.Interpreter(model_path=model_path, num_threads=threads or default_threads())
+            interp = module.Interpreter(model_path=model_path, num_threads=threads)
             interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise DetectorError(f"cannot load model {model_path}: {exc}") from None

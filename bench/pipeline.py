@@ -1,0 +1,159 @@
+"""Pipeline throughput and CPU: the model alone, a naive loop, and the real pipeline.
+
+    python bench/pipeline.py [--frames 450] [--model ssd_mobilenet_v1_coco_quant]
+
+In one run, on the same footage and the same interpreter settings:
+  (a) raw     the model's invoke alone on one prepared tensor: the limit;
+  (b) naive   read, resize and invoke every frame, one thread;
+  (c) busy    the full pipeline (capture thread, motion gate, detector, tracker) on traffic;
+  (d) quiet   the full pipeline on a still frame repeated, against the naive loop on it.
+Reports frames/s and CPU-seconds per frame for each, and the ratios; the last line is
+``RESULT busy_vs_raw=<x> quiet_cpu_vs_naive=<y> peak_rss_mb=<z>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from roadside.agent.config import parse_config
+from roadside.agent.frames import Frame
+from roadside.agent.pipeline import Pipeline
+from roadside.agent.vision.detector import Detector
+
+SHARED = Path(os.environ.get("ROADSIDE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+CLIP = SHARED / "footage" / "motorway_overpass.mp4"
+
+
+class StillSource:
+    """A camera looking at an empty scene: the same frame, as fast as asked, n times."""
+
+    live = False
+
+    def __init__(self, image: np.ndarray, frames: int, fps: float = 30.0) -> None:
+        self.image, self.frames, self.fps = image, frames, fps
+        self._i = 0
+        self._t0 = time.time()
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> Frame | None:
+        if self._i >= self.frames:
+            return None
+        t = self._i / self.fps
+        frame = Frame(self.image, self._t0 + t, t, self._i)
+        self._i += 1
+        return frame
+
+    def close(self) -> None:
+        pass
+
+
+class LoopedClip:
+    """The busy scene: the clip decoded as fast as possible, looped to n frames."""
+
+    live = False
+
+    def __init__(self, path: Path, frames: int) -> None:
+        self.path, self.frames = path, frames
+        self.cap = cv2.VideoCapture(str(path))
+        self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0
+        self._i = 0
+        self._t0 = time.time()
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> Frame | None:
+        if self._i >= self.frames:
+            return None
+        ok, image = self.cap.read()
+        if not ok:
+            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, image = self.cap.read()
+        t = self._i / self.fps
+        self._i += 1
+        return Frame(image, self._t0 + t, t, self._i - 1)
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+def measure(fn, frames: int) -> tuple[float, float]:
+    """(frames per second, CPU seconds per frame) of ``fn`` processing ``frames`` frames."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return frames / wall, cpu / frames
+
+
+def config(model: str):
+    return parse_config({
+        "device": "bench",
+        "source": {"kind": "file", "path": str(CLIP), "pace": "fast"},
+        "detector": {"model": model, "models_dir": str(SHARED / "models")},
+        "events": {"sinks": []},
+    })
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=450)
+    parser.add_argument("--model", default="ssd_mobilenet_v1_coco_quant")
+    args = parser.parse_args()
+    n = args.frames
+    cfg = config(args.model)
+    det = Detector(cfg.detector)
+    cap = cv2.VideoCapture(str(CLIP))
+    still = cap.read()[1]
+    cap.release()
+    tensor, _ = det._preprocess(still)
+
+    def raw() -> None:
+        for _ in range(n):
+            det.interpreter.set_tensor(det._image_input, tensor)
+            det.interpreter.invoke()
+
+    def naive(source) -> None:
+        while (frame := source.read()) is not None:
+            det.detect(frame.image)
+
+    def pipeline(source) -> None:
+        Pipeline(cfg, source, det, []).run()
+
+    raw()  # warm up caches and the delegate
+    results = {
+        "raw invoke": measure(raw, n),
+        "naive, busy": measure(lambda: naive(LoopedClip(CLIP, n)), n),
+        "pipeline, busy": measure(lambda: pipeline(LoopedClip(CLIP, n)), n),
+        "naive, quiet": measure(lambda: naive(StillSource(still, n)), n),
+        "pipeline, quiet": measure(lambda: pipeline(StillSource(still, n)), n),
+    }
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"model {args.model} on {det.runtime}, {det.interpreter_threads} thread(s), "
+          f"{n} frames each, {os.cpu_count()} CPUs")
+    print(f"{'':18}{'frames/s':>10}{'CPU ms/frame':>14}")
+    for name, (fps, cpu) in results.items():
+        print(f"{name:18}{fps:10.1f}{cpu * 1000:14.2f}")
+    busy_vs_raw = results["pipeline, busy"][0] / results["raw invoke"][0]
+    busy_vs_naive = results["pipeline, busy"][0] / results["naive, busy"][0]
+    quiet_cpu = results["pipeline, quiet"][1] / results["naive, quiet"][1]
+    print(f"pipeline busy / raw invoke rate:      {busy_vs_raw:.2f}  (target >= 0.85)")
+    print(f"pipeline busy / naive loop rate:      {busy_vs_naive:.2f}")
+    print(f"pipeline quiet CPU / naive quiet CPU: {quiet_cpu:.3f} (target <= 0.20)")
+    print(f"peak RSS: {peak_mb:.0f} MB (target <= 200)")
+    print(f"RESULT busy_vs_raw={busy_vs_raw:.2f} quiet_cpu_vs_naive={quiet_cpu:.3f} "
+          f"peak_rss_mb={peak_mb:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
