@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -59,6 +60,8 @@ class Mosquitto:
             "per_listener_settings false",
             self.listener or f"listener {self.port} 127.0.0.1",
             f"allow_anonymous {'true' if self.anonymous else 'false'}",
+            # As root mosquitto would drop to its own user and lose write access here.
+            "user root" if os.geteuid() == 0 else "",
             "persistence true",
             f"persistence_location {self.workdir}/",
             "autosave_interval 1",

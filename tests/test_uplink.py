@@ -1,0 +1,312 @@
+"""The uplink against a real mosquitto: order, outages, status, priorities, subscriptions."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from broker import Mosquitto
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from roadside.agent.config import MqttConfig, UplinkConfig
+from roadside.agent.protocol import (
+    MESSAGES,
+    CountMsg,
+    EventMsg,
+    HealthMsg,
+    Message,
+    StatusMsg,
+    kind_of,
+    topic,
+)
+from roadside.agent.uplink import BulkMessage, Inbound, Priority, Uplink
+from roadside.ids import new_id
+
+DEVICE = "box-1"
+
+
+class Subscriber:
+    """The station's side: a persistent QoS 1 session that records every message it gets."""
+
+    def __init__(self, port: int, filters: tuple[str, ...] = ("roadside/v1/#",),
+                 client_id: str = "station", tls: dict | None = None,
+                 clean: bool = False, login: tuple[str, str] | None = None) -> None:
+        self.messages: list[mqtt.MQTTMessage] = []
+        self.subscribed = threading.Event()
+        self._cond = threading.Condition()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv5)
+        self.client.reconnect_delay_set(0.05, 0.5)
+        if tls:
+            self.client.tls_set(**tls)
+        if login:
+            self.client.username_pw_set(*login)
+        self.client.on_connect = lambda c, *_: c.subscribe([(f, 1) for f in filters])
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self.client.on_message = self._on_message
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        self.client.connect("127.0.0.1", port, 30, clean_start=clean, properties=props)
+        self.client.loop_start()
+        assert self.subscribed.wait(10), "the station could not subscribe"
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        with self._cond:
+            self.messages.append(msg)
+            self._cond.notify_all()
+
+    def wait(self, predicate: Callable[[list[mqtt.MQTTMessage]], bool],
+             timeout: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.messages):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def of_kind(self, kind: str) -> list[Message]:
+        with self._cond:
+            msgs = [m for m in self.messages if kind_of(m.topic) == kind]
+        return [MESSAGES[kind].decode(m.payload) for m in msgs]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def kinds(msgs: list[mqtt.MQTTMessage], kind: str) -> list[mqtt.MQTTMessage]:
+    return [m for m in msgs if kind_of(m.topic) == kind]
+
+
+def event(i: int, phase: str = "s") -> EventMsg:
+    now = time.time()
+    return EventMsg(id=new_id(), k=phase, c="car", s=0.81, t0=round(now, 2),
+                    t1=round(now + 1, 2), b=(0.412, 0.288, 0.071, 0.064), tr=i, dir="SE",
+                    z=["left-lanes"])
+
+
+def mqtt_cfg(port: int, **kw: object) -> MqttConfig:
+    return MqttConfig(host="127.0.0.1", port=port, reconnect_min_s=0.05, reconnect_max_s=0.5,
+                      **kw)
+
+
+def make_uplink(tmp_path: Path, port: int, heartbeat: bool = False,
+                uplink_cfg: UplinkConfig | None = None, **kw: object) -> Uplink:
+    return Uplink(DEVICE, mqtt_cfg(port, **kw), uplink_cfg or UplinkConfig(outbox_sync="normal"),
+                  tmp_path / "data", heartbeat=heartbeat)
+
+
+def start_broker(workdir: Path, extra: str = "", **kw: object) -> Mosquitto:
+    return Mosquitto(workdir, extra=extra, **kw).start()  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    b = start_broker(tmp_path / "broker")
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def station(broker: Mosquitto):
+    sub = Subscriber(broker.port)
+    yield sub
+    sub.close()
+
+
+def test_online_events_arrive_in_order_with_valid_schema(tmp_path, broker, station):
+    up = make_uplink(tmp_path, broker.port, heartbeat=True)
+    with up:
+        assert up.client.wait_connected(10)
+        sent = [event(i, "s" if i % 2 else "e") for i in range(300)]
+        for msg in sent:
+            up.sink.publish("event", msg)
+        up.sink.publish("count", CountMsg(id=new_id(), t0=1.0, t1=61.0, n={"car": 300}))
+        assert station.wait(lambda m: len(kinds(m, "event")) == 300 and kinds(m, "count"))
+    received = kinds(station.messages, "event")
+    assert [EventMsg.decode(m.payload) for m in received] == sent  # order and content
+    assert all(m.qos == 1 and not m.retain for m in received)
+    assert station.of_kind("count")[0].n == {"car": 300}
+    health = station.of_kind("health")
+    assert health and isinstance(health[0], HealthMsg) and health[0].ln == 1
+    statuses = station.of_kind("status")
+    assert [s.st for s in statuses] == ["online", "offline"]
+    assert statuses[-1].why == "stop" and statuses[0].sw
+
+
+def test_event_payload_is_compact():
+    """A typical event fits the 200 B budget; even the busiest stays close to it."""
+    assert len(event(7).encode()) <= 200
+    busiest = EventMsg(id=new_id(), k="e", c="motorcycle", s=0.93, t0=1795888343.66,
+                       t1=1795888399.72, b=(0.572, 0.162, 0.048, 0.043), tr=10234, dir="NW",
+                       z=["left-lanes", "right-lanes"], ns=1)
+    assert len(busiest.encode()) <= 224
+
+
+def test_events_produced_while_broker_down_all_arrive(tmp_path, broker, station):
+    up = make_uplink(tmp_path, broker.port)
+    with up:
+        assert up.client.wait_connected(10)
+        broker.stop()
+        deadline = time.monotonic() + 10
+        while up.connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not up.connected
+        sent = [event(i) for i in range(200)]
+        for msg in sent:
+            up.sink.publish("event", msg)
+        assert up.outbox.rows == 200  # all waiting, durable
+        broker.start()
+        assert station.wait(lambda m: len({json.loads(x.payload)["id"]
+                                           for x in kinds(m, "event")}) == 200, 30)
+        assert up.sender.drain(10)
+        assert up.outbox.rows == 0
+        assert up.client.state().reconnects >= 1
+    got = {EventMsg.decode(m.payload).id for m in kinds(station.messages, "event")}
+    assert got == {m.id for m in sent}
+
+
+def test_backlog_goes_out_by_priority(tmp_path, broker, station):
+    """Replies, events, counts, health: stored in the reverse order, sent most urgent first."""
+    up = make_uplink(tmp_path, broker.port)
+    up.publish("health", HealthMsg(id=new_id(), t=1.0))
+    up.publish("count", CountMsg(id=new_id(), t0=1.0, t1=2.0, n={"car": 1}))
+    up.sink.publish("event", event(1))
+    up.publish("reply/req-1", EventMsg.model_validate(event(2).model_dump()))  # any message
+    with up:
+        assert station.wait(lambda m: len([x for x in m if "status" not in x.topic]) == 4)
+    order = [kind_of(m.topic) for m in station.messages if "status" not in m.topic]
+    assert order == ["reply/req-1", "event", "count", "health"]
+
+
+def test_live_events_go_before_the_backlog(tmp_path, broker, station):
+    """After a reconnect, a new event does not wait behind the stored ones; both stay in order."""
+    up = make_uplink(tmp_path, broker.port, max_inflight=1)
+    backlog = [event(i) for i in range(400)]
+    for msg in backlog:
+        up.sink.publish("event", msg)
+    with up:
+        assert up.client.wait_connected(10)
+        live = [event(1000 + i) for i in range(5)]
+        for msg in live:
+            up.sink.publish("event", msg)
+        assert station.wait(lambda m: len(kinds(m, "event")) >= 405)
+    ids = [EventMsg.decode(m.payload).id for m in kinds(station.messages, "event")]
+    positions = [ids.index(m.id) for m in live]
+    assert positions == sorted(positions)
+    assert max(positions) < 100, "live events waited behind the backlog"
+    assert [i for i in ids if i not in {m.id for m in live}] == [m.id for m in backlog]
+
+
+def test_retained_offline_after_clean_stop(tmp_path, broker):
+    up = make_uplink(tmp_path, broker.port)
+    with up:
+        assert up.client.wait_connected(10)
+    late = Subscriber(broker.port, (topic(DEVICE, "status"),), client_id="late", clean=True)
+    try:
+        assert late.wait(lambda m: len(m) == 1)
+        status = StatusMsg.decode(late.messages[0].payload)
+        assert late.messages[0].retain and status.st == "offline" and status.why == "stop"
+    finally:
+        late.close()
+
+
+def test_commands_reach_subscribers_across_a_broker_restart(tmp_path, broker):
+    up = make_uplink(tmp_path, broker.port)
+    got: list[Inbound] = []
+    arrived = threading.Event()
+
+    def on_command(msg: Inbound) -> None:
+        got.append(msg)
+        arrived.set()
+
+    officer = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="officer",
+                          protocol=mqtt.MQTTv5)
+    up.subscribe("cmd/#", on_command)  # before the link is up: sent on connect
+    with up:
+        assert up.client.wait_connected(10)
+        for attempt in range(2):
+            if attempt:
+                broker.restart()
+                assert up.client.wait_connected(10)
+                deadline = time.monotonic() + 10
+                while up.client.state().connects < 2 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            arrived.clear()
+            officer.connect("127.0.0.1", broker.port)
+            officer.loop_start()
+            # The subscription may still be on its way: publish until the box hears it.
+            deadline = time.monotonic() + 10
+            while not arrived.wait(0.2) and time.monotonic() < deadline:
+                officer.publish(topic(DEVICE, "cmd/ping"), b'{"n":%d}' % attempt, qos=1)
+            officer.disconnect()
+            officer.loop_stop()
+            assert arrived.is_set(), f"no command after {'restart' if attempt else 'start'}"
+    assert got[-1].topic == topic(DEVICE, "cmd/ping")
+    assert json.loads(got[-1].payload)["n"] == 1
+
+
+class ChunkSource:
+    """A bulk source handing out numbered chunks (a transfer), as fast as it is asked."""
+
+    def __init__(self, n: int, size: int) -> None:
+        self.todo = list(range(n))
+        self.size = size
+        self.done: set[int] = set()
+        self.handed = 0
+
+    def next_message(self) -> BulkMessage | None:
+        if not self.todo:
+            return None
+        i = self.todo.pop(0)
+        self.handed += 1
+        return BulkMessage(topic(DEVICE, f"xfer/t1/{i}"), bytes(self.size), token=i)
+
+    def acked(self, msg: BulkMessage) -> None:
+        self.done.add(int(msg.token))  # type: ignore[call-overload]
+
+    def lost(self, msg: BulkMessage) -> None:
+        self.todo.insert(0, int(msg.token))  # type: ignore[call-overload]
+
+
+def chunks_seen(msgs: list[mqtt.MQTTMessage]) -> int:
+    return sum(1 for m in msgs if "/xfer/" in m.topic)
+
+
+def test_bulk_transfer_does_not_hold_back_events(tmp_path, broker, station):
+    up = make_uplink(tmp_path, broker.port)
+    chunks = ChunkSource(2000, 2048)
+    up.add_bulk(chunks)
+    with up:
+        assert station.wait(lambda m: chunks_seen(m) >= 200)
+        handed_before = chunks.handed
+        sent = [event(i) for i in range(5)]
+        for msg in sent:
+            up.sink.publish("event", msg)
+        deadline = time.monotonic() + 10
+        while up.outbox.rows and time.monotonic() < deadline:  # acked by the broker
+            time.sleep(0.001)
+        handed_after = chunks.handed
+        assert up.outbox.rows == 0
+        assert station.wait(lambda m: chunks_seen(m) >= 2000, 60)
+        assert station.wait(lambda m: len(kinds(m, "event")) == 5)
+        assert up.sender.drain(10)
+    # The events overtook the transfer: at most a few windows of chunks went out meanwhile.
+    assert handed_after - handed_before <= 3 * up.client.capacity
+    assert handed_after < 2000
+    assert chunks.done == set(range(2000))
+    chunk_ids = {int(m.topic.rsplit("/", 1)[1]) for m in station.messages if "/xfer/" in m.topic}
+    assert chunk_ids == set(range(2000))
+
+
+def test_priority_constants_follow_the_contract():
+    assert Priority.REPLY < Priority.EVENT < Priority.COUNT < Priority.HEALTH < Priority.BULK

@@ -1,0 +1,78 @@
+"""Health readings from /proc and /sys, and the heartbeat message built from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from roadside.agent.config import MqttConfig
+from roadside.agent.hardware import health
+from roadside.agent.protocol import HealthMsg
+from roadside.agent.uplink import HealthReporter, Outbox, PipelineCounters, UplinkClient
+from roadside.agent.uplink.heartbeat import Heartbeat
+
+
+def test_host_readings_from_this_machine():
+    host = health.read_host()
+    assert host.uptime_s is not None and host.uptime_s > 0
+    assert host.load_1m is not None and host.load_1m >= 0
+    assert host.mem_total_mib and 0 < host.mem_used_mib <= host.mem_total_mib
+    used, free = health.disk_mib("/")
+    assert used > 0 and free > 0
+
+
+def test_cpu_temperature_prefers_the_cpu_zone(tmp_path: Path):
+    for name, kind, millideg in [("thermal_zone0", "acpitz", "27800"),
+                                 ("thermal_zone1", "x86_pkg_temp", "51250")]:
+        zone = tmp_path / name
+        zone.mkdir()
+        (zone / "type").write_text(kind + "\n")
+        (zone / "temp").write_text(millideg + "\n")
+    assert health.cpu_temp_c(tmp_path) == 51.2
+    assert health.cpu_temp_c(tmp_path / "absent") is None
+
+
+def test_pi_throttled_flags(tmp_path: Path):
+    flags = tmp_path / "get_throttled"
+    flags.write_text("50005\n")
+    value = health.throttled(flags)
+    assert value == 0x50005
+    assert value & health.UNDER_VOLTAGE_NOW and value & health.UNDER_VOLTAGE_SINCE_BOOT
+
+
+def test_memory_from_meminfo(tmp_path: Path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:        3884096 kB\nMemFree:          512000 kB\n"
+                       "MemAvailable:    2859072 kB\n")
+    assert health.memory_mib(meminfo) == ((3884096 - 2859072) // 1024, 3884096 // 1024)
+    assert health.memory_mib(tmp_path / "missing") is None
+
+
+def test_tree_bytes_counts_files_below(tmp_path: Path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "seg1.ts").write_bytes(b"x" * 1000)
+    (tmp_path / "seg0.ts").write_bytes(b"y" * 500)
+    assert health.tree_bytes(tmp_path) == 1500
+    assert health.tree_bytes(tmp_path / "nope") is None
+
+
+def test_heartbeat_message_is_compact_and_complete(tmp_path: Path):
+    (tmp_path / "segments").mkdir()
+    (tmp_path / "segments" / "s.ts").write_bytes(b"z" * 3 * 1024 * 1024)
+    with Outbox(tmp_path / "outbox.db", sync="normal") as box:
+        client = UplinkClient(MqttConfig(host="127.0.0.1", port=1), "box-1")
+        counters = PipelineCounters(frames_in=1500, frames_out=1490, frames_dropped=10,
+                                    detect_latency_s=0.0123)
+        reporter = HealthReporter(tmp_path, box, client, lambda: counters)
+        sent: list[HealthMsg] = []
+        beat = Heartbeat(reporter, sent.append, period_s=3600)
+        beat.beat()
+        msg = sent[0]
+        assert (msg.fi, msg.fo, msg.fd, msg.dl) == (1500, 1490, 10, 12.3)
+        assert msg.ln == 0 and msg.rc == 0 and msg.ob == 0
+        assert msg.dk is not None and msg.dk["seg"] == 3.0 and msg.dk["free"] > 0
+        assert msg.up and msg.mem
+        payload = msg.encode()
+        assert len(payload) < 320
+        assert HealthMsg.decode(payload) == msg
+        if health.cpu_temp_c() is None:  # readings a box cannot take are left out
+            assert b'"tc"' not in payload
