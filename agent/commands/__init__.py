@@ -1,0 +1,1 @@
+"""Requests from the station and their answers: clip, snapshot, cancel, ping, status."""

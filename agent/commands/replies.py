@@ -1,0 +1,74 @@
+"""Replies to commands: progress while a job runs, then exactly one final answer.
+
+Replies ride the uplink's durable outbox at the most urgent priority, so a reply made while
+the link is down still arrives. Whether a final reply is sent is decided by the request log
+(``RequestLog.finish``): the first final answer for a request wins, any later one is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from roadside.agent.commands.requests import Request, RequestLog
+from roadside.agent.protocol import REPLY, Message, ReplyMsg
+from roadside.ids import new_id
+
+log = logging.getLogger(__name__)
+
+MSG_MAX = 500  # characters of a reply's sentence
+
+
+class ReplyPort(Protocol):
+    """The uplink as the replies use it (``Uplink``)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def publish(self, kind: str, msg: Message, priority: int | None = None) -> int: ...
+
+
+class Replies:
+    """Safe from any thread (the request log and the outbox lock for themselves)."""
+
+    def __init__(self, uplink: ReplyPort, requests: RequestLog) -> None:
+        self.uplink = uplink
+        self.requests = requests
+        self.finals = 0
+        self.dropped_finals = 0
+
+    def done(self, rq: str, result: dict[str, Any], xid: str | None = None) -> bool:
+        return self._final(ReplyMsg(id=new_id(), rq=rq, st="done", r=result, xid=xid))
+
+    def error(self, rq: str, code: str, msg: str, xid: str | None = None) -> bool:
+        log.info("request %s: %s: %s", rq, code, msg)
+        return self._final(ReplyMsg(id=new_id(), rq=rq, st="error", code=code,
+                                    msg=msg[:MSG_MAX], xid=xid))
+
+    def progress(self, rq: str, pg: float | None, msg: str, xid: str | None = None) -> None:
+        """A progress note; skipped while the link is down (only the present matters)."""
+        if not self.uplink.connected:
+            return
+        pg = None if pg is None else round(min(1.0, max(0.0, pg)), 3)
+        self._send(ReplyMsg(id=new_id(), rq=rq, st="progress", pg=pg, msg=msg[:MSG_MAX],
+                            xid=xid))
+
+    def repeat(self, earlier: Request) -> None:
+        """A request id seen before: its stored final reply again (same message id), or a
+        note that it is still running."""
+        if earlier.reply is not None:
+            self._send(earlier.reply)
+        else:
+            self.progress(earlier.rq, None, "already running: this request id was seen before",
+                          earlier.xid)
+
+    def _final(self, reply: ReplyMsg) -> bool:
+        if not self.requests.finish(reply):
+            self.dropped_finals += 1
+            return False
+        self.finals += 1
+        self._send(reply)
+        return True
+
+    def _send(self, reply: ReplyMsg) -> None:
+        self.uplink.publish(f"{REPLY}/{reply.rq}", reply)

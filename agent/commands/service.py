@@ -1,0 +1,46 @@
+"""The command side of the agent, assembled: transfers, the command channel, snapshots.
+
+Built by the agent when the station link is configured: the transfer sender (a bulk source
+of the uplink), the channel listening on ``cmd/#``, a tap keeping the newest frame for
+"snapshot now", and the best-frame keeper watching the pipeline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from roadside.agent.commands.channel import CommandChannel
+from roadside.agent.commands.jobs import ClipMaker
+from roadside.agent.commands.snapshots import BestFrames
+from roadside.agent.config import AgentConfig
+from roadside.agent.frames import LatestFrame
+from roadside.agent.hardware.tamper import TAMPER_SNAPSHOTS
+from roadside.agent.pipeline import Pipeline
+from roadside.agent.transfer.sender import TransferSender
+from roadside.agent.uplink import Uplink
+
+
+class CommandService:
+    """Owns the transfer sender and the command channel; ``start`` before the uplink."""
+
+    def __init__(self, cfg: AgentConfig, uplink: Uplink, pipeline: Pipeline | None = None,
+                 clips: ClipMaker | None = None) -> None:
+        c = cfg.commands
+        self.latest = pipeline.latest if pipeline is not None else LatestFrame()
+        self.best = BestFrames(Path(cfg.data_dir) / "bestframes", c.best_frames,
+                               c.snapshot_width, c.snapshot_quality,
+                               also=[Path(cfg.data_dir) / TAMPER_SNAPSHOTS])
+        if pipeline is not None:
+            pipeline.observers.append(self.best.observe)
+        self.sender = TransferSender(uplink, cfg.data_dir, cfg.transfer)
+        self.channel = CommandChannel(uplink, self.sender, c, cfg.data_dir, clips=clips,
+                                      latest=self.latest, best=self.best)
+
+    def start(self) -> None:
+        self.sender.start()
+        self.channel.start()
+
+    def stop(self) -> None:
+        self.channel.stop()
+        self.best.flush()
+        self.sender.stop()

@@ -1,0 +1,1 @@
+"""Files from the box to the station: chunked, windowed, resumable uploads over MQTT."""

@@ -1,0 +1,494 @@
+"""The command channel on a real mosquitto: replies, repeats, clips, snapshots, cancel, fuzz.
+
+The box side is the agent's uplink, transfer sender and command channel; the station side is
+the central receiver; the "officer" is a plain MQTT client sending commands. Clips are cut
+by stream copy from real footage; snapshots come from real frames and a real detector run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
+
+from roadside.agent import protocol as P
+from roadside.agent.commands.channel import CommandChannel
+from roadside.agent.commands.jobs import ClipError
+from roadside.agent.commands.snapshots import BestFrames
+from roadside.agent.config import (
+    CommandsConfig,
+    MqttConfig,
+    TransferConfig,
+    UplinkConfig,
+    parse_config,
+)
+from roadside.agent.frames import Frame, LatestFrame
+from roadside.agent.recording.clipcut import ClipResult
+from roadside.agent.transfer.sender import TransferSender
+from roadside.agent.uplink import Uplink
+from roadside.central.config import BrokerConfig
+from roadside.central.receiver import TransferReceiver
+from roadside.central.receiver_service import ReceiverService
+from roadside.ids import new_id
+
+FINAL = ("done", "error")
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.01)
+    if not condition():
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class FootageClips:
+    """A clip maker over one real video file, taken as recorded from ``t0`` (epoch s).
+
+    Cuts by stream copy from the keyframe at or before ``start``, like the recorder's cutter.
+    """
+
+    def __init__(self, path: Path, t0: float) -> None:
+        self.path = path
+        self.t0 = t0
+        with av.open(str(path)) as c:
+            self.duration = c.duration / 1e6
+
+    def retained(self) -> dict[str, float]:
+        return {"from": self.t0, "to": self.t0 + self.duration}
+
+    def cut(self, start: float, end: float, out: Path, quality: str) -> ClipResult:
+        t1 = self.t0 + self.duration
+        if end <= self.t0 or start >= t1:
+            raise ClipError(f"no footage between {start:.0f} and {end:.0f}: the box holds "
+                            f"{self.t0:.0f} to {t1:.0f}", P.ErrorCode.OUT_OF_RANGE)
+        lo, hi = max(0.0, start - self.t0), min(self.duration, end - self.t0)
+        first = last = None
+        with av.open(str(self.path)) as inp, av.open(str(out), "w") as dst:
+            ins = inp.streams.video[0]
+            ost = dst.add_stream_from_template(ins)
+            tb = float(ins.time_base)
+            inp.seek(int(lo / tb), stream=ins, backward=True, any_frame=False)
+            for pkt in inp.demux(ins):
+                if pkt.dts is None or pkt.pts is None:
+                    continue
+                t = pkt.pts * tb
+                if t > hi:
+                    break
+                if first is None:
+                    if not pkt.is_keyframe:
+                        continue
+                    first = t
+                last = t + (pkt.duration or 0) * tb
+                pkt.stream = ost
+                dst.mux(pkt)
+        assert first is not None and last is not None
+        return ClipResult(out, self.t0 + first, self.t0 + last, [])
+
+
+class Officer:
+    """Sends commands and collects every reply, by request id."""
+
+    def __init__(self, port: int) -> None:
+        self.replies: dict[str, list[P.ReplyMsg]] = defaultdict(list)
+        self.raw: list[bytes] = []
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"officer-{new_id()}")
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(f"{P.ROOT}/+/{P.REPLY}/+", qos=1)
+        self.client.loop_start()
+
+    def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        reply = P.ReplyMsg.decode(msg.payload)  # every reply must parse
+        assert msg.topic.endswith(f"/{P.REPLY}/{reply.rq}")
+        with self._lock:
+            self.replies[reply.rq].append(reply)
+
+    def send(self, device: str, name: str, payload: bytes | dict) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.client.publish(P.topic(device, f"{P.CMD}/{name}"), data, qos=1).wait_for_publish(5)
+
+    def finals(self, rq: str) -> list[P.ReplyMsg]:
+        with self._lock:
+            return [r for r in self.replies.get(rq, []) if r.st in FINAL]
+
+    def final(self, rq: str, timeout: float = 10.0) -> P.ReplyMsg:
+        wait_for(lambda: self.finals(rq), timeout, f"the final reply to {rq}")
+        return self.finals(rq)[0]
+
+    def ask(self, device: str, name: str, params: dict | None = None, timeout: float = 10.0,
+            **envelope: object) -> P.ReplyMsg:
+        rq = new_id()
+        self.send(device, name, {"v": 1, "id": rq, "by": "officer@station",
+                                 "p": params or {}, **envelope})
+        return self.final(rq, timeout)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class Box:
+    """The agent's command side on a real broker."""
+
+    def __init__(self, device: str, data_dir: Path, port: int, clips: FootageClips | None,
+                 latest: LatestFrame | None = None, best: BestFrames | None = None,
+                 **transfer: object) -> None:
+        self.device = device
+        self.uplink = Uplink(device, MqttConfig(host="127.0.0.1", port=port), UplinkConfig(),
+                             data_dir, heartbeat=False)
+        self.sender = TransferSender(self.uplink, data_dir, TransferConfig(**transfer))
+        self.channel = CommandChannel(self.uplink, self.sender, CommandsConfig(max_clip_s=600),
+                                      data_dir, clips=clips, latest=latest, best=best)
+
+    def start(self) -> Box:
+        self.sender.start()
+        self.channel.start()
+        self.uplink.start()
+        assert self.uplink.client.wait_connected(10)
+        return self
+
+    def ready(self, officer: Officer) -> Box:
+        """Wait until the box answers (its subscription is made on the broker)."""
+        for _ in range(20):
+            rq = new_id()
+            officer.send(self.device, "ping", {"id": rq, "by": "test"})
+            try:
+                officer.final(rq, timeout=0.5)
+                return self
+            except AssertionError:
+                continue
+        raise AssertionError(f"{self.device} never answered a ping")
+
+    def stop(self) -> None:
+        self.channel.stop()
+        self.sender.stop()
+        self.uplink.stop()
+
+
+class Rig:
+    def __init__(self, root: Path, port: int, footage: Path) -> None:
+        self.root = root
+        self.rx = TransferReceiver(root / "incoming", root / "files")
+        self.svc = ReceiverService(BrokerConfig(host="127.0.0.1", port=port), self.rx,
+                                   client_id="rig-receiver").start()
+        self.clips = FootageClips(footage / "motorway_overpass.mp4", time.time() - 3600)
+        self.latest = LatestFrame()
+        with av.open(str(footage / "pedestrians_arcade.mp4")) as c:
+            image = next(c.decode(video=0)).to_ndarray(format="bgr24")
+        self.latest(Frame(image=image, time=time.time(), mono=time.monotonic(), index=0))
+        self.best = BestFrames(root / "best", 10, 320, 80)
+        self.box = Box("box-1", root / "box", port, self.clips, self.latest, self.best).start()
+        self.officer = Officer(port)
+        self.box.ready(self.officer)
+        assert self.svc.connected.wait(10)
+
+    def close(self) -> None:
+        self.officer.close()
+        self.box.stop()
+        self.svc.stop()
+        self.rx.close()
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory, footage: Path) -> Iterator[Rig]:
+    from broker import Mosquitto
+
+    root = tmp_path_factory.mktemp("commands")
+    with Mosquitto(root / "broker") as b:
+        r = Rig(root, b.port, footage)
+        r.port = b.port  # type: ignore[attr-defined]
+        yield r
+        r.close()
+
+
+def test_ping_and_status(rig: Rig) -> None:
+    pong = rig.officer.ask("box-1", "ping")
+    assert pong.st == "done" and abs(pong.r["t"] - time.time()) < 5
+    status = rig.officer.ask("box-1", "status")
+    assert status.st == "done"
+    assert status.r["link"] == 1 and isinstance(status.r["transfers"], list)
+    assert status.r["rec"]["from"] == rig.clips.t0
+
+
+@pytest.mark.parametrize(("name", "params", "code", "words"), [
+    ("launch", {}, P.ErrorCode.UNKNOWN_COMMAND, "clip, snapshot"),
+    ("clip", {"from": 10.0}, P.ErrorCode.BAD_PARAMS, "p.to"),
+    ("clip", {"from": 20.0, "to": 10.0}, P.ErrorCode.BAD_PARAMS, "'to' must be after 'from'"),
+    ("clip", {"from": "10:14", "to": 20.0}, P.ErrorCode.BAD_PARAMS, "p.from"),
+    ("clip", {"from": 0.0, "to": 5000.0}, P.ErrorCode.TOO_LARGE, "600 s at most"),
+    ("clip", {"from": 1.0, "to": 2.0, "form": 3}, P.ErrorCode.BAD_PARAMS, "unknown field"),
+    ("ping", {"x": 1}, P.ErrorCode.BAD_PARAMS, "p.x"),
+    ("snapshot", {"event": "../../etc/passwd"}, P.ErrorCode.BAD_PARAMS, "p.event"),
+    ("cancel", {"target": "NOPE"}, P.ErrorCode.NOT_FOUND, "NOPE"),
+])
+def test_bad_requests_get_clear_errors(rig: Rig, name: str, params: dict, code: str,
+                                       words: str) -> None:
+    reply = rig.officer.ask("box-1", name, params)
+    assert (reply.st, reply.code) == ("error", code)
+    assert words in (reply.msg or "")
+
+
+def test_expired_request_is_refused(rig: Rig) -> None:
+    reply = rig.officer.ask("box-1", "ping", exp=time.time() - 10)
+    assert (reply.st, reply.code) == ("error", P.ErrorCode.EXPIRED)
+
+
+def test_repeated_request_id_runs_once(rig: Rig) -> None:
+    rq = new_id()
+    ask = {"v": 1, "id": rq, "by": "officer@station",
+           "p": {"from": rig.clips.t0 + 1, "to": rig.clips.t0 + 3}}
+    rig.officer.send("box-1", "clip", ask)
+    first = rig.officer.final(rq, 20)
+    rig.officer.send("box-1", "clip", ask)
+    wait_for(lambda: len(rig.officer.finals(rq)) == 2, 10, "the repeated final reply")
+    again = rig.officer.finals(rq)[1]
+    assert again.id == first.id  # the same message again: the station drops the copy
+    assert rig.box.channel.stats.repeats >= 1
+    transfers = rig.box.sender.store._select("WHERE rq = ?", (rq,))
+    assert len(transfers) == 1
+
+
+def test_clip_is_cut_uploaded_and_verified(rig: Rig) -> None:
+    t0 = rig.clips.t0
+    reply = rig.officer.ask("box-1", "clip", {"from": t0 + 2.0, "to": t0 + 8.0}, timeout=30)
+    assert reply.st == "done", reply
+    r = reply.r
+    assert r["actual_from"] <= t0 + 2.0 + 0.05 and r["actual_to"] >= t0 + 7.9
+    assert (r["from"], r["to"], r["quality"]) == (t0 + 2.0, t0 + 8.0, "original")
+    state = rig.rx.state(reply.xid)
+    stored = Path(state["path"])
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == r["sha256"]
+    assert stored.stat().st_size == r["bytes"]
+    with av.open(str(stored)) as c:
+        frames = sum(1 for _ in c.decode(video=0))
+    assert frames >= 5.9 * 29
+    progress = [m for m in rig.officer.replies[reply.rq] if m.st == "progress"]
+    assert progress and progress[0].msg in ("queued", "cutting the clip")
+    assert not list((rig.root / "box" / "outgoing").glob(f"{reply.rq}*"))
+
+
+def test_clip_outside_the_recordings_says_what_is_kept(rig: Rig) -> None:
+    reply = rig.officer.ask("box-1", "clip", {"from": rig.clips.t0 - 500,
+                                              "to": rig.clips.t0 - 400})
+    assert (reply.st, reply.code) == ("error", P.ErrorCode.OUT_OF_RANGE)
+    assert f"{rig.clips.t0:.0f}" in (reply.msg or "")
+
+
+def test_clip_over_the_byte_cap_is_refused(rig: Rig) -> None:
+    reply = rig.officer.ask("box-1", "clip", {"from": rig.clips.t0, "to": rig.clips.t0 + 10,
+                                              "max_bytes": 2048})
+    assert (reply.st, reply.code) == ("error", P.ErrorCode.TOO_LARGE)
+    assert "quality 'low'" in (reply.msg or "")
+
+
+def test_snapshot_now_is_a_small_jpeg(rig: Rig) -> None:
+    reply = rig.officer.ask("box-1", "snapshot", timeout=20)
+    assert reply.st == "done", reply
+    data = Path(rig.rx.state(reply.xid)["path"]).read_bytes()
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None and image.shape[1] == 640
+    assert len(data) < 150_000
+
+
+def test_snapshot_of_an_event_is_its_best_frame(rig: Rig, footage: Path, tmp_path: Path,
+                                                models_dir: Path) -> None:
+    from conftest import agent_config
+
+    from roadside.agent.pipeline import Pipeline
+    from roadside.agent.sources import open_source
+    from roadside.agent.vision.detector import Detector
+
+    class Events:
+        def __init__(self) -> None:
+            self.ids: list[str] = []
+
+        def publish(self, kind: str, msg: P.Message) -> None:
+            if kind == "event" and msg.id not in self.ids:
+                self.ids.append(msg.id)
+
+        def close(self) -> None: ...
+
+    cfg = parse_config(agent_config(tmp_path, footage / "traffic_frames.mp4",
+                                    detector={"models_dir": str(models_dir)}))
+    events = Events()
+    source = open_source(cfg.source)
+    pipeline = Pipeline(cfg, source, Detector(cfg.detector), [events])
+    pipeline.observers.append(rig.best.observe)
+    pipeline.run(duration=20)
+    source.close()
+    rig.best.flush()  # as the agent does when it stops
+    assert events.ids, "the footage should give at least one event"
+    reply = rig.officer.ask("box-1", "snapshot", {"event": events.ids[0]}, timeout=20)
+    assert reply.st == "done", reply
+    assert reply.r["event"] == events.ids[0]
+    data = Path(rig.rx.state(reply.xid)["path"]).read_bytes()
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).shape[1] == 320
+    kept = sorted((rig.root / "best").glob("*.jpg"))
+    assert 1 <= len(kept) <= 10
+    missing = rig.officer.ask("box-1", "snapshot", {"event": new_id()})
+    assert (missing.st, missing.code) == ("error", P.ErrorCode.NOT_FOUND)
+
+
+def test_cancel_stops_a_running_upload(rig: Rig, tmp_path: Path) -> None:
+    slow = Box("box-slow", tmp_path / "slow", rig.port, rig.clips, kbps=100).start()
+    slow.ready(rig.officer)
+    try:
+        rq = new_id()
+        rig.officer.send("box-slow", "clip", {"id": rq, "by": "officer@station",
+                                              "p": {"from": rig.clips.t0,
+                                                    "to": rig.clips.t0 + 10}})
+        wait_for(lambda: any(m.xid for m in rig.officer.replies.get(rq, [])), 20,
+                 "the upload to start")
+        done = rig.officer.ask("box-slow", "cancel", {"target": rq})
+        assert done.st == "done" and done.r["cancelled"] == rq
+        final = rig.officer.final(rq)
+        assert (final.st, final.code) == ("error", P.ErrorCode.CANCELLED)
+        wait_for(lambda: rig.rx.state(final.xid) and rig.rx.state(final.xid)["state"] == "fail",
+                 10, "the station to drop the partial file")
+    finally:
+        slow.stop()
+
+
+def test_requests_survive_a_restart_of_the_channel(rig: Rig, tmp_path: Path) -> None:
+    box = Box("box-restart", tmp_path / "r", rig.port, rig.clips).start().ready(rig.officer)
+    rq = new_id()
+    rig.officer.send("box-restart", "ping", {"id": rq, "by": "o"})
+    first = rig.officer.final(rq)
+    box.stop()
+    box = Box("box-restart", tmp_path / "r", rig.port, rig.clips).start().ready(rig.officer)
+    try:
+        rig.officer.send("box-restart", "ping", {"id": rq, "by": "o"})
+        wait_for(lambda: len(rig.officer.finals(rq)) == 2, 10, "the stored reply")
+        assert rig.officer.finals(rq)[1].id == first.id
+    finally:
+        box.stop()
+
+
+# -- fuzzing: whatever arrives, the box answers each addressable request with an error --------
+_counter = iter(range(10**9))
+ids = st.builds(lambda tail: f"F{next(_counter)}-{tail}"[:64],
+                st.from_regex(r"[0-9A-Za-z_-]{0,40}", fullmatch=True))
+junk = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False) | st.text(max_size=30)
+    | st.sampled_from(["../../etc/passwd", "/dev/sda", "C:\\Windows", "cmd/#", "+", ""]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=3),
+    max_leaves=8,
+)
+numbers = (st.integers(min_value=-(10**30), max_value=10**30)
+           | st.floats(allow_nan=False, allow_infinity=False))
+
+
+@st.composite
+def bad_requests(draw: st.DrawFn) -> tuple[str, bytes, str]:
+    """(command name, payload, request id): each payload has at least one defect."""
+    rq = draw(ids)
+    name = draw(st.sampled_from([*P.COMMANDS, "../../etc", "reboot", "clip/extra"]))
+    defect = draw(st.sampled_from(["types", "range", "unknown", "big", "utf8", "paths",
+                                   "not_object", "envelope"]))
+    body: dict = {"v": 1, "id": rq, "by": "fuzz"}
+    if defect == "types":
+        body["p"] = draw(st.lists(junk, max_size=2) | st.text(max_size=5) | st.integers())
+    elif defect == "range":
+        name = "clip"
+        a, b = draw(numbers), draw(numbers)
+        reverse = draw(st.booleans())
+        lo, hi = (max(a, b), min(a, b)) if reverse else (min(a, b), max(a, b) + 10**7)
+        body["p"] = {"from": lo, "to": hi}
+    elif defect == "unknown":
+        body["p"] = {draw(st.sampled_from(["form", "til", "path", "x"])): draw(junk)}
+    elif defect == "big":
+        body["p"] = {"pad": "a" * (1 << 20)}
+    elif defect == "utf8":
+        raw = b'{"v":1,"id":"' + rq.encode() + b'","by":"\xff\xfe' + draw(st.binary(max_size=20))
+        return name, raw + b'"}', rq
+    elif defect == "paths":
+        name = draw(st.sampled_from(["snapshot", "cancel"]))
+        path = draw(st.sampled_from(["../../etc/passwd", "/var/lib/roadside/x", "a/../../b"]))
+        body["p"] = {"event": path} if name == "snapshot" else {"target": path}
+    elif defect == "not_object":
+        return name, json.dumps([body, draw(junk)]).encode(), rq
+    else:
+        body[draw(st.sampled_from(["by", "exp", "p"]))] = draw(
+            st.lists(junk, min_size=1, max_size=2))
+        body["extra_field"] = draw(junk)
+    return name, json.dumps(body).encode(), rq
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(request=bad_requests())
+def test_fuzzed_commands_each_get_one_error(rig: Rig, request: tuple[str, bytes, str]) -> None:
+    name, payload, rq = request
+    rig.officer.send("box-1", name, payload)
+    reply = rig.officer.final(rq, timeout=10)
+    assert reply.st == "error", (name, payload[:200], reply)
+    assert reply.code in vars(P.ErrorCode).values()
+    assert reply.msg
+
+
+def test_after_fuzzing_the_box_is_up_and_answered_once(rig: Rig) -> None:
+    assert rig.box.channel._thread is not None and rig.box.channel._thread.is_alive()
+    assert rig.officer.ask("box-1", "ping").st == "done"
+    for rq, replies in rig.officer.replies.items():
+        finals = {r.id for r in replies if r.st in FINAL}
+        assert len(finals) <= 1, (rq, replies)
+    assert rig.box.channel.stats.dropped == 0
+
+
+def test_the_running_agent_answers_snapshots(rig: Rig, tmp_path: Path, footage: Path,
+                                             models_dir: Path) -> None:
+    """The whole agent: pipeline, uplink and command side assembled from one config."""
+    from conftest import agent_config
+
+    from roadside.agent.app import Agent
+
+    doc = agent_config(tmp_path, footage / "motorway_overpass.mp4",
+                       detector={"models_dir": str(models_dir)}, events={"sinks": ["mqtt"]})
+    doc["source"].update(pace="native", loop=True)
+    doc["device"] = "agent-box"
+    doc["mqtt"] = {"host": "127.0.0.1", "port": rig.port}  # type: ignore[attr-defined]
+    agent = Agent(parse_config(doc))
+    ended: list[str] = []
+    watch = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="event-watch")
+    watch.on_message = lambda _c, _u, m: (
+        ended.append(P.EventMsg.decode(m.payload).id)
+        if P.EventMsg.decode(m.payload).k == "e" else None)
+    watch.connect("127.0.0.1", rig.port)  # type: ignore[attr-defined]
+    watch.subscribe(P.topic("agent-box", P.EVENT), qos=1)
+    watch.loop_start()
+    runner = threading.Thread(target=agent.run, kwargs={"duration": 60}, daemon=True)
+    runner.start()
+    try:
+        agent.device = "agent-box"  # type: ignore[attr-defined]
+        Box.ready(agent, rig.officer)  # type: ignore[arg-type]
+        now = rig.officer.ask("agent-box", "snapshot", timeout=20)
+        assert now.st == "done", now
+        wait_for(lambda: ended, 30, "an event to end")
+        best = rig.officer.ask("agent-box", "snapshot", {"event": ended[0]}, timeout=20)
+        assert best.st == "done", best
+        for reply in (now, best):
+            data = Path(rig.rx.state(reply.xid)["path"]).read_bytes()
+            assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None
+    finally:
+        agent.pipeline.stop()
+        runner.join(30)
+        watch.loop_stop()
+    assert not runner.is_alive()
