@@ -1,0 +1,209 @@
+"""The central service's configuration: one TOML file, checked by typed models.
+
+Same rules as the agent's: every field has a default, a description and bounds, unknown keys
+are rejected, and any problem becomes one line naming the field and what is allowed. The
+officer commands read the same file (``--config``, or $ROADSIDE_CENTRAL_CONFIG).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from roadside.agent.config import Section
+from roadside.agent.config import _describe as describe_error
+from roadside.errors import ConfigError
+
+ENV_CONFIG = "ROADSIDE_CENTRAL_CONFIG"
+DEFAULT_CONFIG = "/etc/roadside/central.toml"
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+
+class BrokerConfig(Section):
+    """The station's MQTT broker, as the ingest workers and the officer commands reach it."""
+
+    host: str = Field("localhost", min_length=1, description="Broker host name or address.")
+    port: int | None = Field(
+        None, ge=1, le=65535, description="Broker port (default 1883, or 8883 with TLS)."
+    )
+    tls: bool = Field(False, description="Use TLS (implied by tls_ca/tls_cert).")
+    tls_ca: str | None = Field(None, description="CA certificate(s) that signed the broker's.")
+    tls_cert: str | None = Field(None, description="The station's client certificate (PEM).")
+    tls_key: str | None = Field(None, description="The client certificate's private key (PEM).")
+    username: str | None = Field(None, min_length=1, description="Broker user name.")
+    password: str | None = Field(None, description="Broker password (prefer password_file).")
+    password_file: str | None = Field(None, description="File whose first line is the password.")
+    keepalive_s: int = Field(60, ge=5, le=3600, description="MQTT keepalive, seconds.")
+    session_expiry_s: int = Field(
+        604800, ge=0, le=4294967295, description="How long the broker keeps a worker's session "
+        "(and queues its share of messages) while the worker is down, seconds."
+    )
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or bool(self.tls_ca or self.tls_cert)
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (8883 if self.uses_tls else 1883)
+
+    def read_password(self) -> str | None:
+        if self.password_file:
+            try:
+                return Path(self.password_file).read_text().splitlines()[0].strip()
+            except (OSError, IndexError) as exc:
+                raise ConfigError(f"broker.password_file: cannot read it: {exc}") from None
+        return self.password
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BrokerConfig:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("broker.tls_cert and broker.tls_key go together: set both or neither")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("broker.password and broker.password_file: set one, not both")
+        if (self.password is not None or self.password_file) and not self.username:
+            raise ValueError("broker.password needs broker.username")
+        return self
+
+
+class DatabaseConfig(Section):
+    """Where the station keeps what it receives."""
+
+    url: str | None = Field(
+        None, description="SQLAlchemy URL; default sqlite:///<data_dir>/central.db. For "
+        "PostgreSQL: postgresql+psycopg://user:password@host/dbname."
+    )
+    echo: bool = Field(False, description="Log every SQL statement (debugging).")
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("sqlite:", "sqlite+", "postgresql")):
+            raise ValueError("use sqlite:///path/file.db or postgresql+psycopg://user@host/db")
+        return v
+
+
+class IngestConfig(Section):
+    """The ingest workers: one shared subscription spreads the load over all of them."""
+
+    group: str = Field(
+        "central", description="Shared-subscription group ($share/<group>/…); every worker "
+        "of one station uses the same group."
+    )
+    worker: str = Field(
+        "1", description="This worker's name; keep it stable so the broker keeps its session "
+        "and queue across restarts (`roadside central run --worker` overrides it)."
+    )
+    batch_max: int = Field(
+        500, ge=1, le=100_000, description="Messages written in one transaction at most."
+    )
+    receive_max: int = Field(
+        1000, ge=1, le=65535, description="Messages the broker may send before the worker "
+        "acknowledges them (they are acknowledged once stored)."
+    )
+
+    receiver: bool = Field(
+        True, description="This worker also receives clip and snapshot uploads. Exactly one "
+        "process per station should (`roadside central run --no-receiver` on the others)."
+    )
+
+    @field_validator("group", "worker")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("must be 1-40 letters, digits, '-' or '_' (it is part of a topic "
+                             "filter and a client id)")
+        return v
+
+
+class OfficerConfig(Section):
+    """The officer command line: where clips land and how long it waits."""
+
+    clips_dir: str | None = Field(
+        None, description="Where received clips and snapshots are kept (default "
+        "<data_dir>/clips)."
+    )
+    reply_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="How long to wait for a box's first answer."
+    )
+    clip_timeout_s: float = Field(
+        3600.0, gt=0, le=7 * 86400, description="How long `roadside clip` waits for the "
+        "whole file before it leaves the transfer running and returns."
+    )
+    default_before_s: float = Field(10.0, ge=0, le=3600, description="--before default.")
+    default_after_s: float = Field(20.0, ge=0, le=3600, description="--after default.")
+
+
+class CentralConfig(Section):
+    """The whole central configuration file."""
+
+    data_dir: str = Field(
+        "/var/lib/roadside-central", description="Where the station keeps its database and clips."
+    )
+    time_zone: str = Field(
+        "Asia/Ho_Chi_Minh", description="IANA time zone for times typed and shown to officers."
+    )
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    officer: OfficerConfig = Field(default_factory=OfficerConfig)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not a known IANA time zone; e.g. 'Asia/Ho_Chi_Minh', 'UTC'") from None
+        return v
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{Path(self.data_dir) / 'central.db'}"
+
+    @property
+    def clips_path(self) -> Path:
+        return Path(self.officer.clips_dir or Path(self.data_dir) / "clips")
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgresql"]:
+        return "postgresql" if self.database_url.startswith("postgresql") else "sqlite"
+
+
+def parse_central_config(data: dict, origin: str = "config") -> CentralConfig:
+    """Validate a parsed TOML document; raises ConfigError naming the first problem."""
+    try:
+        return CentralConfig.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"{origin}: {describe_error(errors[0])}{more}") from None
+
+
+def load_central_config(path: str | os.PathLike | None = None) -> CentralConfig:
+    """Read and validate a central config file (default: $ROADSIDE_CENTRAL_CONFIG, then
+    /etc/roadside/central.toml)."""
+    p = Path(path or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{p}: no such config file (give --config FILE or set {ENV_CONFIG})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read config: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return parse_central_config(data, str(p))

@@ -1,0 +1,189 @@
+"""The ingest worker: MQTT 5 shared subscriptions in, one transaction per batch out.
+
+Delivery is at least once, storage exactly once:
+- the worker keeps a persistent session (clean start off, session expiry), so the broker
+  queues its share while it restarts;
+- QoS 1 messages are acknowledged (PUBACK) only after the transaction holding them commits
+  (paho ``manual_ack``); a crash before that makes the broker send them again;
+- the writer's upserts make a second copy change nothing (see store/writer.py).
+
+Several workers with the same group split events, counts, health and replies between them
+(``$share/<group>/roadside/v1/+/event`` …). Status is subscribed by every worker without
+sharing: MQTT 5 sends no retained messages to shared subscriptions, and the retained status is
+how a worker learns which boxes are offline.
+
+Threads: paho's network thread runs ``_on_message`` and only appends to ``_inbox``; the writer
+thread (``_write_loop``) takes batches from ``_inbox``, writes them and acknowledges. ``_inbox``
+(a Queue) is the only thing they share, plus ``_epoch``, an int bumped by the network thread
+on each disconnect: an acknowledgement is sent only for messages of the current connection
+(packet ids are reused after a reconnect; the broker re-sends the unacknowledged ones).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+import sqlalchemy as sa
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from roadside.agent.protocol import COUNT, EVENT, HEALTH, REPLY, ROOT, STATUS
+from roadside.central.config import CentralConfig
+from roadside.central.mqtt import connect_properties, make_client
+from roadside.central.routing import route
+from roadside.central.store import Store
+from roadside.central.store.batch import Batch
+
+log = logging.getLogger(__name__)
+
+SHARED_KINDS = (EVENT, COUNT, HEALTH, f"{REPLY}/+")
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    epoch: int
+    received: float
+
+
+@dataclass
+class IngestStats:
+    """Counters written by the writer thread, read by anyone (plain ints: no lock needed)."""
+
+    received: int = 0
+    stored: int = 0
+    rejected: int = 0
+    batches: int = 0
+    db_errors: int = 0
+    connects: int = 0
+
+
+def subscriptions(group: str) -> list[tuple[str, SubscribeOptions]]:
+    """The topic filters one worker subscribes to, QoS 1 each."""
+    shared = [(f"$share/{group}/{ROOT}/+/{kind}", SubscribeOptions(qos=1))
+              for kind in SHARED_KINDS]
+    status = (f"{ROOT}/+/{STATUS}", SubscribeOptions(qos=1, retainHandling=1))
+    return [*shared, status]
+
+
+class IngestWorker:
+    """One worker: connects, subscribes, stores, acknowledges, until ``stop()``."""
+
+    def __init__(self, cfg: CentralConfig, store: Store, worker: str | None = None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.worker = worker or cfg.ingest.worker
+        self.client_id = f"roadside-central-{cfg.ingest.group}-{self.worker}"
+        self.stats = IngestStats()
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._inbox: queue.Queue[Inbound] = queue.Queue()
+        self._epoch = 0
+        self._writer = store.writer()
+        self._client = make_client(cfg.broker, self.client_id, manual_ack=True)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._thread = threading.Thread(target=self._write_loop, name=f"ingest-{self.worker}",
+                                        daemon=True)
+
+    # -- network thread -------------------------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, _u: object, flags: mqtt.ConnectFlags,
+                    reason: object, _props: object) -> None:
+        if getattr(reason, "is_failure", False):
+            log.warning("broker refused %s: %s", self.client_id, reason)
+            return
+        self.stats.connects += 1
+        log.info("%s connected (session present: %s)", self.client_id, flags.session_present)
+        client.subscribe(subscriptions(self.cfg.ingest.group))
+        self.connected.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: object, _flags: object, reason: object,
+                       _props: object) -> None:
+        self._epoch += 1
+        self.connected.clear()
+        if not self._stop.is_set():
+            log.warning("%s lost the broker (%s); reconnecting", self.client_id, reason)
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        self._inbox.put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, self._epoch,
+                                time.time()))
+
+    # -- writer thread --------------------------------------------------------------------
+    def _take(self, first: Inbound) -> list[Inbound]:
+        items = [first]
+        while len(items) < self.cfg.ingest.batch_max:
+            try:
+                items.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _store(self, items: list[Inbound]) -> None:
+        batch = Batch()
+        for item in items:
+            route(batch, item.topic, item.payload, item.received)
+        wait = 0.5
+        for attempt in itertools.count():
+            try:
+                self._writer.write(batch)
+                break
+            except sa.exc.DBAPIError as exc:
+                self.stats.db_errors += 1
+                why = str(exc.orig or exc).strip().splitlines()[0]
+                if self._stop.is_set() and attempt >= 3:
+                    log.error("database write failed (%s); stopping without it: the broker "
+                              "sends these %d messages again", why, len(items))
+                    return
+                log.warning("database write failed (%s); retrying in %.1f s", why, wait)
+                if self._stop.is_set():
+                    time.sleep(0.5)  # stopping: a few quick tries, then leave it to the broker
+                else:
+                    self._stop.wait(wait)
+                wait = min(wait * 2, 10.0)
+        self.stats.received += len(items)
+        self.stats.stored += len(items) - len(batch.rejects)
+        self.stats.rejected += len(batch.rejects)
+        self.stats.batches += 1
+        for item in items:
+            if item.qos and item.epoch == self._epoch:
+                self._client.ack(item.mid, item.qos)
+
+    def _write_loop(self) -> None:
+        while True:
+            try:
+                first = self._inbox.get(timeout=0.2)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            self._store(self._take(first))
+
+    # -- life -----------------------------------------------------------------------------
+    def start(self) -> IngestWorker:
+        b = self.cfg.broker
+        self._client.connect_async(
+            b.host, b.effective_port, keepalive=b.keepalive_s, clean_start=False,
+            properties=connect_properties(b.session_expiry_s, self.cfg.ingest.receive_max),
+        )
+        self._thread.start()
+        self._client.loop_start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Store and acknowledge what has arrived, then leave (the session stays)."""
+        self._stop.set()
+        self._thread.join(timeout)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self.connected.wait(timeout)

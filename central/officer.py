@@ -1,0 +1,187 @@
+"""An officer's request to one box: sent on ``cmd/<name>``, followed on ``reply/<id>``.
+
+``BoxRequest`` opens the audit row first (so even an unanswered request is on record),
+subscribes to everything that tells how the request goes, then publishes the command:
+- ``reply/<request id>``: progress, then the one final answer (done or error);
+- ``status``: the box going offline and coming back (the progress bar shows drops, resumes);
+- ``xfer/+/init`` and ``xfer/+/ack``: the file's size, and how much of it the station holds.
+
+Threads: paho's network thread parses and appends ``Update``s to ``updates`` (a Queue); the
+caller's thread reads them. Nothing else is shared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from pydantic import ValidationError
+
+from roadside.agent import protocol as P
+from roadside.central.config import CentralConfig
+from roadside.central.mqtt import BrokerError, connect_now, make_client
+from roadside.central.replies import AUDIT_STATE, reply_result
+from roadside.central.store import Store
+from roadside.central.store.audit import who_am_i
+from roadside.errors import RoadsideError
+from roadside.ids import new_id
+
+log = logging.getLogger(__name__)
+
+REQUEST_EXPIRY_S = 86400.0  # a request still queued for an offline box after this is not run
+
+
+class RequestError(RoadsideError):
+    """An officer request could not be made or did not succeed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Something the box or the station said about the request."""
+
+    kind: str  # reply | status | init | ack
+    msg: P.Message
+
+
+class BoxRequest:
+    """One command to one box and everything said about it until the final reply."""
+
+    def __init__(self, cfg: CentralConfig, store: Store, device: str, command: str,
+                 params: dict[str, Any], requester: str | None = None) -> None:
+        if command not in P.PARAMS:
+            raise RequestError(f"unknown command {command!r}")
+        try:
+            P.PARAMS[command].model_validate(params)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise RequestError(f"{command}: {first['msg']}") from None
+        self.cfg = cfg
+        self.store = store
+        self.device = device
+        self.command = command
+        self.params = params
+        self.requester = requester or who_am_i()
+        self.request_id = new_id()
+        self.updates: queue.Queue[Update] = queue.Queue()
+        self.final: P.ReplyMsg | None = None
+        self._subscribed = threading.Event()
+        self._client = make_client(cfg.broker, f"roadside-officer-{self.request_id}")
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+
+    # -- network thread -------------------------------------------------------------------
+    def _on_subscribe(self, *_args: object) -> None:
+        self._subscribed.set()
+
+    def _on_message(self, _c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
+        kind = P.kind_of(m.topic) or ""
+        try:
+            if kind.startswith(P.REPLY + "/"):
+                self.updates.put(Update("reply", P.ReplyMsg.decode(m.payload)))
+            elif kind == P.STATUS:
+                self.updates.put(Update("status", P.StatusMsg.decode(m.payload)))
+            elif kind.endswith("/" + P.XFER_INIT):
+                self.updates.put(Update("init", P.XferInit.decode(m.payload)))
+            elif kind.endswith("/" + P.XFER_ACK):
+                self.updates.put(Update("ack", P.XferAck.decode(m.payload)))
+        except ValidationError as exc:
+            log.warning("ignoring a malformed message on %s: %s", m.topic, exc.errors()[0])
+
+    # -- caller's thread ------------------------------------------------------------------
+    def send(self, timeout: float = 10.0) -> str:
+        """Record, subscribe, publish; returns the request id once the broker has it."""
+        self.store.audit.open(self.request_id, self.requester, self.command, self.device,
+                              self.params)
+        try:
+            connect_now(self._client, self.cfg.broker, timeout)
+            filters = [
+                (P.topic(self.device, f"{P.REPLY}/{self.request_id}"), 1),
+                (P.topic(self.device, P.STATUS), 1),
+                (P.topic(self.device, f"{P.XFER}/+/{P.XFER_INIT}"), 1),
+                (P.topic(self.device, f"{P.XFER}/+/{P.XFER_ACK}"), 1),
+            ]
+            self._client.subscribe(filters)
+            if not self._subscribed.wait(timeout):
+                raise BrokerError("the broker did not confirm the subscription")
+            cmd = P.CommandMsg(id=self.request_id, by=self.requester, p=self.params,
+                               exp=time.time() + REQUEST_EXPIRY_S)
+            info = self._client.publish(P.topic(self.device, f"{P.CMD}/{self.command}"),
+                                        cmd.encode(), qos=1)
+            info.wait_for_publish(timeout)
+            if not info.is_published():
+                raise BrokerError("the broker did not acknowledge the command")
+        except RoadsideError as exc:
+            self.store.audit.update(self.request_id, "failed", detail=str(exc))
+            self.close()
+            raise
+        return self.request_id
+
+    def next_update(self, timeout: float) -> Update | None:
+        """The next update, or None after ``timeout`` seconds of silence."""
+        try:
+            update = self.updates.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if update.kind == "reply":
+            reply = update.msg
+            assert isinstance(reply, P.ReplyMsg)
+            if reply.rq == self.request_id and reply.final and self.final is None:
+                self.final = reply
+                self.store.audit.update(self.request_id, AUDIT_STATE[reply.st],
+                                        result=reply_result(reply),
+                                        detail=reply.msg if reply.st == "error" else None)
+        return update
+
+    def give_up(self, why: str) -> None:
+        self.store.audit.update(self.request_id, "timeout", detail=why)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def wait_for_file(store: Store, request_id: str, timeout: float) -> dict[str, Any] | None:
+    """The received file's record once the receiver has stored it (it may trail the reply)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = store.clips.for_request(request_id)
+        if row and row["state"] in ("done", "failed"):
+            return row
+        if time.monotonic() >= deadline:
+            return row
+        time.sleep(0.1)
+
+
+def deliver(row: dict[str, Any], out: Path | None) -> tuple[Path, str]:
+    """Copy the stored file to ``out`` (if given) and check its sha256 against the record."""
+    stored = Path(row["path"])
+    if not stored.is_file():
+        raise RequestError(f"the station recorded {stored} but the file is not there")
+    target = stored
+    if out is not None:
+        if out.is_dir():
+            out = out / stored.name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(stored, out)
+        target = out
+    digest = sha256_of(target)
+    if row.get("sha256") and digest != row["sha256"]:
+        raise RequestError(f"{target}: sha256 {digest} does not match the station's record "
+                           f"{row['sha256']}")
+    return target, digest

@@ -1,0 +1,225 @@
+"""The officer's side of clip and snapshot requests: ranges, the progress bar, the result.
+
+Progress goes to stderr (a rich bar with the bytes the station holds, link drops and
+resumes); the last line on stdout is the file's path and sha256, or the request id with
+``--no-wait``. Exit codes: 0 done, 1 the box answered with an error, 3 no final answer yet
+(the request stays queued for the box; ``roadside clip status ID`` follows it).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+
+from roadside.agent import protocol as P
+from roadside.central import views
+from roadside.central.config import CentralConfig
+from roadside.central.officer import BoxRequest, RequestError, deliver, wait_for_file
+from roadside.central.store import Store, queries
+from roadside.central.times import parse_time, show_time
+
+EXIT_DONE, EXIT_ERROR, EXIT_PENDING = 0, 1, 3
+FILE_RECORD_WAIT_S = 30.0  # the receiver's record may trail the box's final reply
+
+
+def clip_range(cfg: CentralConfig, at: str | None, before: float | None, after: float | None,
+               start: str | None, end: str | None) -> tuple[float, float]:
+    """(from, to) in epoch seconds from either --at/--before/--after or --from/--to."""
+    if at is not None and (start is not None or end is not None):
+        raise click.UsageError("give either --at (with --before/--after) or --from and --to")
+    if at is not None:
+        centre = parse_time(at, cfg.zone)
+        b = cfg.officer.default_before_s if before is None else before
+        a = cfg.officer.default_after_s if after is None else after
+        if a + b <= 0:
+            raise click.UsageError("--before plus --after must be more than 0 s")
+        return centre - b, centre + a
+    if start is None or end is None:
+        raise click.UsageError("say which footage: --at TIME, or --from TIME --to TIME")
+    if before is not None or after is not None:
+        raise click.UsageError("--before and --after go with --at, not with --from/--to")
+    t_from, t_to = parse_time(start, cfg.zone), parse_time(end, cfg.zone)
+    if t_to <= t_from:
+        raise click.UsageError(f"--to ({end}) must be after --from ({start})")
+    return t_from, t_to
+
+
+class TransferBar:
+    """The rich progress bar of one request; knows about drops and resumes."""
+
+    def __init__(self, progress: Progress, device: str) -> None:
+        self.progress = progress
+        self.device = device
+        self.task: TaskID = progress.add_task(f"waiting for {device}", total=None)
+        self.size: int | None = None
+        self.chunk: int = 1
+        self.xid: str | None = None
+        self.drops = 0
+        self.offline = False
+        self.note = ""
+
+    def _say(self, text: str) -> None:
+        drops = f" [dim]({self.drops} drop{'s' if self.drops != 1 else ''})[/]" \
+            if self.drops else ""
+        self.progress.update(self.task, description=text + drops)
+
+    def status(self, msg: P.StatusMsg) -> None:
+        if msg.st == "offline" and not self.offline:
+            self.offline = True
+            self.drops += 1
+            self._say(f"[red]{self.device} offline ({msg.why or 'lost'}): waiting to resume")
+        elif msg.st == "online" and self.offline:
+            self.offline = False
+            self._say(f"[green]{self.device} back online: resuming")
+
+    def init(self, msg: P.XferInit) -> None:
+        self.xid, self.size, self.chunk = msg.id, msg.size, msg.cs
+        self.progress.update(self.task, total=msg.size)
+        self._say(f"receiving {msg.name}")
+
+    def ack(self, msg: P.XferAck) -> None:
+        if self.size is None or msg.x != self.xid:
+            return
+        chunks = msg.n + sum(b - a for a, b in msg.r)
+        held = self.size if msg.st == "done" else min(self.size, chunks * self.chunk)
+        self.progress.update(self.task, completed=held)
+
+    def reply(self, msg: P.ReplyMsg) -> None:
+        if msg.st == "progress":
+            if msg.xid:
+                self.xid = self.xid or msg.xid
+            if self.size is None and msg.pg is not None:
+                self.progress.update(self.task, total=1.0, completed=msg.pg)
+            if msg.msg and not self.offline:
+                self._say(msg.msg)
+        elif msg.st == "done":
+            self._say("[green]done")
+            if self.size is not None:
+                self.progress.update(self.task, completed=self.size)
+
+
+def _follow(req: BoxRequest, cfg: CentralConfig, console: Console) -> P.ReplyMsg | None:
+    """Show updates until the final reply, or None when it does not come in time."""
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn()]
+    started = time.monotonic()
+    heard = False
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = TransferBar(progress, req.device)
+        while req.final is None:
+            update = req.next_update(timeout=0.5)
+            elapsed = time.monotonic() - started
+            if update is None:
+                if not heard and elapsed > cfg.officer.reply_timeout_s:
+                    return None
+                if elapsed > cfg.officer.clip_timeout_s:
+                    return None
+                continue
+            msg = update.msg
+            if update.kind == "status":
+                assert isinstance(msg, P.StatusMsg)
+                bar.status(msg)
+            elif update.kind == "init":
+                assert isinstance(msg, P.XferInit)
+                if msg.rq in (None, req.request_id):
+                    bar.init(msg)
+            elif update.kind == "ack":
+                assert isinstance(msg, P.XferAck)
+                bar.ack(msg)
+            elif update.kind == "reply":
+                assert isinstance(msg, P.ReplyMsg)
+                heard = True
+                bar.reply(msg)
+    return req.final
+
+
+def follow_request(cfg: CentralConfig, store: Store, device: str, command: str,
+                   params: dict[str, Any], out: Path | None, no_wait: bool,
+                   as_json: bool) -> int:
+    """Send one clip or snapshot request and see it through; returns the exit code."""
+    console = Console(stderr=True)
+    req = BoxRequest(cfg, store, device, command, params)
+    request_id = req.send()
+    try:
+        if no_wait:
+            _emit(as_json, {"id": request_id, "state": "sent"}, request_id)
+            return EXIT_DONE
+        console.print(f"request {request_id}: {command} from {device}"
+                      + _describe_params(cfg, params))
+        final = _follow(req, cfg, console)
+    finally:
+        req.close()
+    if final is None:
+        why = (f"no final answer from {device} yet; the request stays queued for it: "
+               f"roadside clip status {request_id}")
+        req.give_up(why)
+        _emit(as_json, {"id": request_id, "state": "pending", "detail": why}, why)
+        return EXIT_PENDING
+    if final.st == "error":
+        text = f"{device} refused or failed: {final.msg} ({final.code})"
+        _emit(as_json, {"id": request_id, "state": "error", "code": final.code,
+                        "detail": final.msg}, text)
+        return EXIT_ERROR
+    row = wait_for_file(store, request_id, FILE_RECORD_WAIT_S)
+    if row is None or row["state"] != "done" or not row.get("path"):
+        raise RequestError(
+            f"{device} says the {command} is sent, but the station has no stored file for "
+            f"request {request_id} (is `roadside central run` running?)"
+        )
+    path, digest = deliver(row, out)
+    _emit(as_json, {"id": request_id, "state": "done", "path": str(path), "sha256": digest,
+                    "bytes": path.stat().st_size, "result": final.r},
+          f"{path}  sha256 {digest}")
+    return EXIT_DONE
+
+
+def _describe_params(cfg: CentralConfig, params: dict[str, Any]) -> str:
+    if "from" in params:
+        return (f", {show_time(params['from'], cfg.zone)} to "
+                f"{show_time(params['to'], cfg.zone, with_date=False)} ({cfg.time_zone}), "
+                f"quality {params.get('quality', 'original')}")
+    if params.get("event"):
+        return f", event {params['event']}"
+    return ", now"
+
+
+def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
+    if as_json:
+        views.print_json(data)
+    else:
+        sys.stdout.write(text + "\n")
+
+
+def show_status(cfg: CentralConfig, store: Store, request_id: str, as_json: bool) -> None:
+    with store.connect() as conn:
+        rows = queries.audit(conn, request_id=request_id, limit=1)
+    if not rows:
+        raise RequestError(f"no request {request_id} in the audit log")
+    status = views.request_status(rows[0], store.clips.for_request(request_id), cfg.zone)
+    if as_json:
+        views.print_json(status)
+        return
+    console = views.out_console()
+    console.print(f"[bold]{status['action']}[/] {status['id']} from {status['box']}, asked by "
+                  f"{status['requester']} at {status['asked']}")
+    console.print(f"state: {status['state']}" + (f" ({status['detail']})"
+                                                 if status["detail"] else ""))
+    if "file" in status:
+        f = status["file"]
+        console.print(f"file: {f['state']} {f['path'] or ''} {f['bytes'] or ''} bytes "
+                      f"sha256 {f['sha256'] or '?'}")

@@ -1,0 +1,66 @@
+"""From a topic and a payload to rows: which schema each topic carries, and what is rejected.
+
+A message that does not parse is kept in the ``rejects`` table with the reason (and then
+acknowledged: the broker re-sending it would not make it parse). Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from pydantic import ValidationError
+
+from roadside.agent import protocol as P
+from roadside.central.replies import reply_update
+from roadside.central.store.batch import Batch
+
+
+def _event(batch: Batch, device: str, payload: bytes, received: float) -> None:
+    batch.add_event(device, P.EventMsg.decode(payload), received)
+
+
+def _count(batch: Batch, device: str, payload: bytes, received: float) -> None:
+    batch.add_count(device, P.CountMsg.decode(payload), received)
+
+
+def _health(batch: Batch, device: str, payload: bytes, received: float) -> None:
+    batch.add_health(device, P.HealthMsg.decode(payload), received)
+
+
+def _status(batch: Batch, device: str, payload: bytes, received: float) -> None:
+    batch.add_status(device, P.StatusMsg.decode(payload), received)
+
+
+_ROUTES: dict[str, Callable[[Batch, str, bytes, float], None]] = {
+    P.EVENT: _event, P.COUNT: _count, P.HEALTH: _health, P.STATUS: _status,
+}
+
+
+def route(batch: Batch, topic: str, payload: bytes, received: float) -> None:
+    """Add one message to ``batch``: as rows when it parses, as a reject when it does not."""
+    batch.messages += 1
+    device = P.device_of(topic)
+    kind = P.kind_of(topic) if device else None
+    try:
+        if device is None or kind is None:
+            raise ValueError("not a roadside topic")
+        handler = _ROUTES.get(kind)
+        if handler is not None:
+            handler(batch, device, payload, received)
+        elif kind.startswith(P.REPLY + "/"):
+            request_id, update = reply_update(payload, received)
+            if request_id != kind.split("/", 1)[1]:
+                raise ValueError(f"reply to {request_id} on the topic of another request")
+            batch.add_reply(device, request_id, update)
+        else:
+            raise ValueError(f"no schema for topic kind {kind!r}")
+    except (ValidationError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, ValidationError):
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(message)"
+            reason = f"{type(exc).__name__}: {where}: {first['msg']}"
+        if device is not None:
+            batch.touch(device, received)
+        batch.add_reject(topic, payload, reason, received)

@@ -1,0 +1,105 @@
+"""One transaction's worth of incoming messages, folded so each row is written once.
+
+The broker delivers at least once, and two workers may each hold a copy of one message, so
+folding here only saves work; the exactly-once guarantee comes from the upserts in
+``writer.py``. Rules: an event's end supersedes its start; the newest status (by arrival) and
+health (by id, which grows with the box's clock) become the device's current ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from roadside.agent.protocol import CountMsg, EventMsg, HealthMsg, StatusMsg
+
+
+@dataclass
+class DeviceTouch:
+    """What this batch says about one device."""
+
+    last_seen: float
+    status: dict[str, Any] | None = None
+    health: dict[str, Any] | None = None
+
+
+@dataclass
+class ReplyUpdate:
+    """A box's answer to an officer request, as the audit log records it."""
+
+    state: str
+    result: dict[str, Any] | None
+    detail: str | None
+    at: float
+    final: bool
+
+
+@dataclass
+class Batch:
+    """Rows by table, keyed by id; filled by the ingest thread, written by ``BatchWriter``."""
+
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    counts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    health: dict[str, dict[str, Any]] = field(default_factory=dict)
+    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    devices: dict[str, DeviceTouch] = field(default_factory=dict)
+    replies: dict[str, ReplyUpdate] = field(default_factory=dict)
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    messages: int = 0  # every message taken in, rejects included (the ingest counts them)
+
+    def __len__(self) -> int:
+        return self.messages
+
+    def touch(self, device: str, received: float) -> DeviceTouch:
+        """Any message at all says the device is alive."""
+        seen = self.devices.get(device)
+        if seen is None:
+            seen = self.devices[device] = DeviceTouch(received)
+        seen.last_seen = max(seen.last_seen, received)
+        return seen
+
+    def add_event(self, device: str, msg: EventMsg, received: float) -> None:
+        self.touch(device, received)
+        held = self.events.get(msg.id)
+        if held is not None and not (held["phase"] == "s" and msg.k == "e"):
+            return
+        self.events[msg.id] = {
+            "id": msg.id, "device": device, "phase": msg.k, "cls": msg.c, "score": msg.s,
+            "t0": msg.t0, "t1": msg.t1, "box": list(msg.b), "track": msg.tr,
+            "direction": msg.dir, "zones": msg.z, "unsynced": bool(msg.ns),
+            "received": received, "updated": received,
+        }
+
+    def add_count(self, device: str, msg: CountMsg, received: float) -> None:
+        self.touch(device, received)
+        self.counts.setdefault(msg.id, {
+            "id": msg.id, "device": device, "t0": msg.t0, "t1": msg.t1, "n": dict(msg.n),
+            "received": received,
+        })
+
+    def add_health(self, device: str, msg: HealthMsg, received: float) -> None:
+        seen = self.touch(device, received)
+        body = msg.model_dump(exclude_none=True, exclude={"v", "id", "t"})
+        row = {"id": msg.id, "device": device, "t": msg.t, "body": body, "received": received}
+        self.health.setdefault(msg.id, row)
+        if seen.health is None or msg.id > seen.health["id"]:
+            seen.health = row
+
+    def add_status(self, device: str, msg: StatusMsg, received: float) -> None:
+        seen = self.touch(device, received)
+        body = msg.model_dump(exclude_none=True, exclude={"v", "id"})
+        row = {"id": msg.id, "device": device, "st": msg.st, "why": msg.why, "t": msg.t,
+               "received": received, "body": body}
+        self.statuses.setdefault(msg.id, row)
+        if seen.status is None or received >= seen.status["received"]:
+            seen.status = row
+
+    def add_reply(self, device: str, request_id: str, update: ReplyUpdate) -> None:
+        self.touch(device, update.at)
+        held = self.replies.get(request_id)
+        if held is None or not held.final:  # the first final answer stands
+            self.replies[request_id] = update
+
+    def add_reject(self, topic: str, payload: bytes, reason: str, received: float) -> None:
+        self.rejects.append({"topic": topic, "payload": payload, "reason": reason[:500],
+                             "received": received})

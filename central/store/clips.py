@@ -1,0 +1,77 @@
+"""Clip and snapshot metadata: what the station received from which box, for whom.
+
+Written by the transfer receiver as a file arrives (``started`` when its manifest comes in,
+``finished`` once the sha256 matched and the file is in place), read by the officer commands.
+Keyed by the transfer id; the officer's request id is a column, so a request finds its file.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from roadside.central.store import tables as T
+from roadside.central.store.writer import _upsert_dialect
+
+
+def _number(meta: dict[str, Any], *keys: str) -> float | None:
+    for key in keys:
+        value = meta.get(key)
+        if isinstance(value, int | float):
+            return float(value)
+    return None
+
+
+class ClipRecords:
+    """Safe from any thread: each call is its own transaction."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._insert = _upsert_dialect(engine)
+
+    def started(self, device: str, xid: str, kind: str, *, request_id: str | None = None,
+                requester: str | None = None, name: str | None = None,
+                size: int | None = None, sha256: str | None = None,
+                meta: dict[str, Any] | None = None, path: str | None = None) -> None:
+        """A manifest arrived; a repeated one (after a reconnect) changes nothing."""
+        meta = dict(meta or {})
+        row = {
+            "id": xid, "request_id": request_id, "device": device, "kind": kind,
+            "requester": requester, "name": name, "bytes": size, "sha256": sha256,
+            "meta": meta, "path": path, "state": "receiving", "created": time.time(),
+            "asked_from": _number(meta, "from", "asked_from"),
+            "asked_to": _number(meta, "to", "asked_to"),
+            "actual_from": _number(meta, "actual_from", "t0"),
+            "actual_to": _number(meta, "actual_to", "t1"),
+            "quality": meta.get("quality") if isinstance(meta.get("quality"), str) else None,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(self._insert(T.clips).values(**row)
+                         .on_conflict_do_nothing(index_elements=[T.clips.c.id]))
+
+    def finished(self, xid: str, path: str, size: int, sha256: str) -> None:
+        """The whole file is stored at ``path`` and its sha256 matched."""
+        with self.engine.begin() as conn:
+            conn.execute(T.clips.update().where(T.clips.c.id == xid).values(
+                state="done", path=path, bytes=size, sha256=sha256, finished=time.time()))
+
+    def failed(self, xid: str, reason: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(T.clips.update().where(T.clips.c.id == xid, T.clips.c.state != "done")
+                         .values(state="failed", finished=time.time(), detail=reason))
+
+    def get(self, xid: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(T.clips).where(T.clips.c.id == xid)).mappings().first()
+        return dict(row) if row else None
+
+    def for_request(self, request_id: str) -> dict[str, Any] | None:
+        """The newest file received for an officer request, if any."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(T.clips).where(T.clips.c.request_id == request_id)
+                .order_by(T.clips.c.created.desc())
+            ).mappings().first()
+        return dict(row) if row else None

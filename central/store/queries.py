@@ -1,0 +1,72 @@
+"""What officers ask of the store: devices, events, the audit log, clips."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from roadside.central.store import tables as T
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events to list; every field is optional."""
+
+    device: str | None = None
+    cls: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 1000
+
+
+def devices(conn: sa.Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(sa.select(T.devices).order_by(T.devices.c.device)).mappings()
+    return [dict(r) for r in rows]
+
+
+def events(conn: sa.Connection, flt: EventFilter) -> list[dict[str, Any]]:
+    """Events whose time span overlaps [since, until], newest first."""
+    e = T.events.c
+    q = sa.select(T.events)
+    if flt.device:
+        q = q.where(e.device == flt.device)
+    if flt.cls:
+        q = q.where(e.cls == flt.cls)
+    if flt.since is not None:
+        q = q.where(e.t1 >= flt.since)
+    if flt.until is not None:
+        q = q.where(e.t0 <= flt.until)
+    q = q.order_by(e.t0.desc(), e.id.desc()).limit(flt.limit)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def event(conn: sa.Connection, event_id: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(T.events).where(T.events.c.id == event_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def audit(conn: sa.Connection, since: float | None = None, limit: int = 200,
+          request_id: str | None = None) -> list[dict[str, Any]]:
+    q = sa.select(T.audit)
+    if since is not None:
+        q = q.where(T.audit.c.at >= since)
+    if request_id is not None:
+        q = q.where(T.audit.c.id == request_id)
+    q = q.order_by(T.audit.c.at.desc()).limit(limit)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def clip(conn: sa.Connection, request_id: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(T.clips).where(T.clips.c.id == request_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def table_counts(conn: sa.Connection) -> dict[str, int]:
+    """Rows per table (the service's log line and the tests)."""
+    return {
+        t.name: conn.scalar(sa.select(sa.func.count()).select_from(t)) or 0
+        for t in (T.devices, T.events, T.counts, T.health, T.status_log, T.audit, T.clips,
+                  T.rejects)
+    }

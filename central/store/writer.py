@@ -1,0 +1,129 @@
+"""Writing one batch in one transaction, idempotently: the heart of exactly-once storage.
+
+Every insert is an upsert keyed by the message id, so a message delivered twice (to one worker
+after a reconnect, or to two workers) changes nothing the second time:
+- events: ``ON CONFLICT (id) DO UPDATE … WHERE stored phase = 's' AND new phase = 'e'``: the
+  end replaces the start, a repeated or late start changes nothing;
+- counts, health, status log: ``ON CONFLICT DO NOTHING``;
+- devices: last seen only moves forward, status by arrival, health by id.
+Rows are written in key order so two workers' transactions cannot deadlock on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from roadside.central.store import tables as T
+from roadside.central.store.batch import Batch, DeviceTouch
+
+# A device's last_seen is rewritten at most this often by one worker (seconds): every batch
+# touching the one devices row would serialise the workers on it.
+LAST_SEEN_RESOLUTION_S = 1.0
+
+
+def _upsert_dialect(engine: sa.Engine):
+    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+
+def _newer_case(newer: sa.ColumnElement[bool], new: Any, old: Any) -> sa.Case:
+    return sa.case((newer, new), else_=old)
+
+
+class BatchWriter:
+    """Writes batches for one worker; call from one thread (the worker's writer thread)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._insert = _upsert_dialect(engine)
+        self._last_seen_written: dict[str, float] = {}
+        self._statements = self._prepare()
+
+    def _prepare(self) -> dict[str, Any]:
+        ins = self._insert
+        ev = ins(T.events)
+        event_upsert = ev.on_conflict_do_update(
+            index_elements=[T.events.c.id],
+            set_={c: ev.excluded[c] for c in (
+                "phase", "cls", "score", "t0", "t1", "box", "track", "direction", "zones",
+                "unsynced", "updated")},
+            where=(T.events.c.phase == "s") & (ev.excluded.phase == "e"),
+        )
+        dv = ins(T.devices)
+        d, x = T.devices.c, dv.excluded
+        status_newer = x.status_rx.is_not(None) & (
+            d.status_rx.is_(None) | (x.status_rx >= d.status_rx))
+        health_newer = x.health_id.is_not(None) & (
+            d.health_id.is_(None) | (x.health_id > d.health_id))
+        device_set: dict[str, Any] = {
+            "last_seen": _newer_case(x.last_seen > d.last_seen, x.last_seen, d.last_seen)}
+        for col in ("online", "status_id", "status_at", "status_rx", "status"):
+            device_set[col] = _newer_case(status_newer, x[col], d[col])
+        for col in ("health_id", "health_at", "health"):
+            device_set[col] = _newer_case(health_newer, x[col], d[col])
+        return {
+            "events": event_upsert,
+            "counts": ins(T.counts).on_conflict_do_nothing(index_elements=[T.counts.c.id]),
+            "health": ins(T.health).on_conflict_do_nothing(index_elements=[T.health.c.id]),
+            "status": ins(T.status_log).on_conflict_do_nothing(
+                index_elements=[T.status_log.c.id]),
+            "devices": dv.on_conflict_do_update(index_elements=[d.device], set_=device_set),
+        }
+
+    def write(self, batch: Batch) -> None:
+        """Store the batch in one transaction; raises sqlalchemy errors for the caller's retry."""
+        st = self._statements
+        devices = self._device_rows(batch.devices)
+        with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
+                conn.begin():
+            for name, rows in (
+                ("events", batch.events), ("counts", batch.counts), ("health", batch.health),
+            ):
+                if rows:
+                    conn.execute(st[name], [rows[k] for k in sorted(rows)])
+            if batch.statuses:
+                conn.execute(st["status"], [
+                    {k: v for k, v in batch.statuses[i].items() if k != "body"}
+                    for i in sorted(batch.statuses)])
+            if devices:
+                conn.execute(st["devices"], devices)
+            for request_id in sorted(batch.replies):
+                self._reply(conn, request_id, batch.replies[request_id])
+            if batch.rejects:
+                conn.execute(T.rejects.insert(), batch.rejects)
+        for row in devices:
+            self._last_seen_written[row["device"]] = row["last_seen"]
+
+    def _device_rows(self, touched: dict[str, DeviceTouch]) -> list[dict[str, Any]]:
+        rows = []
+        for device in sorted(touched):
+            seen = touched[device]
+            written = self._last_seen_written.get(device)
+            if (seen.status is None and seen.health is None and written is not None
+                    and seen.last_seen - written < LAST_SEEN_RESOLUTION_S):
+                continue
+            st, he = seen.status, seen.health
+            rows.append({
+                "device": device, "first_seen": seen.last_seen, "last_seen": seen.last_seen,
+                "online": None if st is None else st["st"] == "online",
+                "status_id": st and st["id"], "status_at": st and st["t"],
+                "status_rx": st and st["received"], "status": st and st["body"],
+                "health_id": he and he["id"], "health_at": he and he["t"],
+                "health": he and he["body"],
+            })
+        return rows
+
+    @staticmethod
+    def _reply(conn: sa.Connection, request_id: str, update: Any) -> None:
+        values: dict[str, Any] = {"state": update.state, "result": update.result}
+        if update.detail is not None:
+            values["detail"] = update.detail
+        if update.final:
+            values["finished"] = update.at
+        conn.execute(
+            T.audit.update()
+            .where(T.audit.c.id == request_id, T.audit.c.finished.is_(None))
+            .values(**values)
+        )

@@ -1,0 +1,168 @@
+"""How the officer commands show things: rich tables for people, JSON for programs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import tzinfo
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from roadside.central.times import iso_time, show_age, show_time
+
+
+def out_console() -> Console:
+    """stdout; when it is not a terminal (a pipe, a file), wide enough for whole rows."""
+    return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 200)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def _mib(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return f"{value / 1024:.1f} GB" if value >= 1024 else f"{value:.0f} MB"
+
+
+def health_summary(h: dict[str, Any] | None) -> str:
+    """``load 0.8 · 52°C · mem 41% · disk 3.2 GB free`` from a health body."""
+    if not h:
+        return "-"
+    parts = []
+    if "ld" in h:
+        parts.append(f"load {h['ld']:.1f}")
+    if "tc" in h:
+        parts.append(f"{h['tc']:.0f}°C")
+    if h.get("mem"):
+        used, total = h["mem"]
+        parts.append(f"mem {100 * used / total:.0f}%" if total else f"mem {used} MB")
+    disk = h.get("dk") or {}
+    if "free" in disk:
+        parts.append(f"disk {_mib(disk['free'])} free")
+    if h.get("thr"):
+        parts.append(f"throttled 0x{h['thr']:x}")
+    return " · ".join(parts) or "-"
+
+
+def outbox_summary(h: dict[str, Any] | None) -> str:
+    if not h or "ob" not in h:
+        return "-"
+    lost = sum((h.get("od") or {}).values())
+    return f"{h['ob']}" + (f" ({lost} lost)" if lost else "")
+
+
+def clock_summary(h: dict[str, Any] | None) -> str:
+    if not h or "ck" not in h:
+        return "?"
+    return "synced" if h["ck"] else "NOT synced"
+
+
+def device_state(d: dict[str, Any]) -> str:
+    if d["online"] is None:
+        return "unknown"
+    if d["online"]:
+        return "online"
+    why = (d.get("status") or {}).get("why")
+    return {"lost": "offline (link lost)", "stop": "offline (stopped)"}.get(why, "offline")
+
+
+def devices_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]]:
+    now = time.time()
+    return [{
+        "device": d["device"], "state": device_state(d),
+        "last_seen": iso_time(d["last_seen"], zone),
+        "last_seen_ago_s": round(now - d["last_seen"], 1),
+        "software": (d.get("status") or {}).get("sw"),
+        "model": (d.get("status") or {}).get("m"),
+        "health": d.get("health"), "health_at": iso_time(d.get("health_at"), zone),
+        "outbox": (d.get("health") or {}).get("ob"),
+        "clock_synced": None if "ck" not in (d.get("health") or {}) else bool(d["health"]["ck"]),
+    } for d in rows]
+
+
+def devices_table(rows: list[dict[str, Any]], zone: tzinfo) -> Table:
+    now = time.time()
+    table = Table(title=f"Boxes ({len(rows)})", caption=f"times in {zone}")
+    for col in ("box", "state", "last seen", "health", "outbox", "clock", "software"):
+        table.add_column(col)
+    for d in rows:
+        state = device_state(d)
+        style = "green" if state == "online" else ("red" if "offline" in state else "yellow")
+        h = d.get("health")
+        table.add_row(
+            d["device"], f"[{style}]{state}[/]",
+            f"{show_time(d['last_seen'], zone)} ({show_age(now - d['last_seen'])} ago)",
+            health_summary(h), outbox_summary(h), clock_summary(h),
+            (d.get("status") or {}).get("sw") or "-",
+        )
+    return table
+
+
+def events_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]]:
+    return [{
+        "id": e["id"], "device": e["device"], "class": e["cls"],
+        "state": "ended" if e["phase"] == "e" else "ongoing",
+        "start": iso_time(e["t0"], zone), "end": iso_time(e["t1"], zone),
+        "score": round(e["score"], 3), "box": e["box"], "direction": e["direction"],
+        "zones": e["zones"], "clock_unsynced": bool(e["unsynced"]),
+    } for e in rows]
+
+
+def events_table(rows: list[dict[str, Any]], zone: tzinfo, limit: int) -> Table:
+    more = f", the newest {limit}" if len(rows) >= limit else ""
+    table = Table(title=f"Events ({len(rows)}{more})", caption=f"times in {zone}")
+    for col in ("time", "box", "class", "seen for", "score", "direction", "zones", "id"):
+        table.add_column(col, no_wrap=col in ("time", "id"))
+    for e in rows:
+        ongoing = " (ongoing)" if e["phase"] == "s" else ""
+        clock = " [yellow]clock?[/]" if e["unsynced"] else ""
+        table.add_row(
+            show_time(e["t0"], zone) + clock, e["device"], e["cls"],
+            f"{e['t1'] - e['t0']:.1f} s{ongoing}", f"{e['score']:.2f}", e["direction"] or "-",
+            ", ".join(e["zones"] or []) or "-", e["id"],
+        )
+    return table
+
+
+def audit_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]]:
+    return [{**r, "at": iso_time(r["at"], zone), "finished": iso_time(r["finished"], zone)}
+            for r in rows]
+
+
+def audit_table(rows: list[dict[str, Any]], zone: tzinfo) -> Table:
+    table = Table(title=f"Officer requests ({len(rows)})", caption=f"times in {zone}")
+    for col in ("when", "who", "what", "box", "parameters", "result", "id"):
+        table.add_column(col, no_wrap=col in ("when", "id"))
+    for r in rows:
+        params = ", ".join(
+            f"{k}={show_time(v, zone) if k in ('from', 'to') and isinstance(v, float) else v}"
+            for k, v in (r["params"] or {}).items()) or "-"
+        result = r["state"] + (f": {r['detail']}" if r.get("detail") else "")
+        table.add_row(show_time(r["at"], zone), r["requester"], r["action"],
+                      r["device"] or "-", params, result, r["id"])
+    return table
+
+
+def request_status(audit_row: dict[str, Any], clip: dict[str, Any] | None,
+                   zone: tzinfo) -> dict[str, Any]:
+    """One request as `roadside clip status` shows it."""
+    out: dict[str, Any] = {
+        "id": audit_row["id"], "action": audit_row["action"], "box": audit_row["device"],
+        "requester": audit_row["requester"], "asked": iso_time(audit_row["at"], zone),
+        "state": audit_row["state"], "detail": audit_row["detail"],
+        "finished": iso_time(audit_row["finished"], zone), "params": audit_row["params"],
+        "result": audit_row["result"],
+    }
+    if clip:
+        out["file"] = {
+            "state": clip["state"], "path": clip["path"], "bytes": clip["bytes"],
+            "sha256": clip["sha256"], "transfer": clip["id"],
+            "actual_from": iso_time(clip["actual_from"], zone),
+            "actual_to": iso_time(clip["actual_to"], zone), "detail": clip.get("detail"),
+        }
+    return out

@@ -1,0 +1,205 @@
+"""The officer command line against a real mosquitto: events from the real agent on real
+footage, and clip/snapshot requests answered (or not) by a box."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from central_helpers import central_config, wait_until
+from click.testing import CliRunner
+from conftest import MODELS
+from paho.mqtt.enums import CallbackAPIVersion
+
+from roadside.agent.protocol import CommandMsg, ReplyMsg, topic
+from roadside.central.ingest import IngestWorker
+from roadside.central.store import Store, queries
+from roadside.cli import main
+from roadside.ids import new_id
+
+ROADSIDE = str(Path(sys.executable).parent / "roadside")
+
+
+def _toml(doc: dict) -> str:
+    lines: list[str] = []
+
+    def emit(prefix: str, table: dict) -> None:
+        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        if prefix:
+            lines.append(f"[{prefix}]")
+        lines.extend(f"{k} = {json.dumps(v)}" for k, v in scalars.items())
+        for k, v in table.items():
+            if isinstance(v, dict):
+                emit(f"{prefix}.{k}" if prefix else k, v)
+
+    emit("", doc)
+    text = "\n".join(lines) + "\n"
+    tomllib.loads(text)
+    return text
+
+
+def _central_file(tmp_path: Path, port: int, **officer: object) -> Path:
+    path = tmp_path / "central.toml"
+    path.write_text(_toml({"data_dir": str(tmp_path / "central"), "broker": {"port": port},
+                           "officer": dict(officer)}))
+    return path
+
+
+def _officer(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_events_from_the_agent_on_real_footage_reach_the_officer(
+        broker, tmp_path: Path, footage: Path) -> None:
+    config = _central_file(tmp_path, broker.port)
+    cfg = central_config(tmp_path, broker.port)
+    store = Store(cfg.database_url)
+    worker = IngestWorker(cfg, store).start()
+    assert worker.wait_connected(10)
+    produced = tmp_path / "box-events.jsonl"
+    agent_toml = tmp_path / "agent.toml"
+    agent_toml.write_text(_toml({
+        "device": "test-box", "data_dir": str(tmp_path / "box"),
+        "source": {"kind": "file", "path": str(footage / "motorway_overpass.mp4"),
+                   "pace": "fast", "loop": False},
+        "detector": {"models_dir": str(MODELS)},
+        "events": {"sinks": ["mqtt", "jsonl"], "jsonl_path": str(produced),
+                   "count_interval_s": 5.0},
+        "mqtt": {"host": "127.0.0.1", "port": broker.port},
+    }))
+    box = subprocess.run([ROADSIDE, "agent", "run", "--config", str(agent_toml)],
+                         capture_output=True, text=True, timeout=240)
+    assert box.returncode == 0, box.stderr[-2000:]
+    lines = [json.loads(line) for line in produced.read_text().splitlines()]
+    sent = {m["id"]: m for m in lines if m["type"] == "event" and m["k"] == "e"}
+    assert len(sent) >= 3, "the footage has traffic: the box must report it"
+
+    def stored_ended() -> set[str]:
+        with store.connect() as conn:
+            return {e["id"] for e in queries.events(conn, queries.EventFilter())
+                    if e["phase"] == "e"}
+
+    wait_until(lambda: stored_ended() >= set(sent), 30, "every ended event at the station")
+    worker.stop()
+
+    code, out, _ = _officer("events", "--config", str(config), "--json")
+    assert code == 0
+    shown = {e["id"]: e for e in json.loads(out)}
+    assert set(shown) == set(sent)
+    for eid, e in shown.items():
+        assert e["class"] == sent[eid]["c"] and e["device"] == "test-box"
+        assert e["state"] == "ended" and e["start"].endswith("+07:00")
+    cars = [e for e in lines if e["type"] == "event" and e["k"] == "e" and e["c"] == "car"]
+    code, out, _ = _officer("events", "--config", str(config), "--json", "--class", "car")
+    assert {e["id"] for e in json.loads(out)} == {e["id"] for e in cars}
+    # a time window (ISO 8601) holding only the first event's start
+    first = min(sent.values(), key=lambda m: m["t0"])
+    later = {eid for eid, m in sent.items() if m["t0"] > first["t1"] + 0.001}
+    code, out, _ = _officer("events", "--config", str(config), "--json", "--until",
+                            shown[first["id"]]["start"])
+    ids = {e["id"] for e in json.loads(out)}
+    assert first["id"] in ids and not (ids & later)
+    code, out, _ = _officer("events", "--config", str(config), "--device", "other-box",
+                            "--json")
+    assert json.loads(out) == []
+    code, out, _ = _officer("events", "--config", str(config))  # the table for people
+    assert code == 0 and "test-box" in out and "Events" in out
+
+    code, out, _ = _officer("devices", "--config", str(config), "--json")
+    (dev,) = json.loads(out)
+    assert dev["device"] == "test-box" and dev["state"] == "offline (stopped)"
+    assert dev["software"] and dev["model"] == "ssd_mobilenet_v1_coco_quant"
+    code, out, _ = _officer("devices", "--config", str(config))
+    assert "test-box" in out and "offline" in out
+
+    code, out, _ = _officer("audit", "--config", str(config), "--json")
+    actions = [r["action"] for r in json.loads(out)]
+    assert actions.count("events") == 5 and actions.count("devices") == 2
+    store.close()
+
+
+class BoxThatAnswers:
+    """A box's command channel as the wire contract has it: answers clip requests with
+    progress, then an error (this box holds no recordings)."""
+
+    def __init__(self, port: int, device: str) -> None:
+        self.device = device
+        self.requests: list[CommandMsg] = []
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device,
+                                  protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_a: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.client.subscribe(topic(device, "cmd/+"), qos=1)
+        assert subscribed.wait(10)
+
+    def _on_message(self, client: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
+        cmd = CommandMsg.decode(m.payload)
+        self.requests.append(cmd)
+        reply = topic(self.device, f"reply/{cmd.id}")
+        client.publish(reply, ReplyMsg(id=new_id(), rq=cmd.id, st="progress",
+                                       msg="looking for footage").encode(), qos=1)
+        client.publish(reply, ReplyMsg(id=new_id(), rq=cmd.id, st="error", code="out_of_range",
+                                       msg="no footage from that time on this box").encode(),
+                       qos=1)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_clip_requests_are_sent_followed_and_audited(broker, tmp_path: Path) -> None:
+    config = _central_file(tmp_path, broker.port, reply_timeout_s=2.0)
+    box = BoxThatAnswers(broker.port, "box-r")
+    code, out, err = _officer("clip", "box-r", "--config", str(config), "--at",
+                              "2024-05-01 10:14:30", "--before", "10s", "--after", "20s",
+                              "--quality", "low")
+    assert code == 1, err
+    assert "out_of_range" in out and "no footage from that time" in out
+    (cmd,) = box.requests
+    assert cmd.p == {"from": 1714533260.0, "to": 1714533290.0, "quality": "low"}
+    assert "@" in cmd.by and cmd.exp and cmd.exp > time.time()
+    code, out, _ = _officer("clip", "status", cmd.id, "--config", str(config), "--json")
+    status = json.loads(out)
+    assert status["state"] == "error" and status["requester"] == cmd.by
+    assert status["detail"] == "no footage from that time on this box"
+
+    code, out, _ = _officer("clip", "box-r", "--config", str(config), "--from",
+                            "2024-05-01T10:14:00+07:00", "--to", "2024-05-01T10:15:00+07:00",
+                            "--no-wait")
+    assert code == 0 and len(out.strip()) == 26
+    assert box.requests[-1].id == out.strip()
+    box.close()
+
+    # nobody answers: the request stays queued, the officer is told how to follow it
+    code, out, _ = _officer("snapshot", "box-silent", "--config", str(config))
+    assert code == 3 and "roadside clip status" in out
+    code, out, _ = _officer("audit", "--config", str(config), "--json")
+    rows = {r["action"] + ":" + (r["device"] or ""): r for r in json.loads(out)}
+    assert rows["snapshot:box-silent"]["state"] == "timeout"
+
+    # bad input: one line, exit 2, nothing sent
+    code, _, err = _officer("clip", "box-r", "--config", str(config), "--at", "10:14",
+                            "--from", "10:00", "--to", "10:20")
+    assert code == 2 and "either --at" in err
+    code, _, err = _officer("clip", "box-r", "--config", str(config), "--at", "half past ten")
+    assert code == 2 and err.strip().startswith("error: 'half past ten' is not a time")
+    code, _, err = _officer("clip", "box-r", "--config", str(config), "--from", "10:20",
+                            "--to", "10:10")
+    assert code == 2 and "must be after" in err
+
+
+@pytest.mark.parametrize("args", [["devices"], ["events"], ["clip", "status", "X"]])
+def test_a_missing_config_is_one_clear_line(tmp_path: Path, args: list[str]) -> None:
+    code, _, err = _officer(*args, "--config", str(tmp_path / "nope.toml"))
+    assert code == 2 and err.startswith("error: ") and "no such config file" in err
