@@ -1,0 +1,707 @@
+"""Provisioning: CA, device bundles, and a real mosquitto enforcing the generated TLS and ACL.
+
+Keys are made once per module (EC keys are cheap, but a broker per test is not): one CA, the
+broker folder it writes, and a running mosquitto 2.0 with exactly that listener and ACL. Each
+MQTT check has a positive control (someone allowed receives the same kind of message), so a
+"nothing arrived" can never pass because nothing worked at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import queue
+import signal
+import socket
+import ssl
+import tarfile
+import threading
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from broker import Mosquitto, free_port, wait_port
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from roadside.agent import protocol
+from roadside.agent.config import DEVICE_ID as AGENT_DEVICE_ID
+from roadside.agent.config import load_config
+from roadside.cli import main
+from roadside.errors import ProvisionError
+from roadside.provisioning import broker as broker_mod
+from roadside.provisioning.agent_toml import (
+    Broker,
+    check_agent_toml,
+    parse_broker,
+    parse_location,
+    render_agent_toml,
+)
+from roadside.provisioning.broker import (
+    BrokerFiles,
+    refresh_broker_dir,
+    render_acl,
+    render_mosquitto_conf,
+    write_broker_dir,
+)
+from roadside.provisioning.ca import DEVICE_CA, STATION_CA, ProjectCA, cert_pem, key_pem, new_key
+from roadside.provisioning.cloudinit import render_meta_data, render_user_data, write_card
+from roadside.provisioning.device import DeviceRequest, make_bundle, read_bundle
+from roadside.provisioning.identity import DEVICE_ID, account_role, check_device_id
+from roadside.provisioning.registry import Registry
+
+PASS = b"correct horse battery staple"
+WAIT = 3.0  # seconds to wait for something that should arrive
+QUIET = 0.7  # seconds to wait before concluding that something did not arrive
+
+
+# --------------------------------------------------------------------------- fixtures
+@dataclass
+class Creds:
+    """A client's files, as an agent or the central service would have them."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def _write_creds(d: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey,
+                 server_ca: bytes) -> Creds:
+    d.mkdir(parents=True, exist_ok=True)
+    c = Creds(d / "ca.crt", d / "client.crt", d / "client.key")
+    c.ca.write_bytes(server_ca)
+    c.cert.write_bytes(cert_pem(cert))
+    c.key.write_bytes(key_pem(key))
+    return c
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One project CA with boxes, station accounts and a foreign CA's box."""
+    base = tmp_path_factory.mktemp("pki")
+    ca = ProjectCA.create(base / "ca", PASS)
+    station = ca.cert_pem(STATION_CA)
+    out: dict = {"ca": ca, "base": base}
+    for name in ("dev-a", "dev-b", "stolen-box"):
+        k = new_key()
+        out[name] = _write_creds(base / name, ca.issue_device(name, k.public_key()), k, station)
+    for name in ("central.ingest", "officer.rossi"):
+        k = new_key()
+        out[name] = _write_creds(base / name, ca.issue_account(name, k.public_key()), k, station)
+    other = ProjectCA.create(base / "other-ca", PASS)
+    k = new_key()
+    out["foreign"] = _write_creds(base / "foreign", other.issue_device("dev-a", k.public_key()),
+                                  k, station)
+    ports = _two_ports()
+    out["files"] = write_broker_dir(ca, base / "broker", ["127.0.0.1", "localhost"],
+                                    port=ports[0], bind="127.0.0.1",
+                                    conf_dir=str(base / "broker"), station_port=ports[1],
+                                    station_bind="127.0.0.1")
+    out["ports"] = ports
+    return out
+
+
+def _two_ports() -> tuple[int, int]:
+    while True:
+        box, station = free_port(), free_port()
+        if box != station:
+            return box, station
+
+
+def port_for(name: str, ports: tuple[int, int]) -> int:
+    """Boxes use the box listener, station accounts the station listener."""
+    return ports[1] if "." in name else ports[0]
+
+
+class TwoListenerMosquitto(Mosquitto):
+    """The helper waits for one port; the generated config has two listeners."""
+
+    def __init__(self, workdir: Path, conf: str, ports: tuple[int, int], extra: str) -> None:
+        super().__init__(workdir, listener=conf, anonymous=False, port=ports[0], extra=extra)
+        self.ports = ports
+
+    def start(self) -> TwoListenerMosquitto:
+        super().start()
+        wait_port(self.ports[1])
+        return self
+
+
+def _mosquitto(workdir: Path, files: BrokerFiles, ports: tuple[int, int]) -> Mosquitto:
+    """mosquitto with the generated listeners as is (only ports and paths are the test's)."""
+    conf = render_mosquitto_conf(files, ports[0], "127.0.0.1", str(files.directory),
+                                 ports[1], "127.0.0.1")
+    return TwoListenerMosquitto(workdir, conf, ports, "")
+
+
+@pytest.fixture(scope="module")
+def mosq(pki: dict, tmp_path_factory: pytest.TempPathFactory):
+    m = _mosquitto(tmp_path_factory.mktemp("mosq"), pki["files"], pki["ports"])
+    with m:
+        yield m
+
+
+class Peer:
+    """A paho 2.x MQTT 5 client that records connack, subacks, pubacks and messages."""
+
+    def __init__(self, creds: Creds, port: int, client_id: str = "") -> None:
+        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.connack: mqtt.ReasonCode | None = None
+        self.connected = threading.Event()
+        self.acks: dict[int, mqtt.ReasonCode] = {}
+        self.subacks: dict[int, list[mqtt.ReasonCode]] = {}
+        self._acked = threading.Condition()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv5)
+        self.client.tls_set(ca_certs=str(creds.ca), certfile=str(creds.cert),
+                            keyfile=str(creds.key))
+        self.client.on_connect = self._on_connect
+        self.client.on_message = lambda c, u, m: self.messages.put(m)
+        self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
+        self.port = port
+
+    def _on_connect(self, client, userdata, flags, rc, props) -> None:
+        self.connack = rc
+        if not rc.is_failure:
+            self.connected.set()
+
+    def _on_publish(self, client, userdata, mid, rc, props) -> None:
+        with self._acked:
+            self.acks[mid] = rc
+            self._acked.notify_all()
+
+    def _on_subscribe(self, client, userdata, mid, rcs, props) -> None:
+        with self._acked:
+            self.subacks[mid] = rcs
+            self._acked.notify_all()
+
+    def start(self) -> Peer:
+        self.client.connect("127.0.0.1", self.port, keepalive=30)
+        self.client.loop_start()
+        assert self.connected.wait(WAIT), f"no CONNACK success (got {self.connack})"
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _wait(self, table: dict, mid: int):
+        with self._acked:
+            assert self._acked.wait_for(lambda: mid in table, WAIT), "no ack from the broker"
+            return table[mid]
+
+    def subscribe(self, topic: str) -> list[mqtt.ReasonCode]:
+        _, mid = self.client.subscribe(topic, qos=1)
+        return self._wait(self.subacks, mid)
+
+    def publish(self, topic: str, payload: bytes) -> mqtt.ReasonCode:
+        """QoS 1; returns the PUBACK reason (MQTT 5 tells a denied publish apart)."""
+        info = self.client.publish(topic, payload, qos=1)
+        return self._wait(self.acks, info.mid)
+
+    def received(self, timeout: float = WAIT) -> list[tuple[str, bytes]]:
+        """Everything that arrives until ``timeout`` passes with nothing new."""
+        got = []
+        while True:
+            try:
+                m = self.messages.get(timeout=timeout)
+            except queue.Empty:
+                return got
+            got.append((m.topic, m.payload))
+            timeout = QUIET
+
+    def expect(self, topic: str, payload: bytes) -> list[tuple[str, bytes]]:
+        got = self.received()
+        assert (topic, payload) in got, f"{topic} {payload!r} never arrived; got {got}"
+        return got
+
+
+@pytest.fixture
+def peers(pki: dict, mosq: Mosquitto):
+    """Open MQTT clients by name; all stopped after the test."""
+    opened: list[Peer] = []
+
+    def open_(name: str, client_id: str = "") -> Peer:
+        p = Peer(pki[name], port_for(name, pki["ports"]), client_id).start()
+        opened.append(p)
+        return p
+
+    yield open_
+    for p in opened:
+        p.stop()
+
+
+NOT_AUTHORIZED = 0x87
+
+
+def tls_refusal(creds: Creds, port: int) -> Exception | None:
+    """Handshake with TLS 1.2 (client auth decided inside the handshake) and one read.
+
+    Returns the error, or None if the broker accepted the certificate.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(str(creds.ca))
+    ctx.load_cert_chain(str(creds.cert), str(creds.key))
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as raw:
+        try:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                # An MQTT 3.1.1 CONNECT; an accepted client gets a CONNACK back.
+                tls.sendall(bytes.fromhex("101000044d5154540402003c0004746c7331"))
+                return None if tls.recv(4)[:1] == b"\x20" else EOFError("no CONNACK")
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError) as exc:
+            return exc
+
+
+# --------------------------------------------------------------------------- CA and certs
+def test_ca_folder_has_two_cas_with_encrypted_keys(pki: dict) -> None:
+    d = pki["ca"].directory
+    assert (d.stat().st_mode & 0o777) == 0o700
+    for which in (DEVICE_CA, STATION_CA):
+        key_file = d / f"{which}.key"
+        assert (key_file.stat().st_mode & 0o777) == 0o600
+        assert b"ENCRYPTED PRIVATE KEY" in key_file.read_bytes()
+        with pytest.raises(TypeError):  # needs the passphrase
+            serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        cert = x509.load_pem_x509_certificate((d / f"{which}.crt").read_bytes())
+        assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    with pytest.raises(ProvisionError, match="wrong CA passphrase"):
+        ProjectCA.open(d, b"not the passphrase at all")
+    with pytest.raises(ProvisionError, match="already holds a CA"):
+        ProjectCA.create(d, PASS)
+    with pytest.raises(ProvisionError, match="at least 12"):
+        ProjectCA.create(pki["base"] / "weak", b"short")
+
+
+def test_device_certificate_is_p256_cn_device_signed_by_the_device_ca(pki: dict) -> None:
+    ca: ProjectCA = pki["ca"]
+    cert = x509.load_pem_x509_certificate(pki["dev-a"].cert.read_bytes())
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "dev-a"
+    key = cert.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"
+    cert.verify_directly_issued_by(ca.authorities[DEVICE_CA].cert)
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    # Recorded with its serial, so `revoke dev-a` knows what to put on the CRL.
+    reg = Registry.load(ca.directory / "issued.json")
+    (entry,) = [c for c in reg.certs if c.name == "dev-a"]
+    assert entry.serial == cert.serial_number and entry.issuer == DEVICE_CA
+    assert entry.not_after == cert.not_valid_after_utc and not entry.revoked
+    # One live certificate per box: a second needs --replace (which revokes the first).
+    with pytest.raises(ProvisionError, match="--replace"):
+        ca.issue_device("dev-a", new_key().public_key())
+
+
+def test_device_key_cannot_pose_as_the_broker(pki: dict) -> None:
+    """A box trusts only the station CA for servers: a stolen box key is no broker."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(str(pki["dev-b"].cert), str(pki["dev-b"].key))
+    client = ssl.create_default_context(cafile=str(pki["dev-a"].ca))
+    client.check_hostname = False  # even without the hostname check
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    cli = client.wrap_bio(c_in, c_out, server_side=False)
+    srv = server.wrap_bio(s_in, s_out, server_side=True)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        for _ in range(10):
+            for end in (cli, srv):
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    end.do_handshake()
+            s_in.write(c_out.read())
+            c_in.write(s_out.read())
+
+
+def test_names_and_inputs_are_checked() -> None:
+    assert DEVICE_ID.pattern == AGENT_DEVICE_ID.pattern
+    assert check_device_id("junction-07") == "junction-07"
+    for bad in ("Junction", "-x", "a.b", "x" * 64, "roadside-central-ingest-1", ""):
+        with pytest.raises(ProvisionError, match="bad device name"):
+            check_device_id(bad)
+    assert account_role("central.ingest") == "central"
+    assert account_role("officer.rossi") == "officer"
+    for bad in ("central", "officer.", "admin.bob", "officer.Rossi", "dev-a"):
+        with pytest.raises(ProvisionError):
+            account_role(bad)
+    assert parse_location(" 46.4983,11.3548") == (46.4983, 11.3548)
+    for bad in ("46.5", "46.5;11.3", "91,11", "46,-181", "nan,1", "a,b", "1,2,3"):
+        with pytest.raises(ProvisionError, match="--location"):
+            parse_location(bad)
+    assert parse_broker("broker.lan") == Broker("broker.lan", 8883)
+    assert parse_broker("10.0.0.5:1884") == Broker("10.0.0.5", 1884)
+    assert parse_broker("[fd00::1]:8883") == Broker("fd00::1", 8883)
+    for bad in ("", "broker.lan:0", "broker.lan:x", "bro ker", "-x:1"):
+        with pytest.raises(ProvisionError, match="--broker"):
+            parse_broker(bad)
+
+
+# --------------------------------------------------------------------------- agent.toml
+def test_rendered_agent_toml_is_a_valid_agent_config(tmp_path: Path) -> None:
+    text = render_agent_toml("junction-07", Broker("broker.lan", 8883),
+                             camera="rtsp://10.1.1.9/stream1",
+                             site='Passo "Alto"\nkm 7', location=(46.5, 11.35),
+                             status_led=17)
+    doc = check_agent_toml(text)
+    assert doc["source"] == {"kind": "rtsp", "url": "rtsp://10.1.1.9/stream1"}
+    assert doc["mqtt"] == {
+        "host": "broker.lan", "port": 8883, "tls_ca": "/etc/roadside/tls/ca.crt",
+        "tls_cert": "/etc/roadside/tls/device.crt", "tls_key": "/etc/roadside/tls/device.key",
+    }
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    cfg = load_config(path)  # the agent's own loader takes it as is
+    assert cfg.device == "junction-07" and cfg.data_dir == "/var/lib/roadside"
+    assert cfg.events.sinks == ["mqtt"]
+    assert cfg.hardware.status_led is not None and cfg.hardware.status_led.pin == 17
+    pi = tomllib.loads(render_agent_toml("j", Broker("b"), site="s", location=(0, 0)))
+    assert pi["source"] == {"kind": "picamera2"}
+
+
+# --------------------------------------------------------------------------- bundle
+def test_bundle_holds_key_cert_config_and_manifest(pki: dict, tmp_path: Path) -> None:
+    req = DeviceRequest("junction-07", "SS42 km 7", (46.49, 11.35), Broker("broker.lan", 8883))
+    path = make_bundle(pki["ca"], req, tmp_path)
+    assert path.name == "junction-07.bundle.tar.gz"
+    assert (path.stat().st_mode & 0o777) == 0o600
+    with tarfile.open(path) as tar:
+        modes = {m.name: m.mode for m in tar.getmembers() if m.isfile()}
+        assert all(not n.startswith(("/", "..")) for n in tar.getnames())
+    assert modes["tls/device.key"] == 0o600 and modes["agent.toml"] == 0o644
+    b = read_bundle(path)
+    cert = b.certificate()
+    key = serialization.load_pem_private_key(b.files["tls/device.key"], None)
+    assert key.public_key() == cert.public_key()
+    assert b.files["tls/ca.crt"] == pki["ca"].cert_pem(STATION_CA)
+    m = b.manifest
+    assert m["device"] == "junction-07" and m["broker"] == "broker.lan:8883"
+    assert m["location"] == {"lat": 46.49, "lon": 11.35}
+    assert int(m["certificate"]["serial"], 16) == cert.serial_number
+    check_agent_toml(b.files["agent.toml"].decode())
+    # A damaged copy is caught before anything is installed.
+    broken = tmp_path / "broken.tar.gz"
+    with tarfile.open(path) as src, tarfile.open(broken, "w:gz") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read() if member.isfile() else None
+            if member.name == "agent.toml":
+                data = data.replace(b"broker.lan", b"evil.example")
+                member.size = len(data)
+            dst.addfile(member, io.BytesIO(data) if data is not None else None)
+    with pytest.raises(ProvisionError, match="damaged"):
+        read_bundle(broken)
+
+
+def test_cloud_init_runs_install_from_the_boot_partition(pki: dict, tmp_path: Path) -> None:
+    user_data = render_user_data("junction-07", "junction-07.bundle.tar.gz")
+    lines = user_data.splitlines()
+    assert lines[0] == "#cloud-config"
+    assert 'hostname: "junction-07"' in lines
+    (cmd_line,) = [line for line in lines if line.startswith("  - [")]
+    cmd = json.loads(cmd_line.removeprefix("  - "))  # flow sequence of JSON strings
+    assert cmd[:2] == ["bash", "/boot/firmware/roadside/install.sh"]
+    assert cmd[cmd.index("--bundle") + 1] == "/boot/firmware/roadside/junction-07.bundle.tar.gz"
+    assert "--remove-bundle" in cmd
+    assert 'instance-id: "roadside-junction-07-00ff' in render_meta_data("junction-07", "00ff")
+    bundle = make_bundle(pki["ca"], DeviceRequest("card-box", "x", (0, 0), Broker("b")),
+                         tmp_path)
+    card = write_card(tmp_path / "card", "card-box", "abcd", bundle)
+    assert (card / "user-data").is_file() and (card / "meta-data").is_file()
+    assert os.access(card / "roadside" / "install.sh", os.X_OK)
+    assert (card / "roadside" / bundle.name).read_bytes() == bundle.read_bytes()
+
+
+# --------------------------------------------------------------------------- ACL text
+def test_acl_names_the_protocol_topics() -> None:
+    assert broker_mod.PREFIX == protocol.ROOT
+    assert (broker_mod.XFER_INIT, broker_mod.XFER_DATA, broker_mod.XFER_ABORT,
+            broker_mod.XFER_ACK) == (protocol.XFER_INIT, protocol.XFER_DATA,
+                                     protocol.XFER_ABORT, protocol.XFER_ACK)
+    assert (broker_mod.STATUS, broker_mod.EVENT, broker_mod.COUNT, broker_mod.HEALTH,
+            broker_mod.CMD, broker_mod.REPLY, broker_mod.XFER) == (
+        protocol.STATUS, protocol.EVENT, protocol.COUNT, protocol.HEALTH, protocol.CMD,
+        protocol.REPLY, protocol.XFER)
+    acl = render_acl(["central.ingest", "officer.rossi"], ["stolen-box"])
+    lines = acl.splitlines()
+    assert "pattern read roadside/v1/%u/cmd/#" in lines
+    assert not any(ln.startswith("pattern") and "cmd" in ln and "write" in ln for ln in lines)
+    assert lines[lines.index("user stolen-box") + 1] == "topic deny #"
+    officer = lines[lines.index("user officer.rossi"):]
+    officer = officer[:next(i for i, ln in enumerate(officer) if not ln)]
+    writes = [ln for ln in officer if ln.startswith("topic write")]
+    assert writes == ["topic write roadside/v1/+/cmd/#"]
+    assert [ln for ln in officer if ln.startswith("topic read")] == [
+        "topic read roadside/v1/+/reply/#", "topic read roadside/v1/+/status",
+        "topic read roadside/v1/+/xfer/+/init", "topic read roadside/v1/+/xfer/+/ack"]
+    conf = render_mosquitto_conf(BrokerFiles(Path("/x")), 8883).splitlines()
+    box = conf[conf.index("listener 8883"):conf.index("listener 8884")]
+    station = conf[conf.index("listener 8884"):]
+    for block in (box, station):
+        for line in ("require_certificate true", "use_identity_as_username true",
+                     "crlfile /etc/mosquitto/roadside/crl.pem"):
+            assert line in block
+    assert "cafile /etc/mosquitto/roadside/device-ca.pem" in box
+    assert "use_username_as_clientid true" in box
+    assert "cafile /etc/mosquitto/roadside/station-ca.pem" in station
+    assert "use_username_as_clientid true" not in station
+    assert "allow_anonymous false" in conf and "acl_file /etc/mosquitto/roadside/acl" in conf
+
+
+# --------------------------------------------------------------------------- real broker
+def test_device_reads_only_its_own_commands(peers) -> None:
+    central, a, b = peers("central.ingest"), peers("dev-a"), peers("dev-b")
+    # mosquitto 2.0.11 grants the SUBACK (its acl_file checks reads at delivery, not at
+    # subscribe), so what proves the ACL is that nothing is ever delivered to A.
+    a.subscribe("roadside/v1/dev-b/cmd/#")
+    a.subscribe("roadside/v1/+/cmd/#")
+    b.subscribe("roadside/v1/dev-b/cmd/#")
+    assert not central.publish("roadside/v1/dev-b/cmd/snapshot", b"r1").is_failure
+    b.expect("roadside/v1/dev-b/cmd/snapshot", b"r1")  # control: B gets its command
+    assert a.received(QUIET) == []
+
+
+def test_device_cannot_publish_as_another_or_command_itself(peers) -> None:
+    central, a = peers("central.ingest"), peers("dev-a")
+    central.subscribe("roadside/v1/#")
+    a.subscribe("roadside/v1/dev-a/cmd/#")
+    assert a.publish("roadside/v1/dev-b/event", b"forged").value == NOT_AUTHORIZED
+    assert a.publish("roadside/v1/dev-a/cmd/reboot", b"self").value == NOT_AUTHORIZED
+    assert a.publish("roadside/v1/dev-a/status", b"online").value == 0  # its own: fine
+    assert not a.publish("roadside/v1/dev-a/event", b"genuine").is_failure
+    got = central.expect("roadside/v1/dev-a/event", b"genuine")  # control
+    assert ("roadside/v1/dev-b/event", b"forged") not in got
+    assert ("roadside/v1/dev-a/cmd/reboot", b"self") not in got
+    assert a.received(QUIET) == []
+
+
+def test_device_cannot_take_over_another_session(peers) -> None:
+    """The client id is forced to the certificate's CN: 'dev-b' from A's cert is still A."""
+    b = peers("dev-b", client_id="dev-b")
+    b.subscribe("roadside/v1/dev-b/cmd/#")
+    a = peers("dev-a", client_id="dev-b")
+    central = peers("central.ingest")
+    central.publish("roadside/v1/dev-b/cmd/ping", b"still-b")
+    b.expect("roadside/v1/dev-b/cmd/ping", b"still-b")
+    assert b.client.is_connected() and a.client.is_connected()
+
+
+def test_central_reads_all_devices_and_sends_commands(peers) -> None:
+    central, a, b = peers("central.ingest"), peers("dev-a"), peers("dev-b")
+    central.subscribe("roadside/v1/+/event")
+    central.subscribe("roadside/v1/+/reply/#")
+    a.publish("roadside/v1/dev-a/event", b"ea")
+    b.publish("roadside/v1/dev-b/event", b"eb")
+    b.publish("roadside/v1/dev-b/reply/r1", b"done")
+    got = central.received()
+    assert {("roadside/v1/dev-a/event", b"ea"), ("roadside/v1/dev-b/event", b"eb"),
+            ("roadside/v1/dev-b/reply/r1", b"done")} <= set(got)
+    a.subscribe("roadside/v1/dev-a/cmd/#")
+    assert not central.publish("roadside/v1/dev-a/cmd/clip", b"c1").is_failure
+    a.expect("roadside/v1/dev-a/cmd/clip", b"c1")
+    # ... and no more: it cannot speak for a box.
+    assert central.publish("roadside/v1/dev-a/event", b"fake").value == NOT_AUTHORIZED
+    assert central.publish("roadside/v1/central.ingest/event", b"as-box").value == NOT_AUTHORIZED
+
+
+def test_officer_sends_commands_but_cannot_watch_the_road(peers) -> None:
+    officer, central, b = peers("officer.rossi"), peers("central.ingest"), peers("dev-b")
+    b.subscribe("roadside/v1/dev-b/cmd/#")
+    officer.subscribe("roadside/v1/+/event")
+    officer.subscribe("roadside/v1/#")
+    central.subscribe("roadside/v1/+/event")
+    assert not officer.publish("roadside/v1/dev-b/cmd/clip", b"10:14-10:17").is_failure
+    b.expect("roadside/v1/dev-b/cmd/clip", b"10:14-10:17")
+    b.publish("roadside/v1/dev-b/event", b"seen")
+    central.expect("roadside/v1/dev-b/event", b"seen")  # control: events do flow
+    assert officer.received(QUIET) == []
+    assert officer.publish("roadside/v1/dev-b/event", b"fake").value == NOT_AUTHORIZED
+
+
+def test_transfers_go_box_to_station_and_acks_back(peers) -> None:
+    central, a, officer = peers("central.ingest"), peers("dev-a"), peers("officer.rossi")
+    central.subscribe("roadside/v1/+/xfer/#")
+    officer.subscribe("roadside/v1/+/xfer/#")
+    a.subscribe("roadside/v1/dev-a/xfer/#")
+    for part in ("init", "d", "abort"):
+        assert not a.publish(f"roadside/v1/dev-a/xfer/x1/{part}", part.encode()).is_failure
+    assert a.publish("roadside/v1/dev-a/xfer/x1/ack", b"self-ack").value == NOT_AUTHORIZED
+    assert a.publish("roadside/v1/dev-b/xfer/x1/d", b"other").value == NOT_AUTHORIZED
+    got = central.received()
+    assert {(f"roadside/v1/dev-a/xfer/x1/{p}", p.encode()) for p in ("init", "d", "abort")} \
+        <= set(got)
+    assert not central.publish("roadside/v1/dev-a/xfer/x1/ack", b"ack").is_failure
+    assert central.publish("roadside/v1/dev-a/xfer/x1/d", b"fake").value == NOT_AUTHORIZED
+    assert a.received() == [("roadside/v1/dev-a/xfer/x1/ack", b"ack")]
+    # The officer follows progress (init, ack), never the footage itself.
+    assert sorted(officer.received(QUIET)) == [("roadside/v1/dev-a/xfer/x1/ack", b"ack"),
+                                               ("roadside/v1/dev-a/xfer/x1/init", b"init")]
+
+
+def test_officer_follows_its_request(peers) -> None:
+    """What `roadside clip` needs: send cmd, then read the reply and the box's status."""
+    officer, b = peers("officer.rossi"), peers("dev-b")
+    officer.subscribe("roadside/v1/dev-b/reply/r9")
+    officer.subscribe("roadside/v1/dev-b/status")
+    b.publish("roadside/v1/dev-b/status", b"online")
+    b.publish("roadside/v1/dev-b/reply/r9", b"done")
+    b.publish("roadside/v1/dev-b/health", b"ok")
+    got = officer.received()
+    assert sorted(got) == [("roadside/v1/dev-b/reply/r9", b"done"),
+                           ("roadside/v1/dev-b/status", b"online")]
+
+
+def test_station_processes_keep_their_own_client_ids(peers) -> None:
+    """One central account, several processes (ingest workers, receiver): no kicking."""
+    w1 = peers("central.ingest", client_id="roadside-central-ingest-1")
+    w2 = peers("central.ingest", client_id="roadside-central-ingest-2")
+    w1.subscribe("roadside/v1/+/event")
+    w2.subscribe("roadside/v1/+/event")
+    peers("dev-a").publish("roadside/v1/dev-a/event", b"both")
+    w1.expect("roadside/v1/dev-a/event", b"both")
+    w2.expect("roadside/v1/dev-a/event", b"both")
+    assert w1.client.is_connected() and w2.client.is_connected()
+
+
+def test_each_listener_takes_only_its_own_ca(pki: dict, mosq: Mosquitto) -> None:
+    box, station = pki["ports"]
+    assert tls_refusal(pki["dev-a"], box) is None  # controls
+    assert tls_refusal(pki["central.ingest"], station) is None
+    assert tls_refusal(pki["dev-a"], station) is not None
+    assert tls_refusal(pki["central.ingest"], box) is not None
+    assert tls_refusal(pki["officer.rossi"], box) is not None
+
+
+def test_certificate_from_another_ca_is_refused_at_tls(pki: dict, mosq: Mosquitto) -> None:
+    box, station = pki["ports"]
+    for port in (box, station):  # same CN 'dev-a', other CA
+        assert tls_refusal(pki["foreign"], port) is not None, "a foreign CA's cert got in"
+    peer = Peer(pki["foreign"], box)
+    with pytest.raises((ssl.SSLError, ConnectionError, AssertionError)):
+        peer.start()
+    peer.client.loop_stop()
+
+
+def test_revoked_device_is_refused(pki: dict, tmp_path: Path) -> None:
+    """Revoke on a broker of its own (the module's broker keeps its state)."""
+    ca: ProjectCA = pki["ca"]
+    files: BrokerFiles = pki["files"]
+    box, station = ports = _two_ports()
+    with _mosquitto(tmp_path / "mosq", files, ports) as m:
+        central = Peer(pki["central.ingest"], station).start()
+        stolen = Peer(pki["stolen-box"], box).start()  # connected before the theft
+        central.subscribe("roadside/v1/+/event")
+        stolen.publish("roadside/v1/stolen-box/event", b"before")
+        central.expect("roadside/v1/stolen-box/event", b"before")
+
+        (entry,) = ca.revoke("stolen-box")
+        refresh_broker_dir(ca, files)
+        crl = x509.load_pem_x509_crl(files.crl.read_bytes())  # the device CA's, first
+        assert crl.get_revoked_certificate_by_serial_number(entry.serial) is not None
+        assert crl.is_signature_valid(ca.authorities[DEVICE_CA].cert.public_key())
+        assert "user stolen-box\ntopic deny #" in files.acl.read_text()
+
+        # SIGHUP (systemctl reload): ACL and CRL re-read. The open connection is denied
+        # every topic, a new one is refused at TLS.
+        os.kill(m.proc.pid, signal.SIGHUP)
+        time.sleep(0.5)
+        assert stolen.publish("roadside/v1/stolen-box/event", b"after").value == NOT_AUTHORIZED
+        assert tls_refusal(pki["stolen-box"], box) is not None
+        assert central.received(QUIET) == []
+        stolen.stop()
+        central.stop()
+
+        m.restart()  # a restart drops every connection; the CRL keeps it out
+        assert tls_refusal(pki["stolen-box"], box) is not None
+        assert tls_refusal(pki["dev-a"], box) is None  # control: others unaffected
+        assert tls_refusal(pki["central.ingest"], station) is None  # station CA has its CRL
+
+
+# --------------------------------------------------------------------------- CLI
+NO_PASS = {"ROADSIDE_CA_PASSPHRASE": None, "ROADSIDE_CA_PASSPHRASE_FILE": None}
+
+
+def _cli(args: list[str], env: dict | None = None):
+    return CliRunner().invoke(main, ["provision", *args], env={**NO_PASS, **(env or {})},
+                              catch_exceptions=False)
+
+
+def test_cli_from_ca_to_revoke(tmp_path: Path) -> None:
+    pw = tmp_path / "pass"
+    pw.write_text("a long enough passphrase\n")
+    pw.chmod(0o600)
+    env = {"ROADSIDE_CA_PASSPHRASE_FILE": str(pw)}
+    ca = str(tmp_path / "ca")
+    r = _cli(["ca", "init", ca], env)
+    assert r.exit_code == 0, r.output
+    assert "a long enough passphrase" not in r.output  # never echoed
+    r = _cli(["broker", "--ca", ca, "--out", str(tmp_path / "brk"), "--host", "broker.lan"],
+             env)
+    assert r.exit_code == 0, r.output
+    r = _cli(["device", "junction-07", "--ca", ca, "--site", "SS42 km 7",
+              "--location", "46.49,11.35", "--camera", "rtsp://cam.local/s",
+              "--out", str(tmp_path / "out"), "--cloud-init", str(tmp_path / "card")], env)
+    assert r.exit_code == 0, r.output
+    b = read_bundle(tmp_path / "out" / "junction-07.bundle.tar.gz")
+    assert b.manifest["broker"] == "broker.lan:8883"  # remembered from `provision broker`
+    assert tomllib.loads(b.files["agent.toml"].decode())["source"]["kind"] == "rtsp"
+    assert (tmp_path / "card" / "user-data").is_file()
+    r = _cli(["account", "officer.rossi", "--ca", ca, "--out", str(tmp_path / "acct")], env)
+    assert r.exit_code == 0, r.output
+    assert ((tmp_path / "acct" / "officer.rossi" / "client.key").stat().st_mode & 0o777) == 0o600
+    assert "user officer.rossi" in (tmp_path / "brk" / "acl").read_text()  # ACL follows
+    old = b.certificate().serial_number
+    r = _cli(["device", "junction-07", "--ca", ca, "--site", "SS42 km 7", "--location",
+              "46.49,11.35", "--out", str(tmp_path / "out"), "--replace"], env)
+    assert r.exit_code == 0, r.output
+    new = read_bundle(tmp_path / "out" / "junction-07.bundle.tar.gz").certificate()
+    assert new.serial_number != old
+    crl = x509.load_pem_x509_crl((tmp_path / "brk" / "crl.pem").read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(old) is not None
+    assert crl.get_revoked_certificate_by_serial_number(new.serial_number) is None
+    r = _cli(["revoke", "junction-07", "--ca", ca], env)
+    assert r.exit_code == 0, r.output
+    acl = (tmp_path / "brk" / "acl").read_text()
+    assert "user junction-07\ntopic deny #" in acl and "user officer.rossi" in acl
+    r = _cli(["list", "--ca", ca])
+    assert r.exit_code == 0 and "revoked" in r.output and "officer.rossi" in r.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["device", "Junction 7", "--site", "x", "--location", "46,11"], "bad device name"),
+    (["device", "j7", "--site", "x", "--location", "46.5"], "bad --location"),
+    (["device", "j7", "--site", "x", "--location", "100,11"], "bad --location"),
+    (["device", "j7", "--site", "x", "--location", "46,11", "--camera", "usb"], "bad --camera"),
+    (["device", "j7", "--site", "x", "--location", "46,11", "--broker", "a b"], "bad --broker"),
+    (["account", "bob", "--out", "x"], "bad account name"),
+])
+def test_cli_bad_input_is_one_line_error(tmp_path: Path, args: list[str], message: str) -> None:
+    r = CliRunner().invoke(main, ["provision", *args, "--ca", str(tmp_path / "none")],
+                           env={"ROADSIDE_CA_PASSPHRASE": "whatever it is"})
+    assert r.exit_code == 2
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), r.output
+
+
+def test_cli_without_passphrase_or_with_a_wrong_one(pki: dict) -> None:
+    ca = str(pki["ca"].directory)
+    r = CliRunner().invoke(main, ["provision", "revoke", "dev-a", "--ca", ca], env=NO_PASS)
+    assert r.exit_code == 2 and r.output.strip() == (
+        "error: no CA passphrase: pass --passphrase-file FILE or set ROADSIDE_CA_PASSPHRASE")
+    r = CliRunner().invoke(main, ["provision", "revoke", "dev-a", "--ca", ca],
+                           env={**NO_PASS, "ROADSIDE_CA_PASSPHRASE": "wrong wrong wrong"})
+    assert r.exit_code == 2 and "wrong CA passphrase" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_cli_wheelhouse_dry_run(tmp_path: Path) -> None:
+    r = _cli(["wheelhouse", "--out", str(tmp_path / "wh"), "--platform",
+              "manylinux2014_aarch64", "--python-version", "3.11", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    build, download = r.output.strip().splitlines()
+    assert " -m pip wheel --no-deps --wheel-dir " in build
+    assert " -m pip download --dest " in download
+    assert "--platform manylinux2014_aarch64" in download and "--only-binary=:all:" in download
