@@ -7,10 +7,17 @@ import signal
 import threading
 from types import FrameType
 
+from roadside.agent.commands.service import CommandService
 from roadside.agent.config import AgentConfig
 from roadside.agent.events.sinks import ConsoleSink, JsonlSink, Sink
+from roadside.agent.hardware.alerts import SharedSinks
+from roadside.agent.hardware.box import BoxHardware
+from roadside.agent.hardware.liveness import LinkSummary
 from roadside.agent.pipeline import Pipeline, PipelineStats
+from roadside.agent.recording.recorder import Recorder
 from roadside.agent.sources import open_source
+from roadside.agent.uplink import Uplink
+from roadside.agent.uplink.heartbeat import pipeline_counters
 from roadside.agent.vision.detector import Detector
 
 log = logging.getLogger(__name__)
@@ -33,7 +40,32 @@ class Agent:
         self.cfg = cfg
         self.detector = Detector(cfg.detector)
         self.source = open_source(cfg.source)
-        self.pipeline = Pipeline(cfg, self.source, self.detector, build_sinks(cfg))
+        sinks = build_sinks(cfg)
+        # The station link: events go to a durable outbox; the uplink sends it to the broker.
+        self.uplink: Uplink | None = None
+        if "mqtt" in cfg.events.sinks:
+            self.uplink = Uplink.from_config(cfg, lambda: pipeline_counters(self.pipeline))
+            sinks.append(self.uplink.sink)
+        # The pipeline and hardware alerts (a forced door) share the sinks under one lock.
+        self.sinks = SharedSinks(sinks)
+        self.pipeline = Pipeline(cfg, self.source, self.detector, [self.sinks])
+        # Recording: its own thread, fed by a capture tap (or the Pi camera's own encoder),
+        # told of events (a forced door too) as one of the shared sinks; None when off.
+        self.recorder = Recorder.from_config(cfg, live=self.source.live)
+        if self.recorder is not None:
+            self.recorder.attach(self.pipeline, self.source, self.sinks.sinks)
+        self.hardware = BoxHardware(cfg, self.pipeline, publish=self.sinks.publish,
+                                    link=self._link_state if self.uplink else None)
+        # Requests from the station (clips, snapshots) and the uploads that answer them.
+        self.commands: CommandService | None = None
+        if self.uplink is not None and cfg.commands.enabled:
+            self.commands = CommandService(cfg, self.uplink, self.pipeline,
+                                           clips=self.recorder.clips if self.recorder else None)
+
+    def _link_state(self) -> LinkSummary | None:
+        if self.uplink is None:
+            return None
+        return LinkSummary(self.uplink.connected, self.uplink.queued)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.warning("signal %s: stopping", signal.Signals(signum).name)
@@ -43,7 +75,21 @@ class Agent:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, self._on_signal)
+        if self.commands is not None:
+            self.commands.start()  # subscribes before the uplink's first connect
+        if self.uplink is not None:
+            self.uplink.start()
+        self.hardware.start()
+        if self.recorder is not None:
+            self.recorder.start()
         try:
             return self.pipeline.run(duration)
         finally:
+            self.hardware.stop()
             self.source.close()
+            if self.recorder is not None:
+                self.recorder.stop()  # after the source: the camera's last packets are in
+            if self.commands is not None:
+                self.commands.stop()
+            if self.uplink is not None:
+                self.uplink.stop()  # after the pipeline's last messages are in the outbox

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from roadside.agent.config import AgentConfig, load_config
+from roadside.agent.hardware.checks import CheckWarning
 from roadside.errors import RoadsideError
 
 
@@ -20,11 +21,14 @@ class CheckResult:
     name: str
     ok: bool
     detail: str
+    warn: bool = False  # passed, but the technician should read the detail
 
 
 def _attempt(name: str, fn: Callable[[], str]) -> CheckResult:
     try:
         return CheckResult(name, True, fn())
+    except CheckWarning as exc:
+        return CheckResult(name, True, str(exc), warn=True)
     except RoadsideError as exc:
         return CheckResult(name, False, str(exc))
     except Exception as exc:  # a check must report, never crash the checker
@@ -79,4 +83,21 @@ def run_checks(config_path: Path) -> list[CheckResult]:
             return f"{len(found)} objects in {ms:.0f} ms"
 
         results.append(_attempt("inference", inference))
+    results.extend(appliance_checks(cfg))
+    return results
+
+
+# -- the box around the pipeline: pins, broker, disk, clock, power ----------------------------
+def appliance_checks(cfg: AgentConfig) -> list[CheckResult]:
+    """GPIO devices, broker reachability, disk budget, clock sync and power, in that order."""
+    from roadside.agent.hardware import checks as box_checks
+
+    results = [_attempt("gpio", lambda: box_checks.gpio(cfg.hardware))]
+    mqtt = getattr(cfg, "mqtt", None)
+    if mqtt is not None:
+        required = "mqtt" in cfg.events.sinks
+        results.append(_attempt("broker", lambda: box_checks.broker(mqtt, required)))
+    results.append(_attempt("disk", lambda: box_checks.disk(cfg)))
+    results.append(_attempt("clock", box_checks.clock))
+    results.append(_attempt("power", box_checks.power))
     return results

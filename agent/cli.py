@@ -53,7 +53,38 @@ def check(config_path: Path) -> None:
     for col in ("check", "result", "detail"):
         table.add_column(col)
     for r in results:
-        table.add_row(r.name, "[green]pass[/]" if r.ok else "[red]FAIL[/]", r.detail)
+        verdict = "[red]FAIL[/]" if not r.ok else "[yellow]warn[/]" if r.warn else "[green]pass[/]"
+        table.add_row(r.name, verdict, r.detail)
     Console(file=sys.stdout).print(table)
     if not all(r.ok for r in results):
         sys.exit(1)
+
+
+@agent.command()
+@_config_option
+@click.argument("path", required=False,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--timeout", type=click.FloatRange(min=0), default=None,
+              help="Give up waiting after this many seconds (the upload resumes next time).")
+def upload(config_path: Path, path: Path | None, timeout: float | None) -> None:
+    """Send PATH to the station over the resumable transfer; with no PATH, finish the uploads
+    an earlier run or the agent left unfinished."""
+    from roadside.agent.transfer.upload import upload as run_upload
+
+    cfg = load_config(config_path)
+    ended = run_upload(cfg, path, timeout)
+    for rec in ended:
+        outcome = "done" if rec.state == "done" else f"failed: {rec.code}: {rec.msg}"
+        click.echo(f"{rec.xid} {rec.name} {rec.size} bytes sha256 {rec.sha256}: {outcome}")
+    if not ended or any(rec.state != "done" for rec in ended):
+        sys.exit(2)
+
+
+def _add_recording_commands() -> None:
+    from roadside.agent.recording.cli import clip, recordings
+
+    agent.add_command(recordings)
+    agent.add_command(clip)
+
+
+_add_recording_commands()

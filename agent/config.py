@@ -13,7 +13,16 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from roadside.errors import ConfigError
 
@@ -28,6 +37,58 @@ class Section(BaseModel):
     """Base of every section: unknown keys are errors, values are checked on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+ControlValue = int | float | bool | list[int] | list[float]
+
+
+class PicameraConfig(Section):
+    """The Raspberry Pi camera (source.kind = picamera2): sensor mode, exposure, encoder.
+
+    ``controls`` and ``night_controls`` are libcamera controls by name (ExposureTime in µs,
+    AnalogueGain, AeEnable, AeExposureMode, NoiseReductionMode, FrameDurationLimits in µs…);
+    night ones apply while the IR light's day/night decision says night.
+    """
+
+    camera_num: int = Field(0, ge=0, le=7, description="Which camera, when several are attached.")
+    sensor_mode: int | None = Field(
+        None, ge=0, le=31, description="Index into the camera's sensor modes (`rpicam-hello "
+        "--list-cameras`); unset lets libcamera choose from the main size."
+    )
+    hflip: bool = Field(False, description="Mirror the picture left-right.")
+    vflip: bool = Field(False, description="Flip the picture upside down.")
+    bitrate: int = Field(
+        3_000_000, ge=100_000, le=25_000_000, description="H.264 bitrate of the recording, bit/s."
+    )
+    keyframe_s: float = Field(
+        1.0, gt=0, le=10, description="Seconds between H.264 keyframes (where clips can start)."
+    )
+    ae_enable: bool = Field(True, description="Automatic exposure; false needs exposure_time_us.")
+    exposure_time_us: int | None = Field(
+        None, ge=10, le=10_000_000, description="Fixed exposure time (µs); sets AeEnable off."
+    )
+    analogue_gain: float | None = Field(
+        None, ge=1.0, le=64.0, description="Fixed analogue gain (1.0 = none)."
+    )
+    controls: dict[str, ControlValue] = Field(
+        default_factory=dict, description="More libcamera controls by name, applied by day."
+    )
+    night_max_exposure_us: int = Field(
+        100_000, ge=1_000, le=1_000_000, description="At night, let exposures grow to this "
+        "long (µs); the frame rate drops to match (FrameDurationLimits)."
+    )
+    night_controls: dict[str, ControlValue] = Field(
+        default_factory=lambda: {"AeExposureMode": 2},
+        description="Controls applied at night (AeExposureMode 2 = long exposures first).",
+    )
+
+    @model_validator(mode="after")
+    def _manual_exposure(self) -> PicameraConfig:
+        if not self.ae_enable and self.exposure_time_us is None:
+            raise ValueError(
+                "source.camera.ae_enable = false needs source.camera.exposure_time_us (µs)"
+            )
+        return self
 
 
 class SourceConfig(Section):
@@ -55,6 +116,9 @@ class SourceConfig(Section):
     )
     reconnect_max_s: float = Field(
         60.0, gt=0, le=3600, description="Longest wait between reconnect attempts (streams)."
+    )
+    camera: PicameraConfig = Field(
+        default_factory=PicameraConfig, description="Raspberry Pi camera settings (picamera2)."
     )
 
     @model_validator(mode="after")
@@ -239,12 +303,310 @@ class UplinkConfig(Section):
         "power cuts); normal: faster, the last moments may be lost on a power cut."
     )
     health_period_s: float = Field(
-        300.0, ge=5, le=86400, description="Seconds between health heartbeats."
+        300.0, ge=1, le=86400, description="Seconds between health heartbeats."
     )
     stop_flush_s: float = Field(
         3.0, ge=0, le=60, description="On a clean stop, wait up to this long for the outbox "
         "to empty while the link is up; what is left is sent after the next start."
     )
+
+
+_PIN_NAME = re.compile(r"^(GPIO|BCM|BOARD|J8:|WPI)\d{1,2}$")
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+def _check_pin(v: int | str) -> int | str:
+    if isinstance(v, int):
+        if not 0 <= v <= 53:
+            raise ValueError("a BCM GPIO number is 0..53 (the 40-pin header uses 2..27)")
+        return v
+    if not _PIN_NAME.match(v):
+        raise ValueError("use a BCM number such as 17, or a gpiozero pin name such as "
+                         "'GPIO17' or 'BOARD11'")
+    return v
+
+
+GpioPin = Annotated[int | str, AfterValidator(_check_pin)]
+
+
+class StatusLedConfig(Section):
+    """The LED a technician reads: starting, online, offline and queueing, fault."""
+
+    pin: GpioPin = Field(description="GPIO of the LED (BCM number or gpiozero pin name).")
+    active_high: bool = Field(True, description="false when the pin sinks the LED current.")
+
+
+class IrLightConfig(Section):
+    """The infrared illuminator and the camera's night settings: when is it night?"""
+
+    pin: GpioPin | None = Field(
+        None, description="GPIO driving the IR relay; unset switches only the camera's "
+        "night settings."
+    )
+    active_high: bool = Field(
+        True, description="false for relay boards that switch on a low pin (most do)."
+    )
+    mode: Literal["brightness", "schedule"] = Field(
+        "brightness", description="brightness: from the picture; schedule: by the clock."
+    )
+    on_below: float = Field(
+        35.0, ge=0, le=255, description="Night begins when the scene's mean grey level "
+        "(0..255) stays below this."
+    )
+    off_above: float = Field(
+        90.0, ge=0, le=255, description="Day begins when it stays above this; keep it above "
+        "the level the IR light itself gives at night."
+    )
+    confirm_s: float = Field(
+        20.0, ge=0, le=3600, description="A level must hold this long before switching."
+    )
+    hold_s: float = Field(
+        300.0, ge=0, le=86400, description="Least time between two switches (no flapping)."
+    )
+    on_at: str = Field("19:00", description="mode = schedule: night from this local time.")
+    off_at: str = Field("06:30", description="mode = schedule: day from this local time.")
+
+    @field_validator("on_at", "off_at")
+    @classmethod
+    def _clock_time(cls, v: str) -> str:
+        if not _CLOCK.match(v):
+            raise ValueError("must be a 24-hour local time HH:MM, e.g. '19:00'")
+        return v
+
+    @model_validator(mode="after")
+    def _band(self) -> IrLightConfig:
+        if self.off_above <= self.on_below:
+            raise ValueError(
+                "hardware.ir_light.off_above must be greater than on_below (the gap between "
+                "them keeps the light from flapping)"
+            )
+        return self
+
+
+class TamperConfig(Section):
+    """The door switch: opening the box sends an urgent event and keeps a snapshot."""
+
+    pin: GpioPin = Field(description="GPIO of the door switch.")
+    open_when: Literal["released", "pressed"] = Field(
+        "released", description="released: the switch is held closed by the shut door."
+    )
+    pull_up: bool = Field(True, description="Internal pull-up: the switch connects to ground.")
+    bounce_s: float = Field(0.05, ge=0, le=2, description="Ignore contact bounce this long.")
+    keep_snapshots: int = Field(
+        50, ge=1, le=10_000, description="Tamper snapshots kept under data_dir/snapshots."
+    )
+
+
+class PirConfig(Section):
+    """An optional passive-infrared motion sensor that wakes the detector."""
+
+    pin: GpioPin = Field(description="GPIO of the PIR sensor's output.")
+    wake_s: float = Field(
+        10.0, gt=0, le=600, description="Run the detector on every frame this long after a "
+        "PIR trigger."
+    )
+
+
+class WatchdogConfig(Section):
+    """When the agent stops telling systemd it is alive (systemd then restarts it)."""
+
+    enabled: bool = Field(
+        True, description="Speak sd_notify when started by systemd (health is judged anyway, "
+        "for the status LED)."
+    )
+    frame_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="Unhealthy when no frame was processed this long."
+    )
+    detect_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="Unhealthy when the detector has not answered this "
+        "long beyond the motion keepalive."
+    )
+    status_interval_s: float = Field(
+        10.0, ge=1, le=3600, description="How often the STATUS line is refreshed."
+    )
+
+
+class HardwareConfig(Section):
+    """The box as an appliance: status LED, IR light, door switch, PIR, systemd watchdog.
+
+    Every device is optional: leave its table out when the box does not have it. Pins are
+    driven by gpiozero (Raspberry Pi); on other boards leave them unset.
+    """
+
+    status_led: StatusLedConfig | None = None
+    ir_light: IrLightConfig | None = None
+    tamper: TamperConfig | None = None
+    pir: PirConfig | None = None
+    watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
+
+    def pins(self) -> dict[str, int | str]:
+        """The configured pins by device name."""
+        found: dict[str, int | str] = {}
+        for name in ("status_led", "ir_light", "tamper", "pir"):
+            device = getattr(self, name)
+            if device is not None and device.pin is not None:
+                found[name] = device.pin
+        return found
+
+    @model_validator(mode="after")
+    def _distinct_pins(self) -> HardwareConfig:
+        seen: dict[str, str] = {}
+        for name, pin in self.pins().items():
+            key = re.sub(r"^(GPIO|BCM)", "", str(pin))
+            if key in seen:
+                raise ValueError(
+                    f"hardware.{name}.pin = {pin!r} is already used by hardware.{seen[key]}"
+                )
+            seen[key] = name
+        return self
+
+
+class TransferConfig(Section):
+    """Uploads of clips and snapshots to the station: chunked, windowed, resumable."""
+
+    chunk_kib: int = Field(
+        16, ge=16, le=64, description="Chunk size, KiB: small chunks lose less to a cut, large "
+        "ones cost less per byte."
+    )
+    window: int = Field(
+        4, ge=1, le=64, description="Chunks sent and not yet acknowledged by the station, at "
+        "most; chunk_kib x window should cover the link's rate x round trip."
+    )
+    kbps: float = Field(
+        0.0, ge=0, le=1_000_000, description="Upload cap, kbit/s, so events keep a share of a "
+        "slow link; 0 = no cap (the window and the uplink's priorities still apply)."
+    )
+    deadline_s: float = Field(
+        6 * 3600.0, ge=60, le=7 * 86400, description="A transfer not finished this long after "
+        "it started fails, and the station is told to drop it."
+    )
+    ack_timeout_s: float = Field(
+        30.0, ge=2, le=3600, description="With chunks in flight and no word from the station "
+        "for this long, ask it what it holds before sending more."
+    )
+
+
+class CommandsConfig(Section):
+    """Requests from the station (cmd/<name>): clip, snapshot, cancel, ping, status."""
+
+    enabled: bool = Field(True, description="Listen for commands when [mqtt] is configured.")
+    max_clip_s: float = Field(
+        900.0, ge=1, le=86400, description="Longest clip one request may ask for, seconds."
+    )
+    max_request_bytes: int = Field(
+        16384, ge=256, le=1 << 20, description="Larger command messages are refused."
+    )
+    max_jobs: int = Field(
+        8, ge=1, le=1000, description="Clip and snapshot requests waiting or running, at most; "
+        "more are refused as busy."
+    )
+    snapshot_width: int = Field(
+        640, ge=64, le=4096, description="Snapshots are scaled down to this width."
+    )
+    snapshot_quality: int = Field(80, ge=10, le=100, description="JPEG quality of snapshots.")
+    best_frames: int = Field(
+        500, ge=0, le=100_000, description="Best-frame JPEGs kept on the box, one per event, "
+        "for snapshot requests by event id (oldest dropped first)."
+    )
+    remember_days: float = Field(
+        30.0, ge=1, le=3650, description="Request ids are remembered (a repeat is not run "
+        "again) for this long."
+    )
+
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
+
+
+class RecordingEncoderConfig(Section):
+    """How frames are encoded (libx264) where no camera encoder exists: USB, RTSP, file.
+
+    On a Raspberry Pi camera (source.kind = picamera2) the camera's H.264 is written as is;
+    its bitrate and keyframe interval are set in [source.camera].
+    """
+
+    preset: Literal[X264_PRESETS] = Field(  # type: ignore[valid-type]
+        "veryfast", description="x264 speed/size trade-off: faster presets use less CPU and "
+        "more bytes."
+    )
+    bitrate: int = Field(
+        2_000_000, ge=100_000, le=50_000_000, description="Target bitrate, bit/s."
+    )
+    fps: float | None = Field(
+        15.0, gt=0, le=120, description="Frames recorded per second (extra ones are skipped); "
+        "unset records every frame."
+    )
+    width: int | None = Field(
+        None, ge=64, le=7680, description="Recorded width; unset keeps the capture size "
+        "(with only width or height set, the other keeps the aspect)."
+    )
+    height: int | None = Field(None, ge=48, le=4320, description="Recorded height.")
+    threads: int = Field(
+        1, ge=0, le=16, description="Encoder threads; 0 lets libx264 choose (it then takes "
+        "every core, which detection needs)."
+    )
+
+
+class RecordingConfig(Section):
+    """The recording ring on disk: mode, byte budget, segments, pre/post-roll, retention."""
+
+    mode: Literal["continuous", "events", "off"] = Field(
+        "off", description="continuous: every second goes to disk; events: only pre_roll_s "
+        "before to post_roll_s after events (spares the SD card); off: nothing is recorded."
+    )
+    dir: str | None = Field(
+        None, description="Recordings folder (segments and index); default <data_dir>/segments."
+    )
+    budget_bytes: Annotated[ByteSize, Field(ge=1024 * 1024)] = Field(
+        ByteSize(4 * 1024**3), description="Disk space the recordings may take, e.g. "
+        "\"8GiB\"; the oldest footage is evicted beyond it."
+    )
+    max_age_days: float | None = Field(
+        None, gt=0, le=3650, description="Also evict footage older than this (applied only "
+        "while the clock is synchronised); unset keeps footage until the budget needs room."
+    )
+    event_bonus_days: float = Field(
+        7.0, ge=0, le=3650, description="Footage that overlaps an event is kept as if it were "
+        "this much younger (so it is evicted last)."
+    )
+    keep_free_bytes: Annotated[ByteSize, Field(ge=0)] = Field(
+        ByteSize(256 * 1024**2), description="Free space the recorder leaves on the card for "
+        "the outbox and the system: below it, the oldest footage is evicted."
+    )
+    segment_s: float = Field(
+        10.0, ge=1, le=300, description="Length of one segment file, seconds (cut on keyframes)."
+    )
+    keyframe_s: float = Field(
+        2.0, ge=0.2, le=10, description="Seconds between keyframes when encoding: clips start "
+        "at the keyframe at or before the time asked."
+    )
+    pre_roll_s: float = Field(
+        5.0, ge=0, le=120, description="events mode: footage kept before an event starts, s."
+    )
+    post_roll_s: float = Field(
+        10.0, ge=0, le=600, description="events mode: recording goes on this long after the "
+        "last event ended, s."
+    )
+    pre_roll_max_bytes: Annotated[ByteSize, Field(ge=256 * 1024)] = Field(
+        ByteSize(32 * 1024**2), description="events mode: RAM the pre-roll may hold."
+    )
+    queue_max_bytes: Annotated[ByteSize, Field(ge=1024 * 1024)] = Field(
+        ByteSize(64 * 1024**2), description="Frames and packets waiting for the recorder, at "
+        "most; beyond it they are dropped and counted (capture never waits)."
+    )
+    encoder: RecordingEncoderConfig = Field(default_factory=RecordingEncoderConfig)
+
+    @model_validator(mode="after")
+    def _keyframes_fit(self) -> RecordingConfig:
+        if self.keyframe_s > self.segment_s:
+            raise ValueError(
+                f"recording.keyframe_s ({self.keyframe_s}) must not exceed recording.segment_s "
+                f"({self.segment_s}): segments are cut on keyframes"
+            )
+        return self
+
+    def folder(self, data_dir: str) -> Path:
+        """Where the segments and their index live."""
+        return Path(self.dir) if self.dir else Path(data_dir) / "segments"
 
 
 class AgentConfig(Section):
@@ -261,8 +623,12 @@ class AgentConfig(Section):
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    hardware: HardwareConfig = Field(default_factory=HardwareConfig)
     mqtt: MqttConfig | None = Field(None, description="The broker link (sinks = [\"mqtt\"]).")
     uplink: UplinkConfig = Field(default_factory=UplinkConfig)
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
 
     @model_validator(mode="after")
     def _mqtt_sink_needs_broker(self) -> AgentConfig:

@@ -26,3 +26,17 @@ class Frame:
     @property
     def detect_image(self) -> np.ndarray:
         return self.lores if self.lores is not None else self.image
+
+
+class LatestFrame:
+    """A capture tap that keeps the newest frame, for snapshots and tamper pictures.
+
+    Threading: called on the capture thread; read anywhere. One reference swap, no copy and no
+    lock (assigning and reading one attribute is atomic in Python), so it never slows capture.
+    """
+
+    def __init__(self) -> None:
+        self.frame: Frame | None = None
+
+    def __call__(self, frame: Frame) -> None:
+        self.frame = frame

@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from roadside.agent.clock import ClockWatch
 from roadside.agent.config import AgentConfig
 from roadside.agent.events.builder import EventBuilder
 from roadside.agent.events.counts import CountWindow
 from roadside.agent.events.sinks import Sink
-from roadside.agent.frames import Frame
+from roadside.agent.frames import Frame, LatestFrame
 from roadside.agent.protocol import Message
 from roadside.agent.sources.base import FrameSource
 from roadside.agent.sources.feed import CaptureThread, FrameFeed
@@ -27,6 +29,8 @@ from roadside.agent.vision.tracker import Track, Tracker
 from roadside.agent.vision.zones import ZoneMap
 
 log = logging.getLogger(__name__)
+
+FrameObserver = Callable[[Frame, Iterable[Track]], None]
 
 
 @dataclass
@@ -63,12 +67,16 @@ class Pipeline:
         self.sinks = sinks
         self.gate = MotionGate(cfg.motion)
         self.tracker = Tracker(cfg.tracker)
-        self.builder = EventBuilder(ZoneMap(cfg.events.zones))
+        self.builder = EventBuilder(ZoneMap(cfg.events.zones), ClockWatch())
         self.counts = CountWindow(cfg.events.count_interval_s)
         self.stop_event = threading.Event()
         fast_file = not source.live and cfg.source.pace == "fast"
         self.feed = FrameFeed(size=4 if fast_file else 2, newest_wins=not fast_file)
         self.capture = CaptureThread(source, self.feed, self.stop_event)
+        self.latest = LatestFrame()
+        self.capture.taps.append(self.latest)
+        # Called on the pipeline thread after each frame with the live tracks (best frames).
+        self.observers: list[FrameObserver] = []
         self.stats = PipelineStats()
         self._last_detect_t: float | None = None
 
@@ -116,11 +124,19 @@ class Pipeline:
         else:
             ended = self.tracker.expire(frame.time)
         self._close(ended)
+        self._notify(frame)
         count = self.counts.due(frame.time)
         if count is not None:
             self._emit("count", count)
 
     # -- named steps --------------------------------------------------------------------
+    def _notify(self, frame: Frame) -> None:
+        for observer in self.observers:
+            try:
+                observer(frame, self.tracker.tracks)
+            except Exception:  # an observer's problem must never stop detection
+                log.exception("frame observer %r failed", observer)
+
     def _should_detect(self, frame: Frame) -> bool:
         if not self.cfg.motion.enabled:
             return True

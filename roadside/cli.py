@@ -38,10 +38,16 @@ def main(verbose: int) -> None:
 def _register() -> None:
     from roadside.agent.cli import agent
     from roadside.assets_cli import footage, model
+    from roadside.central.cli import OFFICER_COMMANDS, central
+    from roadside.provisioning.cli import provision
 
     main.add_command(agent)
     main.add_command(model)
     main.add_command(footage)
+    main.add_command(provision)
+    main.add_command(central)
+    for command in OFFICER_COMMANDS:
+        main.add_command(command)
 
 
 _register()

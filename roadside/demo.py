@@ -1,38 +1,163 @@
-"""``make demo``: the real pipeline on real footage, end to end, on this machine.
+"""``make demo``: the whole system on this machine, in one command.
 
-The model and the footage are fetched by their manifests first (``make demo`` does it, from
-$ROADSIDE_SHARED when set, else from their public URLs), then the agent runs over the clip
-once and prints every event and count as a JSON line.
+1. a private mosquitto on a free port (``central.local_broker``);
+2. the central service (ingest worker and clip receiver) on a SQLite store under var/demo;
+3. a box: ``roadside agent run`` on the real footage, events over MQTT through its outbox;
+4. the officer's view: the boxes and the events, read from the store;
+5. an officer's clip request around the first event; the file is written under demo-out/
+   and decoded to check it, when the box can serve clips.
+
+The model and the footage are fetched by their manifests first (``make demo`` does it).
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import signal
+import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
+
+from rich.console import Console
 
 from roadside import assets
-from roadside.agent.app import Agent
-from roadside.agent.config import parse_config
+from roadside.central import views
+from roadside.central.config import parse_central_config
+from roadside.central.local_broker import LocalBroker
+from roadside.central.officer import BoxRequest, deliver, wait_for_file
+from roadside.central.service import CentralService
+from roadside.central.store import queries
+
+DEVICE = "demo-junction"
+WORK = Path("var/demo")
+OUT = Path("demo-out")
+EVENTS_WANTED = 8
+WAIT_EVENTS_S = 90.0
+CLIP_FIRST_ANSWER_S = 20.0
+CLIP_DONE_S = 180.0
+
+say = Console(stderr=True).print
+
+
+def _agent_config(broker_port: int, store: Path, footage: Path) -> Path:
+    doc = {
+        "device": DEVICE, "data_dir": str(WORK / "box"),
+        "source": {"kind": "file", "path": str(footage), "pace": "native", "loop": True},
+        "detector": {"models_dir": str(store)},
+        "events": {"sinks": ["mqtt"], "count_interval_s": 10.0},
+        "mqtt": {"host": "127.0.0.1", "port": broker_port},
+        "uplink": {"health_period_s": 5.0},
+        "recording": {"mode": "continuous", "budget_bytes": "500MB"},
+    }
+    lines = [f"device = {json.dumps(doc['device'])}", f"data_dir = {json.dumps(doc['data_dir'])}"]
+    for section in ("source", "detector", "events", "mqtt", "uplink", "recording"):
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in doc[section].items()]
+    path = WORK / "agent.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _wait_for_events(service: CentralService, box: subprocess.Popen) -> list[dict]:
+    deadline = time.monotonic() + WAIT_EVENTS_S
+    while time.monotonic() < deadline and box.poll() is None:
+        with service.store.connect() as conn:
+            rows = queries.events(conn, queries.EventFilter(device=DEVICE))
+        if sum(r["phase"] == "e" for r in rows) >= EVENTS_WANTED:
+            return rows
+        time.sleep(0.5)
+    with service.store.connect() as conn:
+        return queries.events(conn, queries.EventFilter(device=DEVICE))
+
+
+def _ask_for_clip(service: CentralService, first: dict) -> None:
+    cfg = service.cfg
+    params = {"from": first["t0"] - 2.0, "to": first["t0"] + 8.0, "quality": "original"}
+    req = BoxRequest(cfg, service.store, DEVICE, "clip", params, requester="demo@station")
+    request_id = req.send()
+    say(f"demo: clip request {request_id}: {DEVICE}, 10 s around the first event")
+    started = time.monotonic()
+    heard = False
+    try:
+        while req.final is None:
+            update = req.next_update(timeout=0.5)
+            waited = time.monotonic() - started
+            if update is not None and update.kind == "reply":
+                heard = True
+                say(f"  box: {getattr(update.msg, 'msg', None) or update.msg.st}")
+            if (not heard and waited > CLIP_FIRST_ANSWER_S) or waited > CLIP_DONE_S:
+                break
+    finally:
+        req.close()
+    if req.final is None:
+        req.give_up("no answer in the demo's time")
+        say(f"demo: {DEVICE} did not answer the clip request in time (see {WORK}/agent.log); "
+            "the request stays in the audit log")
+        return
+    if req.final.st == "error":
+        say(f"demo: {DEVICE} answered: {req.final.msg} ({req.final.code})")
+        return
+    row = wait_for_file(service.store, request_id, 30.0)
+    if not row or row["state"] != "done":
+        say("demo: the box says done but the station holds no file")
+        return
+    OUT.mkdir(exist_ok=True)
+    path, digest = deliver(row, OUT)
+    import av
+
+    with av.open(str(path)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    say(f"demo: clip written: [bold]{path}[/] sha256 {digest} ({frames} frames decoded)")
 
 
 def main() -> int:
     store = assets.default_store()
     footage = store / assets.manifest("motorway_overpass", "footage").file("video").file
-    cfg = parse_config(
-        {
-            "device": "demo-junction",
-            "data_dir": "var/demo",
-            "source": {"kind": "file", "path": str(footage), "pace": "native"},
-            "detector": {"models_dir": str(store)},
-        },
-        "demo",
-    )
-    print(f"demo: {footage.name} through {cfg.detector.model}, events below", file=sys.stderr)
-    stats = Agent(cfg).run()
-    print(
-        f"demo: {stats.frames} frames, {stats.detections_run} detector runs, "
-        f"{stats.events} event messages",
-        file=sys.stderr,
-    )
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    with LocalBroker(WORK / "broker") as broker:
+        say(f"demo: mosquitto on 127.0.0.1:{broker.port}")
+        cfg = parse_central_config({
+            "data_dir": str(WORK / "central"), "broker": {"port": broker.port},
+            "officer": {"clips_dir": str(WORK / "central" / "clips")},
+        }, "demo")
+        service = CentralService(cfg)
+        station = threading.Thread(target=service.run, kwargs={"report_s": 3600},
+                                   name="central", daemon=True)
+        station.start()
+        if not service.ingest.wait_connected(15):
+            say("demo: the central service could not reach the broker")
+            return 1
+        say(f"demo: central service storing into {service.store.safe_url}")
+        agent_log = WORK / "agent.log"
+        box = subprocess.Popen(
+            [str(Path(sys.executable).parent / "roadside"), "agent", "run", "--config",
+             str(_agent_config(broker.port, store, footage))],
+            stdout=subprocess.DEVNULL, stderr=open(agent_log, "wb"))  # noqa: SIM115
+        say(f"demo: box {DEVICE} on {footage.name} (log: {agent_log}); waiting for events")
+        try:
+            rows = _wait_for_events(service, box)
+            with service.store.connect() as conn:
+                devices = queries.devices(conn)
+            out = views.out_console()
+            out.print(views.devices_table(devices, cfg.zone))
+            out.print(views.events_table(rows, cfg.zone, 1000))
+            ended = [r for r in rows if r["phase"] == "e"]
+            if not ended:
+                say(f"demo: no events arrived; see {agent_log}")
+                return 1
+            _ask_for_clip(service, min(ended, key=lambda r: r["t0"]))
+        finally:
+            box.send_signal(signal.SIGTERM)
+            box.wait(30)
+            service.stop_event.set()
+            station.join(30)
+        with service.store.connect() as conn:
+            audit = queries.audit(conn, limit=5)
+        views.out_console().print(views.audit_table(audit, cfg.zone))
     return 0
 
 

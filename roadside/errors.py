@@ -23,3 +23,7 @@ class SourceError(RoadsideError):
 
 class DetectorError(RoadsideError):
     """The detector cannot load its model or run it."""
+
+
+class ProvisionError(RoadsideError):
+    """A certificate, bundle or broker file cannot be made, read or applied."""

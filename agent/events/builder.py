@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from roadside.agent.clock import ClockWatch
 from roadside.agent.protocol import EventMsg, Phase
 from roadside.agent.vision.tracker import Track
 from roadside.agent.vision.zones import ZoneMap
@@ -28,9 +29,10 @@ def _r(value: float, digits: int) -> float:
 class EventBuilder:
     """Announces confirmed tracks and closes ended ones, as EventMsg."""
 
-    def __init__(self, zones: ZoneMap | None = None, clock_synced: bool = True) -> None:
+    def __init__(self, zones: ZoneMap | None = None, clock: ClockWatch | None = None) -> None:
         self.zones = zones or ZoneMap([])
-        self.clock_synced = clock_synced
+        # Events seen before NTP synchronised carry ns=1: their times may be far off.
+        self.clock = clock
 
     def observe(self, track: Track) -> None:
         """Note the zones a live track is in (called every frame it is updated)."""
@@ -54,5 +56,5 @@ class EventBuilder:
             tr=track.track_id,
             dir=direction(cx - fx, cy - fy),
             z=sorted(track.zones) or None,
-            ns=None if self.clock_synced else 1,
+            ns=None if self.clock is None or self.clock.synced else 1,
         )

@@ -39,6 +39,9 @@ class StreamSource:
         self.fps = fps or 15.0
         self.reconnect_max_s = reconnect_max_s
         self.reconnects = 0
+        # Grows while reconnects yield no frames; a camera that accepts the connection and
+        # then sends nothing must not be hammered every half second.
+        self._delay = 0.5
         self._cap: cv2.VideoCapture | None = None
         self._index = 0
         # Set by close() from another thread to stop a reconnect wait early.
@@ -80,25 +83,25 @@ class StreamSource:
             raise SourceError(f"cannot open camera {self.target!r}")
 
     def _reconnect(self) -> None:
-        delay = 0.5
         while not self._closed.is_set():
             if self._cap is not None:
                 self._cap.release()
                 self._cap = None
-            log.warning("stream %s lost; reconnecting in %.1f s", self.target, delay)
-            if self._closed.wait(delay * random.uniform(0.8, 1.2)):
+            log.warning("stream %s lost; reconnecting in %.1f s", self.target, self._delay)
+            if self._closed.wait(self._delay * random.uniform(0.8, 1.2)):
                 return
+            self._delay = min(self._delay * 2, self.reconnect_max_s)
             if self._connect():
                 self.reconnects += 1
-                log.warning("stream %s back after %d reconnects", self.target, self.reconnects)
+                log.warning("stream %s reopened (%d reconnects)", self.target, self.reconnects)
                 return
-            delay = min(delay * 2, self.reconnect_max_s)
 
     def read(self) -> Frame | None:
         while not self._closed.is_set():
             if self._cap is not None:
                 ok, image = self._cap.read()
                 if ok and image is not None:
+                    self._delay = 0.5
                     frame = Frame(image, time.time(), time.monotonic(), self._index)
                     self._index += 1
                     return frame
