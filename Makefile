@@ -29,8 +29,14 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Every benchmark in turn (about 15 minutes; the soak has its own target). The clip cut is
+# compared against the ffmpeg command when it is installed (apt-get install ffmpeg).
 bench: setup
 	$(PY) bench/pipeline.py
+	$(PY) bench/uplink.py
+	$(PY) bench/transfer.py
+	$(PY) bench/clips.py
+	$(PY) bench/ingest.py
 
 clean:
 	rm -rf var demo-out .pytest_cache

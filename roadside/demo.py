@@ -4,8 +4,8 @@
 2. the central service (ingest worker and clip receiver) on a SQLite store under var/demo;
 3. a box: ``roadside agent run`` on the real footage, events over MQTT through its outbox;
 4. the officer's view: the boxes and the events, read from the store;
-5. an officer's clip request around the first event; the file is written under demo-out/
-   and decoded to check it, when the box can serve clips.
+5. an officer's clip request around the longest sighting: the box cuts it from its recording
+   ring and uploads it in chunks; the file is written under demo-out/, checked and decoded.
 
 The model and the footage are fetched by their manifests first (``make demo`` does it).
 """
@@ -36,6 +36,7 @@ WORK = Path("var/demo")
 OUT = Path("demo-out")
 EVENTS_WANTED = 8
 WAIT_EVENTS_S = 90.0
+RUN_AT_LEAST_S = 20.0
 CLIP_FIRST_ANSWER_S = 20.0
 CLIP_DONE_S = 180.0
 
@@ -62,23 +63,28 @@ def _agent_config(broker_port: int, store: Path, footage: Path) -> Path:
 
 
 def _wait_for_events(service: CentralService, box: subprocess.Popen) -> list[dict]:
-    deadline = time.monotonic() + WAIT_EVENTS_S
+    """Events as stored, once ``EVENTS_WANTED`` have ended and the box has run a while
+    (its first recording segments are closed by then)."""
+    started = time.monotonic()
+    deadline = started + WAIT_EVENTS_S
     while time.monotonic() < deadline and box.poll() is None:
         with service.store.connect() as conn:
             rows = queries.events(conn, queries.EventFilter(device=DEVICE))
-        if sum(r["phase"] == "e" for r in rows) >= EVENTS_WANTED:
+        ended = sum(r["phase"] == "e" for r in rows)
+        if ended >= EVENTS_WANTED and time.monotonic() - started >= RUN_AT_LEAST_S:
             return rows
         time.sleep(0.5)
     with service.store.connect() as conn:
         return queries.events(conn, queries.EventFilter(device=DEVICE))
 
 
-def _ask_for_clip(service: CentralService, first: dict) -> None:
+def _ask_for_clip(service: CentralService, event: dict) -> None:
     cfg = service.cfg
-    params = {"from": first["t0"] - 2.0, "to": first["t0"] + 8.0, "quality": "original"}
+    params = {"from": event["t0"] - 3.0, "to": event["t0"] + 7.0, "quality": "original"}
     req = BoxRequest(cfg, service.store, DEVICE, "clip", params, requester="demo@station")
     request_id = req.send()
-    say(f"demo: clip request {request_id}: {DEVICE}, 10 s around the first event")
+    say(f"demo: clip request {request_id}: {DEVICE}, 10 s around the longest {event['cls']} "
+        f"sighting ({event['id']})")
     started = time.monotonic()
     heard = False
     try:
@@ -87,7 +93,9 @@ def _ask_for_clip(service: CentralService, first: dict) -> None:
             waited = time.monotonic() - started
             if update is not None and update.kind == "reply":
                 heard = True
-                say(f"  box: {getattr(update.msg, 'msg', None) or update.msg.st}")
+                msg = update.msg
+                done = f" {msg.pg:.0%}" if getattr(msg, "pg", None) is not None else ""
+                say(f"  box: {getattr(msg, 'msg', None) or msg.st}{done}")
             if (not heard and waited > CLIP_FIRST_ANSWER_S) or waited > CLIP_DONE_S:
                 break
     finally:
@@ -149,7 +157,7 @@ def main() -> int:
             if not ended:
                 say(f"demo: no events arrived; see {agent_log}")
                 return 1
-            _ask_for_clip(service, min(ended, key=lambda r: r["t0"]))
+            _ask_for_clip(service, max(ended, key=lambda r: r["t1"] - r["t0"]))
         finally:
             box.send_signal(signal.SIGTERM)
             box.wait(30)

@@ -45,7 +45,7 @@ from roadside.agent.recording.segments import Opener, SegmentFile
 
 if TYPE_CHECKING:
     from roadside.agent.pipeline import Pipeline
-    from roadside.agent.recording.clipcut import ClipCutter
+    from roadside.agent.recording.recent import RecentClips
 
 log = logging.getLogger(__name__)
 
@@ -234,11 +234,13 @@ class Recorder:
             self.ring.close()
 
     @property
-    def clips(self) -> ClipCutter:
-        """A clip cutter over this recorder's folder (usable from any thread)."""
+    def clips(self) -> RecentClips:
+        """A clip cutter over this recorder's folder (usable from any thread), which waits
+        for the segment in progress when a range reaches into it."""
         from roadside.agent.recording.clipcut import ClipCutter
+        from roadside.agent.recording.recent import RecentClips
 
-        return ClipCutter(self.root)
+        return RecentClips(ClipCutter(self.root), self.cfg.segment_s, lambda: self.ring.recording)
 
     # -- the three doors (producer threads) ---------------------------------------------
     def submit(self, frame: Frame) -> None:
