@@ -9,15 +9,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from roadside.agent.cli_options import config_option
 from roadside.agent.config import load_config
-
-_config_option = click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Agent config file (TOML), e.g. /etc/roadside/agent.toml.",
-)
 
 
 @click.group()
@@ -26,7 +19,7 @@ def agent() -> None:
 
 
 @agent.command()
-@_config_option
+@config_option
 @click.option("--duration", type=click.FloatRange(min=0), default=None,
               help="Stop after this many seconds (default: until SIGINT/SIGTERM).")
 def run(config_path: Path, duration: float | None) -> None:
@@ -43,7 +36,7 @@ def run(config_path: Path, duration: float | None) -> None:
 
 
 @agent.command()
-@_config_option
+@config_option
 def check(config_path: Path) -> None:
     """Validate the config, open the source, load the model, run one inference."""
     from roadside.agent.checks import run_checks
@@ -61,7 +54,7 @@ def check(config_path: Path) -> None:
 
 
 @agent.command()
-@_config_option
+@config_option
 @click.argument("path", required=False,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--timeout", type=click.FloatRange(min=0), default=None,

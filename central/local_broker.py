@@ -1,7 +1,10 @@
-"""A private mosquitto for the demo and the benchmarks: own config, own free port, own folder.
+"""A private mosquitto: own config, own free port, own folder; started, stopped, restarted.
 
-Not for production (a station runs its broker as a system service, with TLS and an ACL, see
-docs/provisioning.md); this one listens on 127.0.0.1 only and allows anonymous clients.
+The demo, the benchmarks and the tests run one each. Not for production (a station runs its
+broker as a system service, with TLS and an ACL, see docs/provisioning.md): by default it
+listens on 127.0.0.1 only and allows anonymous clients. ``extra`` lines are appended to the
+config (TLS, ACL, limits); ``listener`` replaces the default listener line. Persistence is on,
+in the broker's own folder, so a restart keeps sessions and queued messages.
 """
 
 from __future__ import annotations
@@ -26,52 +29,78 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout} s")
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+    if not found:
+        raise BrokerNotAvailable("mosquitto is not installed (apt-get install mosquitto)")
+    return found
+
+
 class LocalBroker:
     """One mosquitto process; ``with LocalBroker(folder) as broker: broker.port``."""
 
-    def __init__(self, workdir: Path, max_queued: int = 1_000_000) -> None:
+    def __init__(self, workdir: Path, extra: str = "", port: int | None = None,
+                 anonymous: bool = True, listener: str | None = None,
+                 max_queued: int = 1_000_000, max_inflight: int = 1000) -> None:
         self.workdir = Path(workdir)
-        self.port = free_port()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.extra = extra
+        self.anonymous = anonymous
+        self.listener = listener
         self.max_queued = max_queued
+        self.max_inflight = max_inflight
         self.proc: subprocess.Popen | None = None
+        self.conf = self.workdir / "mosquitto.conf"
         self.log = self.workdir / "mosquitto.log"
 
-    def _config(self) -> Path:
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text("\n".join([
-            f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+    def write_config(self) -> None:
+        lines = [
+            "per_listener_settings false",
+            self.listener or f"listener {self.port} 127.0.0.1",
+            f"allow_anonymous {'true' if self.anonymous else 'false'}",
             # As root mosquitto would drop to its own user and lose write access here.
             "user root" if os.geteuid() == 0 else "",
             "persistence true",
             f"persistence_location {self.workdir}/",
+            "autosave_interval 1",
             f"max_queued_messages {self.max_queued}",
-            "max_inflight_messages 1000",
+            f"max_inflight_messages {self.max_inflight}",
             "log_dest stderr",
             "log_type error",
             "log_type warning",
-        ]) + "\n")
-        return conf
+            "log_type notice",
+            self.extra,
+        ]
+        self.conf.write_text("\n".join(lines) + "\n")
 
     def start(self) -> LocalBroker:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(binary).exists():
-            raise BrokerNotAvailable("mosquitto is not installed (apt-get install mosquitto)")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([binary, "-c", str(self._config())],
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=open(self.log, "ab"))  # noqa: SIM115
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.05)
-        self.stop()
-        raise BrokerNotAvailable(f"mosquitto did not start: {self.log.read_text()[-500:]}")
+        self.write_config()
+        self.proc = subprocess.Popen(
+            [mosquitto_binary(), "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.log, "ab"),  # noqa: SIM115 - owned by the child
+        )
+        try:
+            wait_port(self.port)
+        except TimeoutError:
+            self.stop()
+            raise BrokerNotAvailable(
+                f"mosquitto did not start: {self.log.read_text()[-2000:]}") from None
+        return self
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -82,6 +111,10 @@ class LocalBroker:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
     def __enter__(self) -> LocalBroker:
         return self.start()

@@ -12,7 +12,6 @@ caller's thread reads them. Nothing else is shared.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import shutil
@@ -31,6 +30,7 @@ from roadside.central.mqtt import BrokerError, connect_now, make_client
 from roadside.central.replies import AUDIT_STATE, reply_result
 from roadside.central.store import Store
 from roadside.central.store.audit import who_am_i
+from roadside.digest import sha256_file
 from roadside.errors import RoadsideError
 from roadside.ids import new_id
 
@@ -148,14 +148,6 @@ class BoxRequest:
         self._client.loop_stop()
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def wait_for_file(store: Store, request_id: str, timeout: float) -> dict[str, Any] | None:
     """The received file's record once the receiver has stored it (it may trail the reply)."""
     deadline = time.monotonic() + timeout
@@ -180,7 +172,7 @@ def deliver(row: dict[str, Any], out: Path | None) -> tuple[Path, str]:
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(stored, out)
         target = out
-    digest = sha256_of(target)
+    digest = sha256_file(target)
     if row.get("sha256") and digest != row["sha256"]:
         raise RequestError(f"{target}: sha256 {digest} does not match the station's record "
                            f"{row['sha256']}")

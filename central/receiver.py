@@ -23,7 +23,6 @@ it runs under any MQTT client (``receiver_service.ReceiverService`` is one) and 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -41,6 +40,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from roadside.agent import protocol as P
+from roadside.digest import sha256_file
 from roadside.ids import new_id
 
 log = logging.getLogger(__name__)
@@ -334,7 +334,7 @@ class TransferReceiver:
             return self._state_ack(self._load(known.xid) or known)
         init = known.manifest
         part = self._part_path(known.xid)
-        digest = _sha256(part)
+        digest = sha256_file(part)
         if digest != init.sha256:
             bad = self._recheck(known, part)
             if bad:
@@ -491,14 +491,6 @@ class TransferReceiver:
 
 def _same_file(a: P.XferInit, b: P.XferInit) -> bool:
     return (a.size, a.sha256, a.cs, a.name) == (b.size, b.sha256, b.cs, b.name)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _first_error(exc: Exception) -> str:

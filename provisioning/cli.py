@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from roadside.errors import ProvisionError, RoadsideError
+from roadside.cli_base import RoadsideGroup
+from roadside.errors import ProvisionError
 
 from . import wheelhouse as wh
 from .agent_toml import (
@@ -32,18 +33,6 @@ from .identity import account_role, check_device_id
 from .registry import Registry
 
 PASSPHRASE_ENV = "ROADSIDE_CA_PASSPHRASE"
-
-
-class ProvisionGroup(click.Group):
-    """Deliberate errors as one ``error: ...`` line and exit 2, also when run on its own
-    (the main ``roadside`` group does the same for every command)."""
-
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
-        try:
-            return super().invoke(ctx)
-        except RoadsideError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(2)
 
 
 def _passphrase(passphrase_file: Path | None, confirm: bool = False) -> bytes:
@@ -103,7 +92,7 @@ def _refresh_broker(ca_obj: ProjectCA, broker_dir: Path | None = None) -> None:
                    "(run `provision broker` to render its ACL)")
 
 
-@click.group(cls=ProvisionGroup)
+@click.group(cls=RoadsideGroup)
 def provision() -> None:
     """Certificates, device bundles, broker TLS/ACL and offline installs for boxes."""
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from roadside.digest import sha256_file
 from roadside.errors import AssetError
 
 ENV_STORE = "ROADSIDE_MODELS_DIR"
@@ -124,14 +125,6 @@ def default_source(kind: str) -> Path | None:
     if not shared:
         return None
     return Path(shared) / ("models" if kind == "model" else "footage")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify(m: Manifest, store: Path) -> list[tuple[AssetFile, str]]:

@@ -8,18 +8,7 @@ import sys
 import click
 
 from roadside import __version__
-from roadside.errors import RoadsideError
-
-
-class RoadsideGroup(click.Group):
-    """A group that turns deliberate errors into one line on stderr and exit code 2."""
-
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
-        try:
-            return super().invoke(ctx)
-        except RoadsideError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(2)
+from roadside.cli_base import RoadsideGroup
 
 
 @click.group(cls=RoadsideGroup, context_settings={"help_option_names": ["-h", "--help"]})

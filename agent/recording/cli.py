@@ -11,18 +11,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from roadside.agent.cli_options import config_option
 from roadside.agent.config import AgentConfig, load_config
 from roadside.agent.recording.clipcut import QUALITIES, ClipCutter
 from roadside.agent.recording.errors import RecordingError, when
 from roadside.agent.recording.index import Range, open_index
-
-_config_option = click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Agent config file (TOML), e.g. /etc/roadside/agent.toml.",
-)
 
 MODE_NAMES = {"cont": "continuous", "event": "events"}
 
@@ -71,7 +64,7 @@ def _clock(r: Range) -> str:
 
 
 @click.command()
-@_config_option
+@config_option
 @click.option("--all", "show_all", is_flag=True, help="List every range (default: last 50).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def recordings(config_path: Path, show_all: bool, as_json: bool) -> None:
@@ -134,7 +127,7 @@ def recordings(config_path: Path, show_all: bool, as_json: bool) -> None:
 
 
 @click.command()
-@_config_option
+@config_option
 @click.option("--from", "from_", required=True, metavar="TIME",
               help="Start: ISO 8601 (local time unless an offset is given) or epoch seconds.")
 @click.option("--to", "to", required=True, metavar="TIME", help="End, in the same forms.")

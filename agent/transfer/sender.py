@@ -36,7 +36,6 @@ from __future__ import annotations
 import bisect
 import collections
 import contextlib
-import hashlib
 import logging
 import os
 import threading
@@ -54,6 +53,7 @@ from roadside.agent.transfer.store import TransferRecord, TransferStore
 from roadside.agent.uplink.client import Inbound
 from roadside.agent.uplink.link import Uplink
 from roadside.agent.uplink.sender import BulkMessage
+from roadside.digest import sha256_file
 from roadside.ids import new_id
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ class TransferSender:
         now = time.time()
         rec = TransferRecord(
             xid=new_id(), kind=kind, path=str(path), name=name, size=size,
-            sha256=_sha256(path), cs=self.cfg.chunk_kib * 1024, created=now,
+            sha256=sha256_file(path), cs=self.cfg.chunk_kib * 1024, created=now,
             exp=now + (deadline_s or self.cfg.deadline_s), rq=rq, requester=requester,
             meta=dict(meta or {}), owned=owned,
         )
@@ -575,14 +575,6 @@ def _close(live: _Live) -> None:
         with contextlib.suppress(OSError):
             live.fh.close()
         live.fh = None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _duration(seconds: float) -> str:

@@ -1,0 +1,19 @@
+"""What every command group shares: deliberate errors as one line, not a traceback."""
+
+from __future__ import annotations
+
+import click
+
+from roadside.errors import RoadsideError
+
+
+class RoadsideGroup(click.Group):
+    """A group that turns deliberate errors into one ``error: ...`` line on stderr and exit
+    code 2; used by the main group and by groups that also run on their own."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except RoadsideError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
