@@ -267,8 +267,8 @@ def test_clip_requests_are_sent_followed_and_audited(broker, tmp_path: Path) -> 
     assert code == 2 and "either --at" in err
     code, _, err = _officer("clip", "box-r", "--config", str(config), "--at", "half past ten")
     assert code == 2 and err.strip().startswith("error: 'half past ten' is not a time")
-    code, _, err = _officer("clip", "box-r", "--config", str(config), "--from", "10:20",
-                            "--to", "10:10")
+    code, _, err = _officer("clip", "box-r", "--config", str(config), "--from",
+                            "2024-05-01 10:20", "--to", "2024-05-01 10:10")
     assert code == 2 and "must be after" in err
 
 
