@@ -6,7 +6,7 @@ SHARED ?= $(abspath ../shared)
 export ROADSIDE_SHARED ?= $(SHARED)
 export ROADSIDE_MODELS_DIR ?= $(abspath var/models)
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench soak clean
 
 setup: $(VENV)/.installed
 
@@ -37,6 +37,10 @@ bench: setup
 	$(PY) bench/transfer.py
 	$(PY) bench/clips.py
 	$(PY) bench/ingest.py
+
+# The mountain-link soak (about 11 minutes): chaos against the whole system, docs/reliability.md.
+soak: setup
+	$(PY) bench/soak.py
 
 clean:
 	rm -rf var demo-out .pytest_cache

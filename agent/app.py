@@ -45,7 +45,10 @@ class Agent:
         self.uplink: Uplink | None = None
         if "mqtt" in cfg.events.sinks:
             self.uplink = Uplink.from_config(cfg, lambda: pipeline_counters(self.pipeline))
-            sinks.append(self.uplink.sink)
+            # The outbox goes first: a message reaches a local log (jsonl, console) only once
+            # it is durable for the station, so a kill between the two can never leave a
+            # logged message that was not queued.
+            sinks.insert(0, self.uplink.sink)
         # The pipeline and hardware alerts (a forced door) share the sinks under one lock.
         self.sinks = SharedSinks(sinks)
         self.pipeline = Pipeline(cfg, self.source, self.detector, [self.sinks])

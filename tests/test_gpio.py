@@ -194,11 +194,28 @@ def test_led_follows_the_real_station_link(pins: MockFactory, broker, tmp_path: 
         assert link_probe(uplink)().describe() == "link offline, 1 queued"
         assert_pattern(pin, mark, BoxState.OFFLINE)
         broker.start()
-        assert wait_until(lambda: led.state is BoxState.ONLINE and uplink.queued == 0, 20)
+        station = _station(broker.port)  # the queued event goes once somebody listens
+        try:
+            assert wait_until(lambda: led.state is BoxState.ONLINE and uplink.queued == 0, 20)
+        finally:
+            station.disconnect()
+            station.loop_stop()
     finally:
         watchdog.stop()
         led.close()
         uplink.stop()
+
+
+def _station(port: int):
+    """A plain subscriber to every box's messages."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.connect("127.0.0.1", port)
+    client.subscribe("roadside/#", qos=1)
+    client.loop_start()
+    return client
 
 
 def test_broker_check_against_a_real_broker(broker) -> None:

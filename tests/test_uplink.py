@@ -175,6 +175,61 @@ def test_events_produced_while_broker_down_all_arrive(tmp_path, broker, station)
     assert got == {m.id for m in sent}
 
 
+def test_events_nobody_heard_after_a_broker_restart_arrive(tmp_path, broker):
+    """mosquitto does not restore a shared subscription from its persistence: after a restart
+    the broker answers "no matching subscribers" until the station subscribes again. The box
+    keeps such messages and offers them again, so the station gets every one."""
+    shared = ("$share/station/roadside/v1/+/event",)
+    Subscriber(broker.port, shared, client_id="station-1").close()  # session kept at the broker
+    broker.stop()
+    broker.start()
+    up = make_uplink(tmp_path, broker.port)
+    with up:
+        assert up.client.wait_connected(10)
+        sent = [event(i) for i in range(50)]
+        for msg in sent:
+            up.sink.publish("event", msg)
+        deadline = time.monotonic() + 10
+        while up.sender.stats.unheard == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert up.sender.stats.unheard > 0  # the broker dropped them for want of a subscriber
+        station = Subscriber(broker.port, shared, client_id="station-1")
+        try:
+            assert station.wait(lambda m: len({json.loads(x.payload)["id"]
+                                               for x in kinds(m, "event")}) == 50, 30)
+        finally:
+            station.close()
+        assert up.sender.drain(10)
+        assert up.outbox.rows == 0
+
+
+def test_a_kind_nobody_hears_is_kept_and_holds_back_no_other(tmp_path, broker):
+    """The station takes events only: health messages are kept in the outbox and probed one at
+    a time (not resent in bulk), while every event goes through."""
+    station = Subscriber(broker.port, ("roadside/v1/+/event",), client_id="events-only",
+                         clean=True)
+    up = make_uplink(tmp_path, broker.port)
+    try:
+        with up:
+            assert up.client.wait_connected(10)
+            for _ in range(200):
+                up.publish("health", HealthMsg(id=new_id(), t=time.time()))
+            sent = [event(i) for i in range(30)]
+            for msg in sent:
+                up.sink.publish("event", msg)
+            assert station.wait(lambda m: len(kinds(m, "event")) == 30, 20)
+            time.sleep(3)  # pauses of 1 s, then 2 s: a probe or two more
+            health_rows = up.outbox.rows
+            published = up.sender.stats.published
+        assert health_rows == 200  # every health message is still kept
+        assert {EventMsg.decode(m.payload).id for m in kinds(station.messages, "event")} == \
+            {m.id for m in sent}
+        # the events, one window of health messages at most, then single probes
+        assert published <= 30 + up.client.capacity + 5, published
+    finally:
+        station.close()
+
+
 def test_backlog_goes_out_by_priority(tmp_path, broker, station):
     """Replies, events, counts, health: stored in the reverse order, sent most urgent first."""
     up = make_uplink(tmp_path, broker.port)

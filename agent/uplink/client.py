@@ -91,7 +91,11 @@ class LinkState:
 
 MessageCallback = Callable[[Inbound], None]
 ConnectedListener = Callable[[int, bool], None]  # epoch, session present
-AckListener = Callable[[int, int, bool], None]  # mid, epoch, accepted
+AckListener = Callable[[int, int, bool, bool], None]  # mid, epoch, accepted, heard
+# MQTT 5 PUBACK reason "No matching subscribers": the broker took the message and dropped it,
+# as nobody was subscribed (e.g. mosquitto just restarted and the station's shared
+# subscription is not back yet). Accepted, but not heard.
+NO_MATCHING_SUBSCRIBERS = 0x10
 
 
 @dataclass
@@ -445,10 +449,11 @@ class UplinkClient:
     def _on_publish(self, _client: mqtt.Client, _userdata: object, mid: int,
                     reason: ReasonCode, _properties: Properties | None) -> None:
         accepted = not reason.is_failure
+        heard = reason.value != NO_MATCHING_SUBSCRIBERS
         if not accepted:
             log.warning("broker refused publish %d: %s", mid, reason)
         for listener in self.listeners.acked:
-            listener(mid, self._epoch, accepted)
+            listener(mid, self._epoch, accepted, heard)
 
     def _on_message(self, _client: mqtt.Client, _userdata: object,
                     message: mqtt.MQTTMessage) -> None:

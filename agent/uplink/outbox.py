@@ -28,7 +28,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -243,13 +243,17 @@ class Outbox:
                     stream.ahead.clear()
                     stream.cursor = 0
 
-    def take(self, limit: int) -> list[OutboxRow]:
-        """Lease up to ``limit`` rows not in flight, most urgent first (see the module doc)."""
+    def take(self, limit: int, skip: Collection[int] = (),
+             only: int | None = None) -> list[OutboxRow]:
+        """Lease up to ``limit`` rows not in flight, most urgent first (see the module doc),
+        leaving the priorities in ``skip`` alone (or taking only priority ``only``)."""
         out: list[OutboxRow] = []
         with self._lock:
             for prio in sorted(self._count):
                 if len(out) >= limit:
                     break
+                if prio in skip or (only is not None and prio != only):
+                    continue
                 if self._count[prio] - self._leased_per.get(prio, 0) <= 0:
                     continue
                 self._take_from(prio, True, self._live_mark, _NO_LIMIT, limit - len(out), out)

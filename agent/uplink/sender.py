@@ -6,7 +6,13 @@ source (clip chunks, transfers) gets a turn only when the outbox has nothing wai
 more than a share of the window, so an event produced during an upload waits for at most a few
 chunk acknowledgements. A row leaves the outbox only when its PUBACK arrives. When the link
 comes back, whatever was in flight on the old connection is taken again from the outbox
-(paho's RAM copy was dropped): at-least-once, with one owner of retransmission.
+(paho's RAM copy was dropped): at-least-once, with one owner of retransmission. A PUBACK
+saying "no matching subscribers" (MQTT 5) means the broker dropped the message: the row goes
+back to the outbox and its priority (its kind: replies, events, counts, health) goes quiet
+for a pause (1 s, doubling up to ``UNHEARD_MAX_S``), after which one row of it probes, until
+the station hears that kind again. So the window between a broker restart and the station
+subscribing again loses nothing; a station away for hours costs the link one message per
+pause, not the whole outbox; and a kind nobody listens to holds back no other kind.
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from roadside.agent.uplink.client import UplinkClient
-from roadside.agent.uplink.outbox import Outbox
+from roadside.agent.uplink.outbox import Outbox, OutboxRow
 
 log = logging.getLogger(__name__)
 
 BULK_POLL_S = 0.05  # with bulk sources registered, the link thread turns at least this often
+UNHEARD_MIN_S = 1.0  # first pause after a message nobody was subscribed to
+UNHEARD_MAX_S = 60.0  # longest such pause (it doubles while nobody hears)
 
 
 
@@ -62,6 +70,17 @@ class BulkSource(Protocol):
 class _InFlight:
     epoch: int
     row_id: int | None = None  # an outbox row ...
+    priority: int = 0
+    retain: bool = False  # (a retained row is kept by the broker even with nobody listening)
+
+
+@dataclass
+class _Quiet:
+    """A priority nobody subscribes to at the moment: paused, then probed one row at a time."""
+
+    pause_s: float
+    until: float  # monotonic: the next probe may go then
+    probing: bool = False
     bulk: BulkMessage | None = None  # ... or a bulk message
     source: BulkSource | None = None
 
@@ -74,6 +93,7 @@ class SenderStats:
     acked: int = 0
     refused: int = 0  # PUBACKs with a failure reason: re-sent after the next reconnect
     resent: int = 0  # in flight when a connection ended, taken again from the outbox
+    unheard: int = 0  # PUBACKs saying nobody was subscribed: kept, offered again later
     bulk_published: int = 0
 
 
@@ -93,8 +113,9 @@ class Sender:
         self._bulk: list[BulkSource] = []
         self._bulk_turn = 0
         self._inflight: dict[int, _InFlight] = {}
-        self._acks: list[tuple[int, int, bool]] = []
+        self._acks: list[tuple[int, int, bool, bool]] = []
         self._refused: list[int] = []  # rows refused on this connection, retried after it
+        self._quiet: dict[int, _Quiet] = {}  # priorities nobody heard last time
         self._idle = threading.Event()
         client.listeners.acked.append(self._on_acked)
         client.listeners.connected.append(self._on_connected)
@@ -128,8 +149,8 @@ class Sender:
         return len(self._inflight)
 
     # -- link-thread hooks --------------------------------------------------------------
-    def _on_acked(self, mid: int, epoch: int, accepted: bool) -> None:
-        self._acks.append((mid, epoch, accepted))
+    def _on_acked(self, mid: int, epoch: int, accepted: bool, heard: bool = True) -> None:
+        self._acks.append((mid, epoch, accepted, heard))
 
     def _on_connected(self, epoch: int, _session_present: bool) -> None:
         self.outbox.mark_live()
@@ -161,6 +182,8 @@ class Sender:
                     bulk.append((entry.source, entry.bulk))
         rows.extend(self._refused)
         self._refused.clear()
+        for quiet in self._quiet.values():
+            quiet.probing = False  # a probe in flight is taken again with the rest
         self.outbox.release(rows)
         for source, msg in bulk:
             source.lost(msg)
@@ -168,15 +191,21 @@ class Sender:
 
     def _apply_acks(self) -> None:
         done: list[int] = []
+        unheard: dict[int, list[int]] = {}  # priority -> rows nobody heard
+        heard: set[int] = set()  # priorities somebody heard
         acks, self._acks = self._acks, []
-        for mid, epoch, accepted in acks:
+        for mid, epoch, accepted, listened in acks:
             entry = self._inflight.get(mid)
             if entry is None or entry.epoch != epoch:
                 continue  # the status message, or an ack from a connection already forgotten
             del self._inflight[mid]
             if entry.row_id is not None:
-                if accepted:
+                if accepted and not listened and not entry.retain:
+                    unheard.setdefault(entry.priority, []).append(entry.row_id)
+                elif accepted:
                     done.append(entry.row_id)
+                    if listened:
+                        heard.add(entry.priority)
                 else:  # kept, and not retried on this connection: no hot loop on a refusal
                     self._refused.append(entry.row_id)
                     self.stats.refused += 1
@@ -189,22 +218,56 @@ class Sender:
         if done:
             self.outbox.ack(done)
             self.stats.acked += len(done)
+        for prio in heard - unheard.keys():
+            if self._quiet.pop(prio, None) is not None:
+                log.warning("%s: messages of priority %d are heard again", self.client.device,
+                            prio)
+        for prio, rows in unheard.items():
+            self._pause_unheard(prio, rows)
+
+    def _pause_unheard(self, prio: int, rows: list[int]) -> None:
+        """The broker dropped rows for want of a subscriber: give them back, pause their
+        priority."""
+        self.outbox.release(rows)
+        self.stats.unheard += len(rows)
+        quiet = self._quiet.get(prio)
+        if quiet is None:
+            log.warning("%s: nobody subscribes to messages of priority %d at the broker: "
+                        "keeping them, probing again one at a time", self.client.device, prio)
+            quiet = self._quiet[prio] = _Quiet(0.0, 0.0)
+        quiet.pause_s = min(UNHEARD_MAX_S, max(UNHEARD_MIN_S, quiet.pause_s * 2))
+        quiet.until = time.monotonic() + quiet.pause_s
+        quiet.probing = False
 
     def _fill_window(self) -> None:
         room = self.client.capacity - len(self._inflight)  # see UplinkClient.capacity
         if room <= 0:
             return
-        rows = self.outbox.take(room)
+        rows = self.outbox.take(room, skip=self._quiet.keys()) + self._probes(room)
         for i, row in enumerate(rows):
             sent = self.client.publish(row.topic, row.payload, qos=1, retain=row.retain)
             if sent is None:  # the link went down: give the rest back
                 self.outbox.release([r.id for r in rows[i:]])
                 return
-            self._inflight[sent.mid] = _InFlight(sent.epoch, row_id=row.id)
+            self._inflight[sent.mid] = _InFlight(sent.epoch, row_id=row.id,
+                                                 priority=row.priority, retain=row.retain)
             self.stats.published += 1
         if len(rows) == room or not self._bulk:
             return  # urgent rows may still wait: bulk only when the outbox is empty
         self._fill_bulk(room - len(rows))
+
+    def _probes(self, room: int) -> list[OutboxRow]:
+        """One row of each quiet priority whose pause is over (within what room is left)."""
+        now = time.monotonic()
+        rows: list[OutboxRow] = []
+        for prio, quiet in self._quiet.items():
+            if quiet.probing or now < quiet.until or len(rows) >= room:
+                continue
+            probe = self.outbox.take(1, only=prio)
+            if probe:
+                quiet.probing = True
+                rows += probe
+        return rows
 
     def _fill_bulk(self, room: int) -> None:
         cap = max(1, int(self.client.capacity * self.bulk_share))
