@@ -492,3 +492,36 @@ def test_the_running_agent_answers_snapshots(rig: Rig, tmp_path: Path, footage: 
         runner.join(30)
         watch.loop_stop()
     assert not runner.is_alive()
+
+
+def test_a_command_acknowledged_just_before_a_kill_runs_after_the_restart(
+        broker, tmp_path: Path) -> None:
+    """The broker has had its PUBACK, the command thread never ran (the box was killed): the
+    command waits in the box's inbox on disk, and the next start answers it."""
+    officer = Officer(broker.port)
+    first = Box("box-k", tmp_path / "box", broker.port, None)
+    # the link takes commands in, but the command thread is never started
+    first.uplink.subscribe(f"{P.CMD}/#", first.channel._on_message)
+    first.uplink.start()
+    assert first.uplink.client.wait_connected(10)
+    rq = new_id()
+    for _ in range(40):  # until the box's subscription is in place and the command is in
+        officer.send("box-k", "ping", {"id": rq, "by": "test"})
+        time.sleep(0.25)
+        if first.channel.inbox.waiting():
+            break
+    assert first.channel.inbox.waiting(), "the command never reached the box"
+    first.uplink.stop()
+    first.channel.requests.close()
+    first.channel.inbox.close()
+    assert officer.finals(rq) == []  # nothing answered it
+
+    second = Box("box-k", tmp_path / "box", broker.port, None).start()
+    try:
+        reply = officer.final(rq, timeout=15)
+        assert reply.rq == rq and reply.st == "done"
+        assert second.channel.stats.recovered >= 1
+        wait_for(lambda: not second.channel.inbox.waiting(), 5, "an empty inbox")
+    finally:
+        second.stop()
+        officer.close()

@@ -9,9 +9,11 @@ reply rather than an exception:
 3. size, JSON shape, the command name, the envelope (``by``, ``exp``), the parameters;
 4. quick commands (ping, status, cancel) are answered at once; clip and snapshot become jobs.
 
-Threads: the uplink's link thread calls ``_on_message``, which only queues the message
+Threads: the uplink's link thread calls ``_on_message``, which only stores the message in the
+command inbox (on disk, before the broker gets its PUBACK: see ``inbox.py``) and queues it
 (payloads over the size limit are cut to their first bytes, enough to find the id); the
-command thread (``_run``) does everything else. ``_inbox`` is the only thing they share.
+command thread (``_run``) does everything else. The inbox and ``_arrivals`` are all they
+share.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pydantic import ValidationError
 
 from roadside import __version__
 from roadside.agent import protocol as P
+from roadside.agent.commands.inbox import Arrived, CommandInbox
 from roadside.agent.commands.jobs import ClipMaker, Job, JobRunner, finish
 from roadside.agent.commands.replies import Replies
 from roadside.agent.commands.requests import Request, RequestLog
@@ -43,6 +46,7 @@ from roadside.agent.uplink.link import Uplink
 log = logging.getLogger(__name__)
 
 REQUESTS_FILE = "requests.db"
+INBOX_FILE = "command-inbox.db"
 INBOX_SIZE = 256  # messages waiting for the command thread; more are dropped and counted
 HEAD_BYTES = 4096  # of an oversized payload, kept to find its request id
 _ID_IN_BYTES = re.compile(rb'"id"\s*:\s*"([0-9A-Za-z_-]{1,64})"')
@@ -58,6 +62,7 @@ class ChannelStats:
     repeats: int = 0
     rejected: int = 0  # answered with an error before any work
     dropped: int = 0  # the inbox was full
+    recovered: int = 0  # commands an earlier run had received but not yet handled
 
 
 class CommandChannel:
@@ -76,7 +81,8 @@ class CommandChannel:
         self.clips = clips
         self.stats = ChannelStats()
         self.started = time.time()
-        self._inbox: queue.Queue[tuple[str, bytes, int] | None] = queue.Queue(INBOX_SIZE)
+        self.inbox = CommandInbox(Path(data_dir) / INBOX_FILE, INBOX_SIZE)
+        self._arrivals: queue.Queue[Arrived | None] = queue.Queue()  # bounded by the inbox
         self._thread: threading.Thread | None = None
 
     # -- life cycle ----------------------------------------------------------------------
@@ -85,40 +91,46 @@ class CommandChannel:
         self.requests.prune(self.cfg.remember_days * 86400)
         self.jobs.start()
         self._recover()
+        for arrived in self.inbox.waiting():  # received, acknowledged, not yet handled
+            self.stats.recovered += 1
+            self._arrivals.put(arrived)
         self._thread = threading.Thread(target=self._run, name="commands", daemon=True)
         self._thread.start()
         self.uplink.subscribe(f"{P.CMD}/#", self._on_message)
 
     def stop(self) -> None:
-        self._inbox.put(None)
+        self._arrivals.put(None)
         if self._thread is not None:
             self._thread.join(10)
         self.jobs.stop()
         self.requests.close()
+        self.inbox.close()
 
     # -- the link thread -----------------------------------------------------------------
     def _on_message(self, inbound: Inbound) -> None:
         size = len(inbound.payload)
         payload = inbound.payload if size <= self.cfg.max_request_bytes else \
             inbound.payload[:HEAD_BYTES]
-        try:
-            self._inbox.put_nowait((inbound.topic, payload, size))
-        except queue.Full:
+        arrived = self.inbox.put(inbound.topic, payload, size)
+        if arrived is None:
             self.stats.dropped += 1
             log.warning("command inbox full: a message on %s was dropped", inbound.topic[:120])
+            return
+        self._arrivals.put(arrived)
 
     # -- the command thread --------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            item = self._inbox.get()
+            item = self._arrivals.get()
             if item is None:
                 return
-            topic, payload, size = item
             self.stats.received += 1
             try:
-                self._handle(topic, payload, size)
+                self._handle(item.topic, item.payload, item.size)
             except Exception:  # nothing a station sends may stop the channel
-                log.exception("command on %s failed", topic[:120])
+                log.exception("command on %s failed", item.topic[:120])
+            finally:
+                self.inbox.done(item.row)
 
     def _handle(self, topic: str, payload: bytes, size: int) -> None:
         name = (P.kind_of(topic) or "").removeprefix(f"{P.CMD}/")
