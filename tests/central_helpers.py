@@ -4,7 +4,7 @@ publisher that speaks the wire contract as a box does (for tests of the station 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -49,14 +49,6 @@ def central_config(tmp_path: Path, port: int, db_url: str | None = None,
     for name, values in sections.items():
         doc.setdefault(name, {}).update(values)
     return parse_central_config(doc, "test")
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class BoxPublisher:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from waiting import eventually
 
 from roadside.badlink import BadLink, LinkShape
 
@@ -75,15 +76,6 @@ def connect(link: BadLink) -> socket.socket:
     return socket.create_connection(("127.0.0.1", link.port), timeout=5)
 
 
-def wait_for(condition, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
-
-
 def test_forwards_both_ways_intact(echo: EchoServer) -> None:
     payload = os.urandom(500_000)
     with BadLink(echo.port) as link, connect(link) as s:
@@ -92,8 +84,8 @@ def test_forwards_both_ways_intact(echo: EchoServer) -> None:
         back = recv_exactly(s, len(payload))
         sender.join()
         assert back == payload
-        assert wait_for(lambda: link.stats.bytes_up == len(payload))
-        assert wait_for(lambda: link.stats.bytes_down == len(payload))
+        assert eventually(lambda: link.stats.bytes_up == len(payload))
+        assert eventually(lambda: link.stats.bytes_down == len(payload))
         assert link.stats.connections == 1
 
 
@@ -142,7 +134,7 @@ def test_cut_closes_both_sides_and_refuses_then_recovers(echo: EchoServer) -> No
         assert recv_exactly(refused, 1, timeout=5) == b""
         refused.close()
         assert link.stats.refused >= 1
-        assert wait_for(lambda: not link.is_down, timeout=3)
+        assert eventually(lambda: not link.is_down, timeout=3)
         with connect(link) as again:
             again.sendall(b"back")
             assert recv_exactly(again, 4) == b"back"
@@ -154,7 +146,7 @@ def test_cut_closes_both_sides_and_refuses_then_recovers(echo: EchoServer) -> No
 def test_scheduled_cuts(echo: EchoServer) -> None:
     shape = LinkShape(cut_every_s=0.3, down_for_s=0.1)
     with BadLink(echo.port, shape=shape) as link:
-        assert wait_for(lambda: link.stats.cuts >= 3, timeout=3)
+        assert eventually(lambda: link.stats.cuts >= 3, timeout=3)
         gaps = [b - a for a, b in zip(link.stats.cut_times, link.stats.cut_times[1:],
                                        strict=False)]
         assert all(0.25 <= g <= 0.6 for g in gaps), gaps

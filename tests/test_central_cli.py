@@ -15,10 +15,11 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from central_helpers import central_config, wait_until
+from central_helpers import central_config
 from click.testing import CliRunner
 from conftest import MODELS
 from paho.mqtt.enums import CallbackAPIVersion
+from waiting import wait_until
 
 from roadside.agent.protocol import CommandMsg, ReplyMsg, topic
 from roadside.central.ingest import IngestWorker

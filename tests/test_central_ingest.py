@@ -21,9 +21,9 @@ from central_helpers import (  # noqa: F401
     health,
     pg_admin,
     status,
-    wait_until,
 )
 from paho.mqtt.enums import CallbackAPIVersion
+from waiting import wait_until
 
 from roadside.agent.protocol import ReplyMsg, topic
 from roadside.central.ingest import IngestWorker

@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
+from waiting import wait_until
 
 from roadside.agent import protocol as P
 from roadside.agent.commands.channel import CommandChannel
@@ -45,16 +46,6 @@ from roadside.central.receiver_service import ReceiverService
 from roadside.ids import new_id
 
 FINAL = ("done", "error")
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.01)
-    if not condition():
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class FootageClips:
@@ -129,7 +120,7 @@ class Officer:
             return [r for r in self.replies.get(rq, []) if r.st in FINAL]
 
     def final(self, rq: str, timeout: float = 10.0) -> P.ReplyMsg:
-        wait_for(lambda: self.finals(rq), timeout, f"the final reply to {rq}")
+        wait_until(lambda: self.finals(rq), timeout, f"the final reply to {rq}")
         return self.finals(rq)[0]
 
     def ask(self, device: str, name: str, params: dict | None = None, timeout: float = 10.0,
@@ -257,7 +248,7 @@ def test_repeated_request_id_runs_once(rig: Rig) -> None:
     rig.officer.send("box-1", "clip", ask)
     first = rig.officer.final(rq, 20)
     rig.officer.send("box-1", "clip", ask)
-    wait_for(lambda: len(rig.officer.finals(rq)) == 2, 10, "the repeated final reply")
+    wait_until(lambda: len(rig.officer.finals(rq)) == 2, 10, "the repeated final reply")
     again = rig.officer.finals(rq)[1]
     assert again.id == first.id  # the same message again: the station drops the copy
     assert rig.box.channel.stats.repeats >= 1
@@ -354,13 +345,13 @@ def test_cancel_stops_a_running_upload(rig: Rig, tmp_path: Path) -> None:
         rig.officer.send("box-slow", "clip", {"id": rq, "by": "officer@station",
                                               "p": {"from": rig.clips.t0,
                                                     "to": rig.clips.t0 + 10}})
-        wait_for(lambda: any(m.xid for m in rig.officer.replies.get(rq, [])), 20,
+        wait_until(lambda: any(m.xid for m in rig.officer.replies.get(rq, [])), 20,
                  "the upload to start")
         done = rig.officer.ask("box-slow", "cancel", {"target": rq})
         assert done.st == "done" and done.r["cancelled"] == rq
         final = rig.officer.final(rq)
         assert (final.st, final.code) == ("error", P.ErrorCode.CANCELLED)
-        wait_for(lambda: rig.rx.state(final.xid) and rig.rx.state(final.xid)["state"] == "fail",
+        wait_until(lambda: rig.rx.state(final.xid) and rig.rx.state(final.xid)["state"] == "fail",
                  10, "the station to drop the partial file")
     finally:
         slow.stop()
@@ -375,7 +366,7 @@ def test_requests_survive_a_restart_of_the_channel(rig: Rig, tmp_path: Path) -> 
     box = Box("box-restart", tmp_path / "r", rig.port, rig.clips).start().ready(rig.officer)
     try:
         rig.officer.send("box-restart", "ping", {"id": rq, "by": "o"})
-        wait_for(lambda: len(rig.officer.finals(rq)) == 2, 10, "the stored reply")
+        wait_until(lambda: len(rig.officer.finals(rq)) == 2, 10, "the stored reply")
         assert rig.officer.finals(rq)[1].id == first.id
     finally:
         box.stop()
@@ -481,7 +472,7 @@ def test_the_running_agent_answers_snapshots(rig: Rig, tmp_path: Path, footage: 
         Box.ready(agent, rig.officer)  # type: ignore[arg-type]
         now = rig.officer.ask("agent-box", "snapshot", timeout=20)
         assert now.st == "done", now
-        wait_for(lambda: ended, 30, "an event to end")
+        wait_until(lambda: ended, 30, "an event to end")
         best = rig.officer.ask("agent-box", "snapshot", {"event": ended[0]}, timeout=20)
         assert best.st == "done", best
         for reply in (now, best):
@@ -521,7 +512,7 @@ def test_a_command_acknowledged_just_before_a_kill_runs_after_the_restart(
         reply = officer.final(rq, timeout=15)
         assert reply.rq == rq and reply.st == "done"
         assert second.channel.stats.recovered >= 1
-        wait_for(lambda: not second.channel.inbox.waiting(), 5, "an empty inbox")
+        wait_until(lambda: not second.channel.inbox.waiting(), 5, "an empty inbox")
     finally:
         second.stop()
         officer.close()

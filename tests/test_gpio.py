@@ -18,6 +18,7 @@ import pytest
 from conftest import agent_config
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPin
+from waiting import eventually
 
 from roadside.agent.config import (
     HardwareConfig,
@@ -46,17 +47,6 @@ def pins() -> Iterator[MockFactory]:
     yield factory
     factory.reset()
     Device.pin_factory = previous
-
-
-def wait_until(predicate: Callable[[], object], timeout: float) -> bool:
-    """Poll a condition set by another thread (gpiozero's), up to ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    event = threading.Event()
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        event.wait(0.02)
-    return bool(predicate())
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +92,7 @@ def observed_runs(pin: MockPin, start: int) -> list[tuple[bool, int]]:
 
 def assert_pattern(pin: MockPin, start: int, state: BoxState) -> None:
     want = expected_runs(PATTERNS[state])
-    assert wait_until(lambda: len(observed_runs(pin, start)) >= len(want) + 1, 6), pin.states
+    assert eventually(lambda: len(observed_runs(pin, start)) >= len(want) + 1, 6), pin.states
     got = observed_runs(pin, start)[: len(want)]
     rotations = [want[i:] + want[:i] for i in range(len(want)) if want[i][0]]
     assert got in rotations, (state, got, want)  # the cycle, from whichever flash came first
@@ -129,31 +119,31 @@ def test_led_patterns_follow_pipeline_and_link_state(pins: MockFactory) -> None:
     feeder.start()
     watchdog.start()
     try:
-        assert wait_until(lambda: led.state is BoxState.STARTING, 2)
+        assert eventually(lambda: led.state is BoxState.STARTING, 2)
         assert_pattern(pin, 0, BoxState.STARTING)
 
         mark = len(pin.states)
         stats.started_mono = time.monotonic()
         feeding.set()
-        assert wait_until(lambda: led.state is BoxState.ONLINE, 2)
+        assert eventually(lambda: led.state is BoxState.ONLINE, 2)
         assert pin.state  # steady on
         steady = len(pin.states)
-        assert not wait_until(lambda: len(pin.states) > steady, 4 * TICK_S)
+        assert not eventually(lambda: len(pin.states) > steady, 4 * TICK_S)
         assert mark < steady
 
         mark = len(pin.states)
         link["now"] = LinkSummary(False, queued=42)  # the 4G link drops: events queue
-        assert wait_until(lambda: led.state is BoxState.OFFLINE, 2)
+        assert eventually(lambda: led.state is BoxState.OFFLINE, 2)
         assert_pattern(pin, mark, BoxState.OFFLINE)
 
         mark = len(pin.states)
         feeding.clear()  # the camera stalls
-        assert wait_until(lambda: led.state is BoxState.FAULT, 3)
+        assert eventually(lambda: led.state is BoxState.FAULT, 3)
         assert_pattern(pin, mark, BoxState.FAULT)
 
         feeding.set()  # and recovers, back online
         link["now"] = LinkSummary(True)
-        assert wait_until(lambda: led.state is BoxState.ONLINE and pin.state, 3)
+        assert eventually(lambda: led.state is BoxState.ONLINE and pin.state, 3)
     finally:
         stop.set()
         watchdog.stop()
@@ -184,9 +174,9 @@ def test_led_follows_the_real_station_link(pins: MockFactory, broker, tmp_path: 
     uplink.start()
     watchdog.start()
     try:
-        assert wait_until(lambda: led.state is BoxState.ONLINE, 15)
+        assert eventually(lambda: led.state is BoxState.ONLINE, 15)
         broker.stop()
-        assert wait_until(lambda: led.state is BoxState.OFFLINE, 15)
+        assert eventually(lambda: led.state is BoxState.OFFLINE, 15)
         mark = len(pin.states)
         now = time.time()
         uplink.publish("event", EventMsg(id=new_id(), k="s", c="car", s=0.9, t0=now, t1=now,
@@ -196,7 +186,7 @@ def test_led_follows_the_real_station_link(pins: MockFactory, broker, tmp_path: 
         broker.start()
         station = _station(broker.port)  # the queued event goes once somebody listens
         try:
-            assert wait_until(lambda: led.state is BoxState.ONLINE and uplink.queued == 0, 20)
+            assert eventually(lambda: led.state is BoxState.ONLINE and uplink.queued == 0, 20)
         finally:
             station.disconnect()
             station.loop_stop()
@@ -256,12 +246,12 @@ def test_opening_the_door_sends_an_event_and_keeps_a_snapshot(
     runner = threading.Thread(target=agent.run, daemon=True)
     runner.start()
     try:
-        assert wait_until(lambda: agent.pipeline.stats.frames > 5, 30)
+        assert eventually(lambda: agent.pipeline.stats.frames > 5, 30)
         assert agent.hardware.tamper.events == 0
         switch.drive_high()  # the door is forced
-        assert wait_until(lambda: agent.hardware.tamper.last_snapshot is not None, 5)
+        assert eventually(lambda: agent.hardware.tamper.last_snapshot is not None, 5)
         switch.drive_low()  # and shut again
-        assert wait_until(lambda: agent.hardware.tamper.events == 2, 5)
+        assert eventually(lambda: agent.hardware.tamper.events == 2, 5)
     finally:
         agent.pipeline.stop()
         runner.join(timeout=30)
@@ -396,10 +386,10 @@ def test_pir_wakes_the_detector_on_a_still_scene(pins: MockFactory,
         assert gate.update(road_frame)  # the first frame is always looked at
         assert not gate.update(road_frame)  # nothing moves
         pins.pin(23).drive_high()  # someone walks past in the dark
-        assert wait_until(lambda: gate.update(road_frame), 2)
+        assert eventually(lambda: gate.update(road_frame), 2)
         assert pir.triggers == 1
         pins.pin(23).drive_low()
-        assert wait_until(lambda: not gate.update(road_frame), 3)  # wake_s runs out
+        assert eventually(lambda: not gate.update(road_frame), 3)  # wake_s runs out
     finally:
         pir.close()
 

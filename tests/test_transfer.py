@@ -14,13 +14,14 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from waiting import wait_until
 
 from roadside.agent import protocol as P
 from roadside.agent.config import MqttConfig, TransferConfig, UplinkConfig
@@ -35,16 +36,6 @@ from roadside.ids import new_id
 
 DEVICE = "junction-07"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    if not condition():
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def sha256(path: Path) -> str:
@@ -179,11 +170,11 @@ def test_clip_arrives_intact_across_cuts(tmp_path: Path, broker, station: Statio
             rec = box.send(big_clip)
             total = rec.chunks
             for i in range(1, 7):  # six cuts, spread over the upload by the station's progress
-                wait_for(lambda i=i: station.held(rec.xid) >= total * i // 8, 60,
+                wait_until(lambda i=i: station.held(rec.xid) >= total * i // 8, 60,
                          f"{i}/8 of the chunks at the station")
                 if station.held(rec.xid) < total:
                     link.cut()
-            wait_for(lambda: box.finished, 60, "the transfer to end")
+            wait_until(lambda: box.finished, 60, "the transfer to end")
         finally:
             box.stop()
         assert link.stats.cuts >= 5
@@ -241,7 +232,7 @@ def test_box_restart_resumes_without_starting_over(tmp_path: Path, broker, stati
 
         def kill_when(proc: subprocess.Popen, chunks: int) -> None:
             try:
-                wait_for(lambda: station.rx.stats.chunks >= chunks, 60,
+                wait_until(lambda: station.rx.stats.chunks >= chunks, 60,
                          f"{chunks} chunks at the station")
             finally:
                 proc.send_signal(signal.SIGKILL)
@@ -253,7 +244,7 @@ def test_box_restart_resumes_without_starting_over(tmp_path: Path, broker, stati
         assert held_at_kill < 115  # killed mid-transfer (the file has 121 chunks)
         last = start("run")
         try:
-            wait_for(lambda: station.rx.stats.done == 1, 60, "the file at the station")
+            wait_until(lambda: station.rx.stats.done == 1, 60, "the file at the station")
         finally:
             last.send_signal(signal.SIGTERM)
             assert last.wait(30) == 0
@@ -277,10 +268,10 @@ def test_station_restart_mid_transfer(tmp_path: Path, broker, station: Station,
         box = Box(tmp_path / "box", link.port, ack_timeout_s=2).start()
         try:
             rec = box.send(clip)
-            wait_for(lambda: station.held(rec.xid) >= 40, 60, "40 chunks at the station")
+            wait_until(lambda: station.held(rec.xid) >= 40, 60, "40 chunks at the station")
             station.stop()
             station.start()
-            wait_for(lambda: box.finished, 60, "the transfer to end")
+            wait_until(lambda: box.finished, 60, "the transfer to end")
         finally:
             box.stop()
     assert box.finished[0].state == "done"
@@ -296,11 +287,11 @@ def test_cancel_tells_the_station_to_drop_it(tmp_path: Path, broker,
         box = Box(tmp_path / "box", link.port).start()
         try:
             rec = box.send(footage / "motorway_overpass.mp4", rq="REQ-cancel")
-            wait_for(lambda: station.held(rec.xid) >= 10, 30, "10 chunks at the station")
+            wait_until(lambda: station.held(rec.xid) >= 10, 30, "10 chunks at the station")
             assert box.sender.cancel("REQ-cancel") is not None
-            wait_for(lambda: station.rx.state(rec.xid)["state"] == "fail", 30,
+            wait_until(lambda: station.rx.state(rec.xid)["state"] == "fail", 30,
                      "the station to drop the transfer")
-            wait_for(lambda: box.finished, 10, "the box to end the transfer")
+            wait_until(lambda: box.finished, 10, "the box to end the transfer")
             assert box.sender.find("REQ-cancel").state == "failed"
         finally:
             box.stop()
@@ -314,8 +305,8 @@ def test_deadline_fails_clearly_when_nobody_answers(tmp_path: Path, broker) -> N
     box = Box(tmp_path / "box", broker.port).start()
     try:
         rec = box.send(Path(__file__), deadline_s=1.5)  # no station is running
-        wait_for(lambda: box.finished, 10, "the deadline")
-        wait_for(lambda: tap.messages, 10, "the abort message")
+        wait_until(lambda: box.finished, 10, "the deadline")
+        wait_until(lambda: tap.messages, 10, "the abort message")
     finally:
         box.stop()
         tap.close()
@@ -341,7 +332,7 @@ def test_events_keep_flowing_during_an_upload(tmp_path: Path, broker, station: S
         box = Box(tmp_path / "box", link.port, kbps=300).start()
         try:
             rec = box.send(big_clip)
-            wait_for(lambda: station.held(rec.xid) >= 5, 30, "the upload to be under way")
+            wait_until(lambda: station.held(rec.xid) >= 5, 30, "the upload to be under way")
             stop = threading.Event()
             for i in range(8):
                 eid = new_id()
@@ -350,7 +341,7 @@ def test_events_keep_flowing_during_an_upload(tmp_path: Path, broker, station: S
                 sent[eid] = time.monotonic()
                 box.uplink.publish(P.EVENT, msg)
                 stop.wait(0.4)
-            wait_for(lambda: len(seen) == len(sent), 30, "every event")
+            wait_until(lambda: len(seen) == len(sent), 30, "every event")
             assert station.held(rec.xid) < rec.chunks  # the upload was still going
         finally:
             box.stop()

@@ -14,13 +14,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import tomli_w
 from broker import free_port
 from conftest import agent_config
 from test_uplink import DEVICE, Subscriber, kinds, start_broker
+from waiting import eventually
 
 from roadside.agent.protocol import EventMsg, HealthMsg, StatusMsg, topic
 from roadside.agent.uplink.outbox import ACK_BATCH
@@ -61,15 +61,6 @@ else:
 """
 
 
-def wait_for(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 def child(tmp_path: Path, port: int, produce: int, name: str, exit_when_done: bool,
           window: int):
     script = tmp_path / "box.py"
@@ -95,7 +86,8 @@ def test_sigkill_while_draining_loses_nothing(tmp_path: Path):
     # A narrow window keeps the drain slow enough to be caught in the middle.
     proc, ids_file = child(tmp_path, broker.port, n, "first", exit_when_done=False, window=2)
     try:
-        assert wait_for(ids_file.exists), proc.stderr.read() if proc.poll() is not None else ""
+        assert eventually(ids_file.exists, 30), \
+            proc.stderr.read() if proc.poll() is not None else ""
         produced = set(ids_file.read_text().split())
         assert len(produced) == n
         broker.start()
@@ -167,7 +159,7 @@ def test_agent_killed_with_a_backlog_sends_it_after_restart(tmp_path: Path, foot
     first = subprocess.Popen([ROADSIDE, "agent", "run", "--config", str(config)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        assert wait_for(lambda: outbox.exists() and len(outbox_events(outbox)) >= 6, 90), (
+        assert eventually(lambda: outbox.exists() and len(outbox_events(outbox)) >= 6, 90), (
             first.stderr.read() if first.poll() is not None else "no events stored")
     finally:
         first.send_signal(signal.SIGKILL)

@@ -8,7 +8,6 @@ import ipaddress
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from test_uplink import DEVICE, Subscriber, event, kinds, mqtt_cfg, start_broker
+from waiting import eventually
 
 from roadside.agent.config import UplinkConfig
 from roadside.agent.protocol import EventMsg
@@ -90,15 +90,6 @@ def pki(tmp_path: Path) -> Path:
     return folder
 
 
-def wait_until(predicate, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 def test_tls_with_client_certificates(tmp_path: Path, pki: Path):
     port = free_port()
     broker = start_broker(
@@ -125,7 +116,7 @@ def test_tls_with_client_certificates(tmp_path: Path, pki: Path):
             assert EventMsg.decode(kinds(station.messages, "event")[0].payload) == sent
             assert good.client.state().connected
             # The intruder's certificate is from another CA: refused, again and again.
-            assert wait_until(lambda: bad.client.state().failures >= 2)
+            assert eventually(lambda: bad.client.state().failures >= 2, 15)
             assert bad.client.state().connects == 0 and not bad.connected
             assert bad.outbox.rows == 1  # kept for when it is allowed in
         assert len(kinds(station.messages, "event")) == 1
@@ -155,7 +146,7 @@ def test_password_login(tmp_path: Path):
         with good, bad:
             good.sink.publish("event", event(1))
             assert station.wait(lambda m: len(kinds(m, "event")) == 1)
-            assert wait_until(lambda: bad.client.state().failures >= 2)
+            assert eventually(lambda: bad.client.state().failures >= 2, 15)
             state = bad.client.state()
             assert state.connects == 0 and "refused" in state.last_error
     finally:

@@ -70,7 +70,9 @@ class BulkSource(Protocol):
 class _InFlight:
     epoch: int
     row_id: int | None = None  # an outbox row ...
-    priority: int = 0
+    bulk: BulkMessage | None = None  # ... or a bulk message
+    source: BulkSource | None = None
+    priority: int = 0  # the row's
     retain: bool = False  # (a retained row is kept by the broker even with nobody listening)
 
 
@@ -81,8 +83,6 @@ class _Quiet:
     pause_s: float
     until: float  # monotonic: the next probe may go then
     probing: bool = False
-    bulk: BulkMessage | None = None  # ... or a bulk message
-    source: BulkSource | None = None
 
 
 @dataclass
