@@ -100,9 +100,8 @@ def record_ring(root: Path, packets: list[CameraPacket], duration: float, second
 
 # -- (a) cut ---------------------------------------------------------------------------------
 def bench_cut(root: Path, work: Path, repeat: int, length: float) -> dict[str, float]:
-    index = open_index(root)
-    segs = index.all()
-    index.close()
+    with open_index(root) as index:
+        segs = index.all()
     start = segs[0].start + 5.0
     end = start + length
     cutter = ClipCutter(root)
@@ -242,9 +241,8 @@ def bench_bytes(work: Path, packets: list[CameraPacket], duration: float,
                      events if mode == "events" else [])
         recorder.stop()
         out[mode] = recorder.ring.stats.bytes_written / video * 3600
-        index = open_index(work / mode)
-        out[f"{mode}_footage_s"] = sum(r.duration for r in index.ranges())
-        index.close()
+        with open_index(work / mode) as index:
+            out[f"{mode}_footage_s"] = sum(r.duration for r in index.ranges())
     return out
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import av
 import tomli_w
 from conftest import agent_config
+from recording_helpers import indexed
 
-from roadside.agent.recording.index import SegmentRecord, open_index
+from roadside.agent.recording.index import open_index
 
 CLI = [sys.executable, "-c", "from roadside.cli import main; main()"]
 
@@ -26,14 +27,6 @@ def run_agent(tmp_path: Path, doc: dict, *args: str, env: dict | None = None) ->
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, **(env or {})})
     assert proc.returncode == 0, proc.stderr[-3000:]
-
-
-def segments(root: Path) -> list[SegmentRecord]:
-    index = open_index(root)
-    try:
-        return index.all()
-    finally:
-        index.close()
 
 
 def test_events_mode_in_the_agent_records_around_the_pipelines_events(
@@ -50,7 +43,7 @@ def test_events_mode_in_the_agent_records_around_the_pipelines_events(
     ends = [e for e in events if e.get("type") == "event" and e["k"] == "e"]
     assert ends, "the footage has traffic: the pipeline must report events"
     root = Path(doc["data_dir"]) / "segments"
-    segs = segments(root)
+    segs = indexed(root)
     assert segs and {(s.mode, s.has_event) for s in segs} == {("event", True)}
     ranges = open_index(root).ranges()
     for e in ends:  # every event's sighting is on disk
@@ -72,7 +65,7 @@ def test_pi_camera_h264_is_written_as_is(tmp_path: Path, footage: Path) -> None:
                    "ROADSIDE_STANDIN_SCENE": str(footage / "motorway_overpass.mp4")})
 
     root = Path(doc["data_dir"]) / "segments"
-    segs = segments(root)
+    segs = indexed(root)
     assert len(segs) >= 2
     assert {(s.width, s.height) for s in segs} == {(640, 360)}  # the camera's stream, as is
     for s in segs:

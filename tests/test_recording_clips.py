@@ -12,11 +12,12 @@ import av
 import pytest
 import tomli_w
 from click.testing import CliRunner
+from recording_helpers import indexed
 
 from roadside.agent.config import RecordingConfig
 from roadside.agent.recording.clipcut import ClipCutter
 from roadside.agent.recording.errors import NoFootageError, when
-from roadside.agent.recording.index import SegmentRecord, open_index
+from roadside.agent.recording.index import open_index
 from roadside.agent.recording.recorder import Recorder
 from roadside.agent.recording.standins import camera_packets, folder_bytes
 from roadside.cli import main
@@ -41,14 +42,6 @@ def ring(footage: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def segments(root: Path) -> list[SegmentRecord]:
-    index = open_index(root)
-    try:
-        return index.all()
-    finally:
-        index.close()
-
-
 def top_level_boxes(path: Path) -> list[str]:
     data = path.read_bytes()
     boxes, at = [], 0
@@ -71,7 +64,7 @@ def decode(path: Path) -> list[av.VideoFrame]:
 @pytest.mark.parametrize(("offset", "length"), [(4.5, 9.0), (6.006, 2.0), (1.0, 25.0)])
 def test_clip_starts_at_the_keyframe_before_and_covers_the_range(
         ring: Path, tmp_path: Path, offset: float, length: float) -> None:
-    segs = segments(ring)
+    segs = indexed(ring)
     start = segs[0].start + offset
     end = start + length
     result = ClipCutter(ring).cut(start, end, tmp_path / "clip.mp4")
@@ -95,7 +88,7 @@ def test_clip_starts_at_the_keyframe_before_and_covers_the_range(
 def test_missing_footage_inside_the_range_is_listed_as_a_gap(ring: Path, tmp_path: Path) -> None:
     root = tmp_path / "segments"
     shutil.copytree(ring, root)
-    segs = segments(root)
+    segs = indexed(root)
     hole, evicted = segs[2], segs[5]
     (root / hole.path).unlink()  # a file gone behind the index's back
     index = open_index(root)
@@ -118,7 +111,7 @@ def test_missing_footage_inside_the_range_is_listed_as_a_gap(ring: Path, tmp_pat
 
 
 def test_a_range_with_no_footage_names_what_is_retained(ring: Path, tmp_path: Path) -> None:
-    segs = segments(ring)
+    segs = indexed(ring)
     first, last = segs[0].start, segs[-1].end
     with pytest.raises(NoFootageError) as info:
         ClipCutter(ring).cut(first - 100.0, first - 50.0, tmp_path / "none.mp4")
@@ -131,7 +124,7 @@ def test_a_range_with_no_footage_names_what_is_retained(ring: Path, tmp_path: Pa
 
 
 def test_low_quality_is_smaller_and_starts_where_asked(ring: Path, tmp_path: Path) -> None:
-    segs = segments(ring)
+    segs = indexed(ring)
     start = segs[0].start + 4.0
     end = start + 6.0
     original = ClipCutter(ring).cut(start, end, tmp_path / "orig.mp4")
@@ -167,11 +160,11 @@ def test_recordings_command_lists_ranges_bytes_and_modes(ring: Path, tmp_path: P
     result = run("agent", "recordings", "--config", str(cfg))
     assert result.exit_code == 0, result.output
     assert "retained ranges" in result.output and "continuous" in result.output
-    assert when(segments(ring)[0].start) in result.output
+    assert when(indexed(ring)[0].start) in result.output
     got = json.loads(run("agent", "recordings", "--config", str(cfg), "--json").output)
     assert got["bytes"] == folder_bytes(ring)
     assert len(got["ranges"]) == 1 and got["per_mode"]["continuous"]["segments"] == \
-        len(segments(ring))
+        len(indexed(ring))
 
     missing = write_config(tmp_path / "other", tmp_path / "nothing-here")
     result = run("agent", "recordings", "--config", str(missing))
@@ -180,7 +173,7 @@ def test_recordings_command_lists_ranges_bytes_and_modes(ring: Path, tmp_path: P
 
 def test_clip_command_cuts_and_reports_errors_in_one_line(ring: Path, tmp_path: Path) -> None:
     cfg = write_config(tmp_path, ring)
-    first = segments(ring)[0].start
+    first = indexed(ring)[0].start
     out = tmp_path / "clip.mp4"
     result = run("agent", "clip", "--config", str(cfg), "--from", iso(first + 5),
                  "--to", iso(first + 12), "--out", str(out))

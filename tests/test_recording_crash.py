@@ -8,25 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-import av
 import pytest
 import tomli_w
 from conftest import agent_config
+from recording_helpers import decoded_frames, indexed
 
-from roadside.agent.recording.index import INDEX_FILE, SegmentRecord, open_index
-
-
-def decoded(path: Path) -> int:
-    with av.open(str(path)) as c:
-        return sum(1 for _ in c.decode(video=0))
-
-
-def indexed(root: Path) -> list[SegmentRecord]:
-    index = open_index(root)
-    try:
-        return index.all()
-    finally:
-        index.close()
+from roadside.agent.recording.index import INDEX_FILE, open_index
 
 
 def wait_for(condition, timeout: float, proc: subprocess.Popen) -> None:
@@ -74,7 +61,7 @@ def test_sigkill_mid_segment_loses_at_most_that_segment(tmp_path: Path, footage:
     before = indexed(root)
     assert len(before) >= 2
     for seg in before:
-        assert decoded(root / seg.path) == seg.packets
+        assert decoded_frames(root / seg.path) == seg.packets
     parts = list(root.glob("*/*.ts.part"))
     assert len(parts) == 1  # the segment being written
 
@@ -87,7 +74,7 @@ def test_sigkill_mid_segment_loses_at_most_that_segment(tmp_path: Path, footage:
     assert len(after) == len(before) + 1  # 150 KB in, it holds whole pictures
     salvaged = after[-1]
     assert salvaged.start == pytest.approx(before[-1].end, abs=0.1)
-    assert decoded(root / salvaged.path) == salvaged.packets >= 2
+    assert decoded_frames(root / salvaged.path) == salvaged.packets >= 2
     on_disk = sorted(p.relative_to(root).as_posix() for p in root.glob("*/*.ts"))
     assert on_disk == sorted(s.path for s in after)
 

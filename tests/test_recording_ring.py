@@ -19,6 +19,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from recording_helpers import decoded_frames, indexed
 
 from roadside.agent.clock import ClockWatch
 from roadside.agent.config import RecordingConfig
@@ -81,19 +82,6 @@ def frames(images: list[np.ndarray], n: int, fps: float = 15.0, offset=lambda i:
         yield Frame(images[i % len(images)], mono + offset(i), mono, i)
 
 
-def decoded_frames(path: Path) -> int:
-    with av.open(str(path)) as c:
-        return sum(1 for _ in c.decode(video=0))
-
-
-def rows(root: Path) -> list[SegmentRecord]:
-    index = open_index(root)
-    try:
-        return index.all()
-    finally:
-        index.close()
-
-
 def event(eid: str, k: str, t0: float, t1: float) -> EventMsg:
     return EventMsg(id=eid, k=k, c="car", s=0.9, t0=t0, t1=t1, b=(0.1, 0.1, 0.2, 0.2), tr=1)
 
@@ -108,7 +96,7 @@ def test_camera_packets_become_decodable_contiguous_segments(tmp_path: Path, mot
     recorder.stop()
 
     assert recorder.stats.dropped == 0 and recorder.stats.errors == 0
-    segs = rows(root)
+    segs = indexed(root)
     assert len(segs) >= 6  # keyframes every 3 s in this file: one segment per keyframe
     assert sum(decoded_frames(root / s.path) for s in segs) == 2 * len(packets)
     assert sum(s.packets for s in segs) == 2 * len(packets)
@@ -131,7 +119,7 @@ def test_index_is_rebuilt_from_the_files_when_missing_or_damaged(tmp_path: Path,
     recorder.start()
     feed(recorder, packets, duration, loops=1)
     recorder.stop()
-    before = rows(root)
+    before = indexed(root)
 
     def same(after: list[SegmentRecord]) -> None:
         assert [r.path for r in after] == [r.path for r in before]
@@ -143,10 +131,10 @@ def test_index_is_rebuilt_from_the_files_when_missing_or_damaged(tmp_path: Path,
 
     for extra in ("", "-wal", "-shm"):
         (root / (INDEX_FILE + extra)).unlink(missing_ok=True)
-    same(rows(root))
+    same(indexed(root))
 
     (root / INDEX_FILE).write_bytes(b"this is not a database" * 100)
-    same(rows(root))
+    same(indexed(root))
     assert (root / (INDEX_FILE + ".damaged")).exists()
     db = sqlite3.connect(root / INDEX_FILE)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -171,7 +159,7 @@ def test_long_fast_run_of_camera_packets_never_exceeds_the_budget(tmp_path: Path
     assert rs.bytes_written > 5 * budget and rs.evicted > 0
     assert disk.peak <= budget  # measured on disk at every write, segment in progress included
     assert folder_bytes(root) <= budget
-    segs = rows(root)
+    segs = indexed(root)
     assert sum(s.bytes for s in segs) == folder_bytes(root)
     # what is kept is the newest footage, up to the end of the run
     assert segs[-1].end - segs[0].start < 10 * duration / 3
@@ -199,7 +187,7 @@ def test_long_fast_run_from_a_file_source_with_encoding_stays_in_budget(
     assert recorder.stats.dropped == 0 and recorder.stats.errors == 0
     assert recorder.ring.stats.evicted > 0
     assert disk.peak <= budget and folder_bytes(root) <= budget
-    segs = rows(root)
+    segs = indexed(root)
     assert {(s.width, s.height) for s in segs} == {(320, 180)}
     for s in segs:
         assert decoded_frames(root / s.path) == s.packets
@@ -227,7 +215,7 @@ def test_a_full_disk_evicts_and_recording_goes_on(tmp_path: Path, motorway, capl
     assert recorder.stats.errors == 0 and rs.evicted > 0
     assert folder_bytes(root) <= capacity
     # the newest footage made it to disk after the disk filled up
-    segs = rows(root)
+    segs = indexed(root)
     assert segs[-1].end == pytest.approx(fed_at + 5 * duration, abs=0.5)
     assert rs.segments > len(segs)
     index = open_index(root, writer=True)
@@ -277,7 +265,7 @@ def test_a_stalled_disk_never_slows_capture_and_drops_are_counted(tmp_path: Path
     assert recorder.stats.dropped_bytes == dropped * small_images[0].nbytes
     disk.release()
     recorder.stop()
-    segs = rows(root)
+    segs = indexed(root)
     assert segs and sum(s.packets for s in segs) + dropped + recorder.encoder.skipped == 200
 
 
@@ -301,7 +289,7 @@ def test_clock_sync_step_splits_segments_and_relabels_earlier_footage(tmp_path: 
     recorder.stop()
 
     assert recorder.stats.clock_steps == 1
-    segs = rows(root)
+    segs = indexed(root)
     assert "nosync" not in {s.clock for s in segs}
     for s in segs:
         # every label is right: the monotonic time plus the offset of the synchronised clock
@@ -317,7 +305,7 @@ def test_clock_sync_step_splits_segments_and_relabels_earlier_footage(tmp_path: 
     assert ranges[0].duration == pytest.approx(20.0, abs=0.1)
 
     (root / INDEX_FILE).unlink()  # labels survive in the file names
-    assert [(r.start, r.clock) for r in rows(root)] == \
+    assert [(r.start, r.clock) for r in indexed(root)] == \
         [(pytest.approx(s.start, abs=1e-3), s.clock) for s in segs]
     clip = ClipCutter(root).cut(RIGHT + 8.0, RIGHT + 12.0, tmp_path / "across.mp4")
     assert clip.gaps == [] and clip.start <= RIGHT + 8.0 and clip.end >= RIGHT + 12.0
@@ -337,7 +325,7 @@ def test_a_clock_stepped_back_while_synced_never_corrupts_the_index(tmp_path: Pa
     recorder.stop()
 
     assert recorder.stats.clock_steps == 1
-    segs = rows(root)
+    segs = indexed(root)
     assert {s.clock for s in segs} == {"sync"}
     before = [s for s in segs if s.mono_start < MONO0 + 10.0]
     after = [s for s in segs if s.mono_start >= MONO0 + 10.0]
@@ -378,7 +366,7 @@ def test_events_mode_writes_pre_roll_to_post_roll_and_nothing_else(tmp_path: Pat
     run_with_events(recorder, small_images, 60.0, [(10.0, 14.0), (40.0, 41.0)])
     recorder.stop()
 
-    segs = rows(root)
+    segs = indexed(root)
     assert {(s.mode, s.has_event) for s in segs} == {("event", True)}
     ranges = open_index(root).ranges()
     assert len(ranges) == 2
@@ -401,7 +389,7 @@ def test_continuous_mode_marks_footage_that_overlaps_events(tmp_path: Path,
     run_with_events(recorder, small_images, 24.0, [(7.5, 13.2)])
     recorder.stop()
 
-    segs = rows(root)
+    segs = indexed(root)
     marked = [s for s in segs if s.has_event]
     assert marked and len(marked) < len(segs)
     for s in segs:

@@ -74,12 +74,9 @@ def recordings(config_path: Path, show_all: bool, as_json: bool) -> None:
     if not folder.is_dir():
         raise RecordingError(f"no recordings folder at {folder} (recording.mode is "
                              f"{cfg.recording.mode!r}; the agent creates it when it records)")
-    index = open_index(folder)
-    try:
+    with open_index(folder) as index:
         records = index.all()
         ranges = index.ranges()
-    finally:
-        index.close()
     used = sum(r.bytes for r in records)
     modes: dict[str, dict[str, float]] = {}
     for r in records:

@@ -196,11 +196,8 @@ class ClipCutter:
     def ranges(self) -> list[Range]:
         if not self.root.is_dir():
             return []
-        index = open_index(self.root)
-        try:
+        with open_index(self.root) as index:
             return index.ranges()
-        finally:
-            index.close()
 
     def retained(self) -> dict[str, Any]:
         """A compact summary for status replies: overall range, bytes, the latest ranges."""
@@ -229,12 +226,9 @@ class ClipCutter:
             raise BadRangeError(f"the range must end after it starts ({start} .. {end})")
         if not self.root.is_dir():
             raise self._no_footage(start, end, [])
-        index = open_index(self.root)
-        try:
+        with open_index(self.root) as index:
             segments = index.overlapping(start, end)
             ranges = index.ranges() if not segments else []
-        finally:
-            index.close()
         if not segments:
             raise self._no_footage(start, end, ranges)
         out = Path(out)

@@ -226,6 +226,12 @@ class SegmentIndex:
     def close(self) -> None:
         self._db.close()
 
+    def __enter__(self) -> SegmentIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- repair -------------------------------------------------------------------------
     def reconcile(self, recover_parts: bool = True) -> tuple[int, int]:
         """Make the index match the files: (rows dropped, files added).
