@@ -57,13 +57,21 @@ class Agent:
         self.recorder = Recorder.from_config(cfg, live=self.source.live)
         if self.recorder is not None:
             self.recorder.attach(self.pipeline, self.source, self.sinks.sinks)
-        self.hardware = BoxHardware(cfg, self.pipeline, publish=self.sinks.publish,
-                                    link=self._link_state if self.uplink else None)
+        self.hardware = BoxHardware(
+            cfg,
+            self.pipeline,
+            publish=self.sinks.publish,
+            link=self._link_state if self.uplink else None,
+        )
         # Requests from the station (clips, snapshots) and the uploads that answer them.
         self.commands: CommandService | None = None
         if self.uplink is not None and cfg.commands.enabled:
-            self.commands = CommandService(cfg, self.uplink, self.pipeline,
-                                           clips=self.recorder.clips if self.recorder else None)
+            self.commands = CommandService(
+                cfg,
+                self.uplink,
+                self.pipeline,
+                clips=self.recorder.clips if self.recorder else None,
+            )
 
     def _link_state(self) -> LinkSummary | None:
         if self.uplink is None:

@@ -20,8 +20,12 @@ def agent() -> None:
 
 @agent.command()
 @config_option
-@click.option("--duration", type=click.FloatRange(min=0), default=None,
-              help="Stop after this many seconds (default: until SIGINT/SIGTERM).")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop after this many seconds (default: until SIGINT/SIGTERM).",
+)
 def run(config_path: Path, duration: float | None) -> None:
     """Run the pipeline; events go to the configured sinks (JSON lines on stdout by default)."""
     from roadside.agent.app import Agent
@@ -55,10 +59,15 @@ def check(config_path: Path) -> None:
 
 @agent.command()
 @config_option
-@click.argument("path", required=False,
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--timeout", type=click.FloatRange(min=0), default=None,
-              help="Give up waiting after this many seconds (the upload resumes next time).")
+@click.argument(
+    "path", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Give up waiting after this many seconds (the upload resumes next time).",
+)
 def upload(config_path: Path, path: Path | None, timeout: float | None) -> None:
     """Send PATH to the station over the resumable transfer; with no PATH, finish the uploads
     an earlier run or the agent left unfinished."""

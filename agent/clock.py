@@ -93,8 +93,12 @@ class ClockWatch:
     Not shared between threads: the recorder and the pipeline each keep their own.
     """
 
-    def __init__(self, probe: ClockProbe = clock_synchronised, every_s: float = 5.0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        probe: ClockProbe = clock_synchronised,
+        every_s: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.probe = probe
         self.every_s = every_s
         self.monotonic = monotonic

@@ -52,8 +52,11 @@ class PicameraConfig(Section):
 
     camera_num: int = Field(0, ge=0, le=7, description="Which camera, when several are attached.")
     sensor_mode: int | None = Field(
-        None, ge=0, le=31, description="Index into the camera's sensor modes (`rpicam-hello "
-        "--list-cameras`); unset lets libcamera choose from the main size."
+        None,
+        ge=0,
+        le=31,
+        description="Index into the camera's sensor modes (`rpicam-hello "
+        "--list-cameras`); unset lets libcamera choose from the main size.",
     )
     hflip: bool = Field(False, description="Mirror the picture left-right.")
     vflip: bool = Field(False, description="Flip the picture upside down.")
@@ -74,8 +77,11 @@ class PicameraConfig(Section):
         default_factory=dict, description="More libcamera controls by name, applied by day."
     )
     night_max_exposure_us: int = Field(
-        100_000, ge=1_000, le=1_000_000, description="At night, let exposures grow to this "
-        "long (µs); the frame rate drops to match (FrameDurationLimits)."
+        100_000,
+        ge=1_000,
+        le=1_000_000,
+        description="At night, let exposures grow to this "
+        "long (µs); the frame rate drops to match (FrameDurationLimits).",
     )
     night_controls: dict[str, ControlValue] = Field(
         default_factory=lambda: {"AeExposureMode": 2},
@@ -95,8 +101,9 @@ class SourceConfig(Section):
     """Where frames come from."""
 
     kind: Literal["file", "device", "rtsp", "picamera2"] = Field(
-        "file", description="file: a video file; device: a V4L2/USB camera index or path; "
-        "rtsp: an IP camera URL; picamera2: the Raspberry Pi camera."
+        "file",
+        description="file: a video file; device: a V4L2/USB camera index or path; "
+        "rtsp: an IP camera URL; picamera2: the Raspberry Pi camera.",
     )
     path: str | None = Field(None, description="Video file (kind=file) or device path/index.")
     url: str | None = Field(None, description="Stream URL (kind=rtsp), e.g. rtsp://host/stream.")
@@ -105,8 +112,9 @@ class SourceConfig(Section):
     )
     loop: bool = Field(False, description="Start the file again at its end (kind=file).")
     pace: Literal["native", "fast"] = Field(
-        "native", description="native: play a file at its own frame rate; fast: as fast as "
-        "the pipeline takes frames (tests and benchmarks)."
+        "native",
+        description="native: play a file at its own frame rate; fast: as fast as "
+        "the pipeline takes frames (tests and benchmarks).",
     )
     width: int = Field(1280, ge=64, le=7680, description="Capture width (camera sources).")
     height: int = Field(720, ge=48, le=4320, description="Capture height (camera sources).")
@@ -170,14 +178,18 @@ class DetectorConfig(Section):
         None, description="Folder holding fetched models (default: the model store)."
     )
     threads: int = Field(
-        0, ge=0, le=16, description="Interpreter threads; 0 = CPU count minus one (capture "
-        "and recording keep a core)."
+        0,
+        ge=0,
+        le=16,
+        description="Interpreter threads; 0 = CPU count minus one (capture "
+        "and recording keep a core).",
     )
     runtime: Literal["auto", "litert", "tflite"] = Field(
         "auto", description="auto: ai-edge-litert, else tflite-runtime."
     )
     classes: list[str] = Field(
-        default_factory=lambda: list(COCO_INTEREST), min_length=1,
+        default_factory=lambda: list(COCO_INTEREST),
+        min_length=1,
         description="Labels that become tracks and events; others are ignored.",
     )
     score: float = Field(0.5, ge=0.05, le=1.0, description="Minimum score for every class.")
@@ -229,12 +241,15 @@ class MqttConfig(Section):
         "auto", description="auto: MQTT 5, falling back to 3.1.1 when the broker refuses it."
     )
     client_id: str | None = Field(
-        None, max_length=64, description="MQTT client id (default: the device id). Keep it "
-        "stable: the broker keeps the box's session under it."
+        None,
+        max_length=64,
+        description="MQTT client id (default: the device id). Keep it "
+        "stable: the broker keeps the box's session under it.",
     )
     tls: bool = Field(
-        False, description="Use TLS (implied by tls_ca/tls_cert); without tls_ca the system "
-        "CA store checks the broker."
+        False,
+        description="Use TLS (implied by tls_ca/tls_cert); without tls_ca the system "
+        "CA store checks the broker.",
     )
     tls_ca: str | None = Field(None, description="CA certificate(s) that signed the broker's.")
     tls_cert: str | None = Field(None, description="This box's client certificate (PEM).")
@@ -245,16 +260,25 @@ class MqttConfig(Section):
         None, description="File holding the broker password (first line), readable by the agent."
     )
     keepalive_s: int = Field(
-        120, ge=10, le=3600, description="Keepalive: the broker drops the link after 1.5x this "
-        "silent. Long enough for one transfer chunk on the slowest link."
+        120,
+        ge=10,
+        le=3600,
+        description="Keepalive: the broker drops the link after 1.5x this "
+        "silent. Long enough for one transfer chunk on the slowest link.",
     )
     session_expiry_s: int = Field(
-        172800, ge=0, le=4294967295, description="How long the broker keeps the box's session "
-        "(subscriptions, queued commands) while it is away (MQTT 5)."
+        172800,
+        ge=0,
+        le=4294967295,
+        description="How long the broker keeps the box's session "
+        "(subscriptions, queued commands) while it is away (MQTT 5).",
     )
     max_inflight: int = Field(
-        20, ge=1, le=1000, description="Messages sent and not yet acknowledged, at most "
-        "(lowered to the broker's receive maximum)."
+        20,
+        ge=1,
+        le=1000,
+        description="Messages sent and not yet acknowledged, at most "
+        "(lowered to the broker's receive maximum).",
     )
     reconnect_min_s: float = Field(
         1.0, gt=0, le=3600, description="First wait before reconnecting (doubles, with jitter)."
@@ -291,23 +315,32 @@ class UplinkConfig(Section):
     """The durable outbox in front of the MQTT link, and the health heartbeat."""
 
     outbox_max_rows: int = Field(
-        500_000, ge=100, le=100_000_000, description="Messages the outbox holds at most; past "
-        "it, health goes first, then counts are folded, then the oldest counts and events go."
+        500_000,
+        ge=100,
+        le=100_000_000,
+        description="Messages the outbox holds at most; past "
+        "it, health goes first, then counts are folded, then the oldest counts and events go.",
     )
     outbox_max_bytes: int = Field(
-        64 * 1024 * 1024, ge=64 * 1024, le=64 * 1024**3,
+        64 * 1024 * 1024,
+        ge=64 * 1024,
+        le=64 * 1024**3,
         description="Payload bytes the outbox holds at most (same policy as outbox_max_rows).",
     )
     outbox_sync: Literal["full", "normal"] = Field(
-        "full", description="full: every message is on disk before publish() returns (survives "
-        "power cuts); normal: faster, the last moments may be lost on a power cut."
+        "full",
+        description="full: every message is on disk before publish() returns (survives "
+        "power cuts); normal: faster, the last moments may be lost on a power cut.",
     )
     health_period_s: float = Field(
         300.0, ge=1, le=86400, description="Seconds between health heartbeats."
     )
     stop_flush_s: float = Field(
-        3.0, ge=0, le=60, description="On a clean stop, wait up to this long for the outbox "
-        "to empty while the link is up; what is left is sent after the next start."
+        3.0,
+        ge=0,
+        le=60,
+        description="On a clean stop, wait up to this long for the outbox "
+        "to empty while the link is up; what is left is sent after the next start.",
     )
 
 
@@ -321,8 +354,9 @@ def _check_pin(v: int | str) -> int | str:
             raise ValueError("a BCM GPIO number is 0..53 (the 40-pin header uses 2..27)")
         return v
     if not _PIN_NAME.match(v):
-        raise ValueError("use a BCM number such as 17, or a gpiozero pin name such as "
-                         "'GPIO17' or 'BOARD11'")
+        raise ValueError(
+            "use a BCM number such as 17, or a gpiozero pin name such as 'GPIO17' or 'BOARD11'"
+        )
     return v
 
 
@@ -340,8 +374,8 @@ class IrLightConfig(Section):
     """The infrared illuminator and the camera's night settings: when is it night?"""
 
     pin: GpioPin | None = Field(
-        None, description="GPIO driving the IR relay; unset switches only the camera's "
-        "night settings."
+        None,
+        description="GPIO driving the IR relay; unset switches only the camera's night settings.",
     )
     active_high: bool = Field(
         True, description="false for relay boards that switch on a low pin (most do)."
@@ -350,12 +384,17 @@ class IrLightConfig(Section):
         "brightness", description="brightness: from the picture; schedule: by the clock."
     )
     on_below: float = Field(
-        35.0, ge=0, le=255, description="Night begins when the scene's mean grey level "
-        "(0..255) stays below this."
+        35.0,
+        ge=0,
+        le=255,
+        description="Night begins when the scene's mean grey level (0..255) stays below this.",
     )
     off_above: float = Field(
-        90.0, ge=0, le=255, description="Day begins when it stays above this; keep it above "
-        "the level the IR light itself gives at night."
+        90.0,
+        ge=0,
+        le=255,
+        description="Day begins when it stays above this; keep it above "
+        "the level the IR light itself gives at night.",
     )
     confirm_s: float = Field(
         20.0, ge=0, le=3600, description="A level must hold this long before switching."
@@ -402,8 +441,10 @@ class PirConfig(Section):
 
     pin: GpioPin = Field(description="GPIO of the PIR sensor's output.")
     wake_s: float = Field(
-        10.0, gt=0, le=600, description="Run the detector on every frame this long after a "
-        "PIR trigger."
+        10.0,
+        gt=0,
+        le=600,
+        description="Run the detector on every frame this long after a PIR trigger.",
     )
 
 
@@ -411,15 +452,19 @@ class WatchdogConfig(Section):
     """When the agent stops telling systemd it is alive (systemd then restarts it)."""
 
     enabled: bool = Field(
-        True, description="Speak sd_notify when started by systemd (health is judged anyway, "
-        "for the status LED)."
+        True,
+        description="Speak sd_notify when started by systemd (health is judged anyway, "
+        "for the status LED).",
     )
     frame_timeout_s: float = Field(
         10.0, gt=0, le=3600, description="Unhealthy when no frame was processed this long."
     )
     detect_timeout_s: float = Field(
-        30.0, gt=0, le=3600, description="Unhealthy when the detector has not answered this "
-        "long beyond the motion keepalive."
+        30.0,
+        gt=0,
+        le=3600,
+        description="Unhealthy when the detector has not answered this "
+        "long beyond the motion keepalive.",
     )
     status_interval_s: float = Field(
         10.0, ge=1, le=3600, description="How often the STATUS line is refreshed."
@@ -465,24 +510,39 @@ class TransferConfig(Section):
     """Uploads of clips and snapshots to the station: chunked, windowed, resumable."""
 
     chunk_kib: int = Field(
-        16, ge=16, le=64, description="Chunk size, KiB: small chunks lose less to a cut, large "
-        "ones cost less per byte."
+        16,
+        ge=16,
+        le=64,
+        description="Chunk size, KiB: small chunks lose less to a cut, large "
+        "ones cost less per byte.",
     )
     window: int = Field(
-        4, ge=1, le=64, description="Chunks sent and not yet acknowledged by the station, at "
-        "most; chunk_kib x window should cover the link's rate x round trip."
+        4,
+        ge=1,
+        le=64,
+        description="Chunks sent and not yet acknowledged by the station, at "
+        "most; chunk_kib x window should cover the link's rate x round trip.",
     )
     kbps: float = Field(
-        0.0, ge=0, le=1_000_000, description="Upload cap, kbit/s, so events keep a share of a "
-        "slow link; 0 = no cap (the window and the uplink's priorities still apply)."
+        0.0,
+        ge=0,
+        le=1_000_000,
+        description="Upload cap, kbit/s, so events keep a share of a "
+        "slow link; 0 = no cap (the window and the uplink's priorities still apply).",
     )
     deadline_s: float = Field(
-        6 * 3600.0, ge=60, le=7 * 86400, description="A transfer not finished this long after "
-        "it started fails, and the station is told to drop it."
+        6 * 3600.0,
+        ge=60,
+        le=7 * 86400,
+        description="A transfer not finished this long after "
+        "it started fails, and the station is told to drop it.",
     )
     ack_timeout_s: float = Field(
-        30.0, ge=2, le=3600, description="With chunks in flight and no word from the station "
-        "for this long, ask it what it holds before sending more."
+        30.0,
+        ge=2,
+        le=3600,
+        description="With chunks in flight and no word from the station "
+        "for this long, ask it what it holds before sending more.",
     )
 
 
@@ -497,20 +557,28 @@ class CommandsConfig(Section):
         16384, ge=256, le=1 << 20, description="Larger command messages are refused."
     )
     max_jobs: int = Field(
-        8, ge=1, le=1000, description="Clip and snapshot requests waiting or running, at most; "
-        "more are refused as busy."
+        8,
+        ge=1,
+        le=1000,
+        description="Clip and snapshot requests waiting or running, at most; "
+        "more are refused as busy.",
     )
     snapshot_width: int = Field(
         640, ge=64, le=4096, description="Snapshots are scaled down to this width."
     )
     snapshot_quality: int = Field(80, ge=10, le=100, description="JPEG quality of snapshots.")
     best_frames: int = Field(
-        500, ge=0, le=100_000, description="Best-frame JPEGs kept on the box, one per event, "
-        "for snapshot requests by event id (oldest dropped first)."
+        500,
+        ge=0,
+        le=100_000,
+        description="Best-frame JPEGs kept on the box, one per event, "
+        "for snapshot requests by event id (oldest dropped first).",
     )
     remember_days: float = Field(
-        30.0, ge=1, le=3650, description="Request ids are remembered (a repeat is not run "
-        "again) for this long."
+        30.0,
+        ge=1,
+        le=3650,
+        description="Request ids are remembered (a repeat is not run again) for this long.",
     )
 
 
@@ -525,24 +593,31 @@ class RecordingEncoderConfig(Section):
     """
 
     preset: Literal[X264_PRESETS] = Field(  # type: ignore[valid-type]
-        "veryfast", description="x264 speed/size trade-off: faster presets use less CPU and "
-        "more bytes."
+        "veryfast",
+        description="x264 speed/size trade-off: faster presets use less CPU and more bytes.",
     )
-    bitrate: int = Field(
-        2_000_000, ge=100_000, le=50_000_000, description="Target bitrate, bit/s."
-    )
+    bitrate: int = Field(2_000_000, ge=100_000, le=50_000_000, description="Target bitrate, bit/s.")
     fps: float | None = Field(
-        15.0, gt=0, le=120, description="Frames recorded per second (extra ones are skipped); "
-        "unset records every frame."
+        15.0,
+        gt=0,
+        le=120,
+        description="Frames recorded per second (extra ones are skipped); "
+        "unset records every frame.",
     )
     width: int | None = Field(
-        None, ge=64, le=7680, description="Recorded width; unset keeps the capture size "
-        "(with only width or height set, the other keeps the aspect)."
+        None,
+        ge=64,
+        le=7680,
+        description="Recorded width; unset keeps the capture size "
+        "(with only width or height set, the other keeps the aspect).",
     )
     height: int | None = Field(None, ge=48, le=4320, description="Recorded height.")
     threads: int = Field(
-        1, ge=0, le=16, description="Encoder threads; 0 lets libx264 choose (it then takes "
-        "every core, which detection needs)."
+        1,
+        ge=0,
+        le=16,
+        description="Encoder threads; 0 lets libx264 choose (it then takes "
+        "every core, which detection needs).",
     )
 
 
@@ -550,48 +625,63 @@ class RecordingConfig(Section):
     """The recording ring on disk: mode, byte budget, segments, pre/post-roll, retention."""
 
     mode: Literal["continuous", "events", "off"] = Field(
-        "off", description="continuous: every second goes to disk; events: only pre_roll_s "
-        "before to post_roll_s after events (spares the SD card); off: nothing is recorded."
+        "off",
+        description="continuous: every second goes to disk; events: only pre_roll_s "
+        "before to post_roll_s after events (spares the SD card); off: nothing is recorded.",
     )
     dir: str | None = Field(
         None, description="Recordings folder (segments and index); default <data_dir>/segments."
     )
     budget_bytes: Annotated[ByteSize, Field(ge=1024 * 1024)] = Field(
-        ByteSize(4 * 1024**3), description="Disk space the recordings may take, e.g. "
-        "\"8GiB\"; the oldest footage is evicted beyond it."
+        ByteSize(4 * 1024**3),
+        description="Disk space the recordings may take, e.g. "
+        '"8GiB"; the oldest footage is evicted beyond it.',
     )
     max_age_days: float | None = Field(
-        None, gt=0, le=3650, description="Also evict footage older than this (applied only "
-        "while the clock is synchronised); unset keeps footage until the budget needs room."
+        None,
+        gt=0,
+        le=3650,
+        description="Also evict footage older than this (applied only "
+        "while the clock is synchronised); unset keeps footage until the budget needs room.",
     )
     event_bonus_days: float = Field(
-        7.0, ge=0, le=3650, description="Footage that overlaps an event is kept as if it were "
-        "this much younger (so it is evicted last)."
+        7.0,
+        ge=0,
+        le=3650,
+        description="Footage that overlaps an event is kept as if it were "
+        "this much younger (so it is evicted last).",
     )
     keep_free_bytes: Annotated[ByteSize, Field(ge=0)] = Field(
-        ByteSize(256 * 1024**2), description="Free space the recorder leaves on the card for "
-        "the outbox and the system: below it, the oldest footage is evicted."
+        ByteSize(256 * 1024**2),
+        description="Free space the recorder leaves on the card for "
+        "the outbox and the system: below it, the oldest footage is evicted.",
     )
     segment_s: float = Field(
         10.0, ge=1, le=300, description="Length of one segment file, seconds (cut on keyframes)."
     )
     keyframe_s: float = Field(
-        2.0, ge=0.2, le=10, description="Seconds between keyframes when encoding: clips start "
-        "at the keyframe at or before the time asked."
+        2.0,
+        ge=0.2,
+        le=10,
+        description="Seconds between keyframes when encoding: clips start "
+        "at the keyframe at or before the time asked.",
     )
     pre_roll_s: float = Field(
         5.0, ge=0, le=120, description="events mode: footage kept before an event starts, s."
     )
     post_roll_s: float = Field(
-        10.0, ge=0, le=600, description="events mode: recording goes on this long after the "
-        "last event ended, s."
+        10.0,
+        ge=0,
+        le=600,
+        description="events mode: recording goes on this long after the last event ended, s.",
     )
     pre_roll_max_bytes: Annotated[ByteSize, Field(ge=256 * 1024)] = Field(
         ByteSize(32 * 1024**2), description="events mode: RAM the pre-roll may hold."
     )
     queue_max_bytes: Annotated[ByteSize, Field(ge=1024 * 1024)] = Field(
-        ByteSize(64 * 1024**2), description="Frames and packets waiting for the recorder, at "
-        "most; beyond it they are dropped and counted (capture never waits)."
+        ByteSize(64 * 1024**2),
+        description="Frames and packets waiting for the recorder, at "
+        "most; beyond it they are dropped and counted (capture never waits).",
     )
     encoder: RecordingEncoderConfig = Field(default_factory=RecordingEncoderConfig)
 
@@ -624,7 +714,7 @@ class AgentConfig(Section):
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
-    mqtt: MqttConfig | None = Field(None, description="The broker link (sinks = [\"mqtt\"]).")
+    mqtt: MqttConfig | None = Field(None, description='The broker link (sinks = ["mqtt"]).')
     uplink: UplinkConfig = Field(default_factory=UplinkConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)

@@ -91,8 +91,10 @@ class CountMsg(Message):
 def dumps_line(device: str, msg: Message) -> str:
     """One JSON line for console and file sinks: the message with its device."""
     body = json.loads(msg.encode())
-    return json.dumps({"dev": device, "type": type(msg).__name__.removesuffix("Msg").lower(),
-                       **body}, separators=(",", ":"))
+    return json.dumps(
+        {"dev": device, "type": type(msg).__name__.removesuffix("Msg").lower(), **body},
+        separators=(",", ":"),
+    )
 
 
 class StatusMsg(Message):
@@ -122,8 +124,9 @@ class HealthMsg(Message):
     thr: int | None = Field(None, description="Raspberry Pi throttled flags (get_throttled)")
     mem: tuple[int, int] | None = Field(None, description="memory used, total: MiB")
     dk: dict[str, float] | None = Field(
-        None, description="disk, MiB: used/free of the data filesystem, seg/ob held by "
-        "segments and outbox"
+        None,
+        description="disk, MiB: used/free of the data filesystem, seg/ob held by "
+        "segments and outbox",
     )
     fi: int | None = Field(None, ge=0, description="frames captured since start")
     fo: int | None = Field(None, ge=0, description="frames processed since start")
@@ -139,7 +142,10 @@ class HealthMsg(Message):
 
 
 MESSAGES: dict[str, type[Message]] = {
-    EVENT: EventMsg, COUNT: CountMsg, STATUS: StatusMsg, HEALTH: HealthMsg,
+    EVENT: EventMsg,
+    COUNT: CountMsg,
+    STATUS: StatusMsg,
+    HEALTH: HealthMsg,
 }
 
 
@@ -192,8 +198,9 @@ class CommandMsg(Message):
 class Params(BaseModel):
     """Base of command parameters: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True,
-                              allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, strict=True, allow_inf_nan=False
+    )
 
 
 class ClipParams(Params):
@@ -232,8 +239,11 @@ class NoParams(Params):
 
 
 PARAMS: dict[str, type[Params]] = {
-    "clip": ClipParams, "snapshot": SnapshotParams, "cancel": CancelParams,
-    "ping": NoParams, "status": NoParams,
+    "clip": ClipParams,
+    "snapshot": SnapshotParams,
+    "cancel": CancelParams,
+    "ping": NoParams,
+    "status": NoParams,
 }
 
 ReplyState = Literal["done", "error", "progress"]
@@ -251,8 +261,9 @@ class ReplyMsg(Message):
     st: ReplyState
     r: dict[str, Any] | None = Field(None, description="done: the result")
     code: str | None = Field(None, description="error: a reason code (ErrorCode)")
-    msg: str | None = Field(None, description="error: what went wrong, for people; progress: "
-                            "what the box is doing")
+    msg: str | None = Field(
+        None, description="error: what went wrong, for people; progress: what the box is doing"
+    )
     pg: float | None = Field(None, ge=0, le=1, description="progress: fraction done")
     xid: str | None = Field(None, description="the transfer carrying the file, once there is one")
 
@@ -289,7 +300,7 @@ def unpack_chunk(payload: bytes) -> tuple[int, bytes]:
     magic, version, _flags, crc, offset = CHUNK_HEADER.unpack_from(payload)
     if magic != CHUNK_MAGIC or version != CHUNK_VERSION:
         raise ValueError("not a version 1 chunk")
-    data = payload[CHUNK_HEADER.size:]
+    data = payload[CHUNK_HEADER.size :]
     if zlib.crc32(data) != crc:
         raise ValueError(f"chunk at offset {offset}: CRC-32 mismatch")
     return offset, data
@@ -310,8 +321,8 @@ class XferInit(Message):
     exp: float | None = Field(None, description="the box gives up at this time, epoch seconds")
     q: int = Field(0, ge=0, description="which asking this is; the answering ack echoes it")
     meta: dict[str, Any] = Field(
-        default_factory=dict, description="what the file is: asked and actual range, "
-        "quality, gaps, event id"
+        default_factory=dict,
+        description="what the file is: asked and actual range, quality, gaps, event id",
     )
 
     @property

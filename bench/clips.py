@@ -60,8 +60,14 @@ class Timeline:
         return W0 + self.t, M0 + self.t
 
 
-def feed(recorder: Recorder, packets: list[CameraPacket], duration: float, seconds: float,
-         timeline: Timeline | None = None, events: list[tuple[float, float]] = ()) -> float:
+def feed(
+    recorder: Recorder,
+    packets: list[CameraPacket],
+    duration: float,
+    seconds: float,
+    timeline: Timeline | None = None,
+    events: list[tuple[float, float]] = (),
+) -> float:
     """Feed looped camera packets for ``seconds`` of video; events are announced 1 s after
     they start and ended 0.5 s after they end (as the pipeline does). Returns video seconds."""
     ids = [new_id() for _ in events]
@@ -81,15 +87,23 @@ def feed(recorder: Recorder, packets: list[CameraPacket], duration: float, secon
                 for kind, due in (("s", t0 + 1.0), ("e", t1 + 0.5)):
                     if t >= due and (i, kind) not in announced:
                         announced.add((i, kind))
-                        recorder.publish("event", EventMsg(
-                            id=ids[i], k=kind, c="car", s=0.9, t0=W0 + t0,
-                            t1=W0 + (t1 if kind == "e" else t0 + 1.0), b=(0.1, 0.1, 0.2, 0.2),
-                            tr=i))
+                        recorder.publish(
+                            "event",
+                            EventMsg(
+                                id=ids[i],
+                                k=kind,
+                                c="car",
+                                s=0.9,
+                                t0=W0 + t0,
+                                t1=W0 + (t1 if kind == "e" else t0 + 1.0),
+                                b=(0.1, 0.1, 0.2, 0.2),
+                                tr=i,
+                            ),
+                        )
     return last
 
 
-def record_ring(root: Path, packets: list[CameraPacket], duration: float, seconds: float
-                ) -> Path:
+def record_ring(root: Path, packets: list[CameraPacket], duration: float, seconds: float) -> Path:
     cfg = RecordingConfig(mode="continuous", segment_s=10.0)
     recorder = Recorder(cfg, root, blocking=True)
     recorder.start()
@@ -112,10 +126,13 @@ def bench_cut(root: Path, work: Path, repeat: int, length: float) -> dict[str, f
         result = cutter.cut(start, end, work / f"ours{i}.mp4")
         ours.append(time.perf_counter() - t)
     assert result is not None
-    out: dict[str, float] = {"ours_s": statistics.median(ours),
-                             "ours_covered": result.end - result.start,
-                             "ours_bytes": result.bytes, "ffmpeg_s": float("nan"),
-                             "ffmpeg_covered": float("nan")}
+    out: dict[str, float] = {
+        "ours_s": statistics.median(ours),
+        "ours_covered": result.end - result.start,
+        "ours_bytes": result.bytes,
+        "ffmpeg_s": float("nan"),
+        "ffmpeg_covered": float("nan"),
+    }
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         print("ffmpeg not found: the comparison is skipped (apt-get install ffmpeg)")
@@ -127,9 +144,28 @@ def bench_cut(root: Path, work: Path, repeat: int, length: float) -> dict[str, f
     theirs: list[float] = []
     for i in range(repeat):
         target = work / f"ffmpeg{i}.mp4"
-        cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0",
-               "-ss", f"{ss:.3f}", "-to", f"{to:.3f}", "-i", str(listing), "-c", "copy",
-               "-movflags", "+faststart", str(target)]
+        cmd = [
+            ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-ss",
+            f"{ss:.3f}",
+            "-to",
+            f"{to:.3f}",
+            "-i",
+            str(listing),
+            "-c",
+            "copy",
+            "-movflags",
+            "+faststart",
+            str(target),
+        ]
         t = time.perf_counter()
         subprocess.run(cmd, check=True)
         theirs.append(time.perf_counter() - t)
@@ -173,8 +209,9 @@ def cpu_per_s(work: Callable[[], None], seconds: float, runs: int = 2) -> float:
     return best / seconds
 
 
-def bench_cpu(work: Path, packets: list[CameraPacket], duration: float, frames: list[Frame],
-              fps: float) -> dict[str, float]:
+def bench_cpu(
+    work: Path, packets: list[CameraPacket], duration: float, frames: list[Frame], fps: float
+) -> dict[str, float]:
     cfg = RecordingConfig(mode="continuous")
     runs = iter(range(100))
 
@@ -185,8 +222,9 @@ def bench_cpu(work: Path, packets: list[CameraPacket], duration: float, frames: 
         encoder.flush()
 
     def recorder_encode() -> None:
-        recorder = Recorder(cfg, work / f"enc{next(runs)}", blocking=True,
-                            clock=ClockWatch(lambda: True))
+        recorder = Recorder(
+            cfg, work / f"enc{next(runs)}", blocking=True, clock=ClockWatch(lambda: True)
+        )
         recorder.start()
         for f in frames:
             recorder.submit(f)
@@ -203,17 +241,20 @@ def bench_cpu(work: Path, packets: list[CameraPacket], duration: float, frames: 
             os.fsync(fh.fileno())
 
     def recorder_pass() -> None:
-        recorder = Recorder(cfg, work / f"pass{next(runs)}", blocking=True,
-                            clock=ClockWatch(lambda: True))
+        recorder = Recorder(
+            cfg, work / f"pass{next(runs)}", blocking=True, clock=ClockWatch(lambda: True)
+        )
         recorder.start()
         feed(recorder, packets, duration, video)
         recorder.stop()
 
     seconds = len(frames) / fps
-    return {"bare_x264": cpu_per_s(bare_x264, seconds),
-            "encode": cpu_per_s(recorder_encode, seconds),
-            "plain_write": cpu_per_s(plain_write, video),
-            "pass": cpu_per_s(recorder_pass, video)}
+    return {
+        "bare_x264": cpu_per_s(bare_x264, seconds),
+        "encode": cpu_per_s(recorder_encode, seconds),
+        "plain_write": cpu_per_s(plain_write, video),
+        "pass": cpu_per_s(recorder_pass, video),
+    }
 
 
 def ffmpeg_startup() -> float:
@@ -226,19 +267,22 @@ def ffmpeg_startup() -> float:
 
 
 # -- (c) bytes per hour ------------------------------------------------------------------------
-def bench_bytes(work: Path, packets: list[CameraPacket], duration: float,
-                minutes: float) -> dict[str, float]:
+def bench_bytes(
+    work: Path, packets: list[CameraPacket], duration: float, minutes: float
+) -> dict[str, float]:
     seconds = minutes * 60
     events = [(t, t + 8.0) for t in range(60, int(seconds) - 30, 120)]
     out: dict[str, float] = {"n_events": len(events)}
     for mode in ("continuous", "events"):
         timeline = Timeline()
         cfg = RecordingConfig(mode=mode, budget_bytes="256MiB", pre_roll_s=5.0, post_roll_s=10.0)
-        recorder = Recorder(cfg, work / mode, blocking=True, clock=ClockWatch(lambda: True),
-                            now=timeline.now)
+        recorder = Recorder(
+            cfg, work / mode, blocking=True, clock=ClockWatch(lambda: True), now=timeline.now
+        )
         recorder.start()
-        video = feed(recorder, packets, duration, seconds, timeline,
-                     events if mode == "events" else [])
+        video = feed(
+            recorder, packets, duration, seconds, timeline, events if mode == "events" else []
+        )
         recorder.stop()
         out[mode] = recorder.ring.stats.bytes_written / video * 3600
         with open_index(work / mode) as index:
@@ -262,28 +306,36 @@ def main() -> None:
         ring = record_ring(work / "ring", packets, duration, length + 20.0)
         cut = bench_cut(ring, work, args.repeat, length)
         ratio = cut["ours_s"] / cut["ffmpeg_s"]
-        print(f"cut {length:.0f} s clip: ClipCutter {cut['ours_s'] * 1000:.0f} ms "
-              f"(covers {cut['ours_covered']:.2f} s, {cut['ours_bytes'] / 1e6:.1f} MB), "
-              f"ffmpeg -c copy {cut['ffmpeg_s'] * 1000:.0f} ms "
-              f"(covers {cut['ffmpeg_covered']:.2f} s; of which start-up "
-              f"{ffmpeg_startup() * 1000:.0f} ms): ratio {ratio:.2f}")
+        print(
+            f"cut {length:.0f} s clip: ClipCutter {cut['ours_s'] * 1000:.0f} ms "
+            f"(covers {cut['ours_covered']:.2f} s, {cut['ours_bytes'] / 1e6:.1f} MB), "
+            f"ffmpeg -c copy {cut['ffmpeg_s'] * 1000:.0f} ms "
+            f"(covers {cut['ffmpeg_covered']:.2f} s; of which start-up "
+            f"{ffmpeg_startup() * 1000:.0f} ms): ratio {ratio:.2f}"
+        )
 
         frames = looped(load_frames(60 if args.quick else 150), 1 if args.quick else 3, fps)
         cpu = bench_cpu(work, packets, duration, frames, fps)
-        print(f"recorder CPU per second of video: encode {cpu['encode']:.3f} s "
-              f"(libx264 alone {cpu['bare_x264']:.3f} s, x{cpu['encode'] / cpu['bare_x264']:.2f});"
-              f" pass-through {cpu['pass'] * 1000:.1f} ms (plain file write "
-              f"{cpu['plain_write'] * 1000:.1f} ms)")
+        print(
+            f"recorder CPU per second of video: encode {cpu['encode']:.3f} s "
+            f"(libx264 alone {cpu['bare_x264']:.3f} s, x{cpu['encode'] / cpu['bare_x264']:.2f});"
+            f" pass-through {cpu['pass'] * 1000:.1f} ms (plain file write "
+            f"{cpu['plain_write'] * 1000:.1f} ms)"
+        )
 
         written = bench_bytes(work, packets, duration, args.minutes)
         write_ratio = written["events"] / written["continuous"]
-        print(f"bytes written per hour of footage ({args.minutes:.0f} min simulated, "
-              f"{written['n_events']:.0f} events): continuous {written['continuous'] / 1e9:.2f} GB,"
-              f" events {written['events'] / 1e9:.3f} GB (ratio {write_ratio:.3f}); "
-              f"footage kept {written['continuous_footage_s']:.0f} s vs "
-              f"{written['events_footage_s']:.0f} s")
-    print(f"RESULT cut_vs_ffmpeg={ratio:.2f} encode_cpu_per_s={cpu['encode']:.3f} "
-          f"events_mode_write_ratio={write_ratio:.3f}")
+        print(
+            f"bytes written per hour of footage ({args.minutes:.0f} min simulated, "
+            f"{written['n_events']:.0f} events): continuous {written['continuous'] / 1e9:.2f} GB,"
+            f" events {written['events'] / 1e9:.3f} GB (ratio {write_ratio:.3f}); "
+            f"footage kept {written['continuous_footage_s']:.0f} s vs "
+            f"{written['events_footage_s']:.0f} s"
+        )
+    print(
+        f"RESULT cut_vs_ffmpeg={ratio:.2f} encode_cpu_per_s={cpu['encode']:.3f} "
+        f"events_mode_write_ratio={write_ratio:.3f}"
+    )
 
 
 if __name__ == "__main__":

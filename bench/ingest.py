@@ -46,17 +46,24 @@ def backlog(events: int) -> list[tuple[str, bytes]]:
     for i in range(events):
         eid = new_id(t + i)
         for k in ("s", "e"):
-            msg = EventMsg(id=eid, k=k, c=("car", "person", "motorcycle")[i % 3], s=0.81,
-                           t0=t + i, t1=t + i + (3.2 if k == "e" else 0.4),
-                           b=(0.412, 0.388, 0.061, 0.094), tr=i % 500, dir="NE",
-                           z=["left-lanes"])
+            msg = EventMsg(
+                id=eid,
+                k=k,
+                c=("car", "person", "motorcycle")[i % 3],
+                s=0.81,
+                t0=t + i,
+                t1=t + i + (3.2 if k == "e" else 0.4),
+                b=(0.412, 0.388, 0.061, 0.094),
+                tr=i % 500,
+                dir="NE",
+                z=["left-lanes"],
+            )
             out.append((topic(f"box-{i % 4:02d}", "event"), msg.encode()))
     return out
 
 
 def publish(port: int, messages: list[tuple[str, bytes]]) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-box",
-                         protocol=mqtt.MQTTv5)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-box", protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(1000)
     client.connect("127.0.0.1", port)
     client.loop_start()
@@ -84,8 +91,7 @@ def bare_drain(port: int, messages: list[tuple[str, bytes]]) -> float:
             done.set()
 
     def session() -> mqtt.Client:
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare",
-                        protocol=mqtt.MQTTv5)
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=mqtt.MQTTv5)
         c.on_message = on_message
         c.connect("127.0.0.1", port, clean_start=False, properties=props)
         return c
@@ -115,10 +121,24 @@ class Workers:
 
     def start(self, tag: str) -> None:
         logs = [self.logdir / f"worker{i}-{tag}.log" for i in range(self.n)]
-        self.procs = [subprocess.Popen(
-            [ROADSIDE, "-v", "central", "run", "--config", str(self.config), "--worker",
-             str(i), "--no-receiver"], stdout=subprocess.DEVNULL,
-            stderr=open(log, "wb")) for i, log in enumerate(logs)]  # noqa: SIM115
+        self.procs = [
+            subprocess.Popen(
+                [
+                    ROADSIDE,
+                    "-v",
+                    "central",
+                    "run",
+                    "--config",
+                    str(self.config),
+                    "--worker",
+                    str(i),
+                    "--no-receiver",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=open(log, "wb"),  # noqa: SIM115
+            )
+            for i, log in enumerate(logs)
+        ]
         deadline = time.monotonic() + 60
         while not all("connected" in log.read_text() for log in logs):
             if time.monotonic() > deadline:
@@ -132,14 +152,17 @@ class Workers:
             p.wait(60)
 
 
-def run_case(port: int, url: str, workers: int, messages: list[tuple[str, bytes]],
-             workdir: Path) -> float:
+def run_case(
+    port: int, url: str, workers: int, messages: list[tuple[str, bytes]], workdir: Path
+) -> float:
     """Messages/s stored by ``workers`` workers; each case has its own group (and sessions)."""
     workdir.mkdir(parents=True)
     config = workdir / "central.toml"
-    config.write_text(f'data_dir = "{workdir}"\n[broker]\nport = {port}\n'
-                      f'[database]\nurl = "{url}"\n'
-                      f'[ingest]\ngroup = "{workdir.name}"\nbatch_max = 1000\nreceive_max = 2000\n')
+    config.write_text(
+        f'data_dir = "{workdir}"\n[broker]\nport = {port}\n'
+        f'[database]\nurl = "{url}"\n'
+        f'[ingest]\ngroup = "{workdir.name}"\nbatch_max = 1000\nreceive_max = 2000\n'
+    )
     pool = Workers(config, workers, workdir)
     pool.start("setup")  # sessions and schema
     pool.stop()
@@ -176,47 +199,67 @@ def run_case(port: int, url: str, workers: int, messages: list[tuple[str, bytes]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=10_000,
-                        help="events in the backlog (each is two messages)")
+    parser.add_argument(
+        "--events", type=int, default=10_000, help="events in the backlog (each is two messages)"
+    )
     args = parser.parse_args()
     import pg
 
     messages = backlog(args.events)
     admin, server, why = pg.find_or_start()
     results: dict[tuple[str, int], float] = {}
-    with tempfile.TemporaryDirectory(prefix="roadside-bench-ingest-") as tmp, \
-            LocalBroker(Path(tmp) / "broker") as broker:
+    with (
+        tempfile.TemporaryDirectory(prefix="roadside-bench-ingest-") as tmp,
+        LocalBroker(Path(tmp) / "broker") as broker,
+    ):
         base = Path(tmp)
         bare = bare_drain(broker.port, messages)
-        print(f"baseline: bare paho subscriber drains {bare:,.0f} msg/s "
-              f"({len(messages)} messages)", flush=True)
+        print(
+            f"baseline: bare paho subscriber drains {bare:,.0f} msg/s ({len(messages)} messages)",
+            flush=True,
+        )
         for workers in (1, 2):
             url = f"sqlite:///{base / f'sqlite-{workers}' / 'central.db'}"
-            results["sqlite", workers] = run_case(broker.port, url, workers, messages,
-                                                  base / f"sqlite-{workers}")
-            print(f"sqlite     {workers} worker(s): {results['sqlite', workers]:8,.0f} msg/s "
-                  f"({results['sqlite', workers] / bare:.2f} of bare)", flush=True)
+            results["sqlite", workers] = run_case(
+                broker.port, url, workers, messages, base / f"sqlite-{workers}"
+            )
+            print(
+                f"sqlite     {workers} worker(s): {results['sqlite', workers]:8,.0f} msg/s "
+                f"({results['sqlite', workers] / bare:.2f} of bare)",
+                flush=True,
+            )
         if admin is None:
             print(f"postgresql skipped: {why}")
         else:
             try:
                 for workers in (1, 2):
                     with pg.scratch_database(admin) as url:
-                        results["pg", workers] = run_case(broker.port, url, workers, messages,
-                                                          base / f"pg-{workers}")
-                    print(f"postgresql {workers} worker(s): {results['pg', workers]:8,.0f} "
-                          f"msg/s ({results['pg', workers] / bare:.2f} of bare)", flush=True)
+                        results["pg", workers] = run_case(
+                            broker.port, url, workers, messages, base / f"pg-{workers}"
+                        )
+                    print(
+                        f"postgresql {workers} worker(s): {results['pg', workers]:8,.0f} "
+                        f"msg/s ({results['pg', workers] / bare:.2f} of bare)",
+                        flush=True,
+                    )
             finally:
                 if server is not None:
                     server.stop()
     sqlite_speedup = results["sqlite", 2] / results["sqlite", 1]
-    print(f"two workers over one: sqlite {sqlite_speedup:.2f}x"
-          + (f", postgresql {results['pg', 2] / results['pg', 1]:.2f}x"
-             if ("pg", 1) in results else ""))
+    print(
+        f"two workers over one: sqlite {sqlite_speedup:.2f}x"
+        + (
+            f", postgresql {results['pg', 2] / results['pg', 1]:.2f}x"
+            if ("pg", 1) in results
+            else ""
+        )
+    )
     pg_eps = results.get(("pg", 1), 0.0)
     speedup = results["pg", 2] / results["pg", 1] if ("pg", 1) in results else sqlite_speedup
-    print(f"RESULT sqlite_eps={results['sqlite', 1]:.0f} postgres_eps={pg_eps:.0f} "
-          f"two_worker_speedup={speedup:.2f}")
+    print(
+        f"RESULT sqlite_eps={results['sqlite', 1]:.0f} postgres_eps={pg_eps:.0f} "
+        f"two_worker_speedup={speedup:.2f}"
+    )
     return 0
 
 

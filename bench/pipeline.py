@@ -96,12 +96,14 @@ def measure(fn, frames: int) -> tuple[float, float]:
 
 
 def config(model: str):
-    return parse_config({
-        "device": "bench",
-        "source": {"kind": "file", "path": str(CLIP), "pace": "fast"},
-        "detector": {"model": model, "models_dir": str(SHARED / "models")},
-        "events": {"sinks": []},
-    })
+    return parse_config(
+        {
+            "device": "bench",
+            "source": {"kind": "file", "path": str(CLIP), "pace": "fast"},
+            "detector": {"model": model, "models_dir": str(SHARED / "models")},
+            "events": {"sinks": []},
+        }
+    )
 
 
 def main() -> int:
@@ -138,8 +140,10 @@ def main() -> int:
         "pipeline, quiet": measure(lambda: pipeline(StillSource(still, n)), n),
     }
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"model {args.model} on {det.runtime}, {det.interpreter_threads} thread(s), "
-          f"{n} frames each, {os.cpu_count()} CPUs")
+    print(
+        f"model {args.model} on {det.runtime}, {det.interpreter_threads} thread(s), "
+        f"{n} frames each, {os.cpu_count()} CPUs"
+    )
     print(f"{'':18}{'frames/s':>10}{'CPU ms/frame':>14}")
     for name, (fps, cpu) in results.items():
         print(f"{name:18}{fps:10.1f}{cpu * 1000:14.2f}")
@@ -150,8 +154,10 @@ def main() -> int:
     print(f"pipeline busy / naive loop rate:      {busy_vs_naive:.2f}")
     print(f"pipeline quiet CPU / naive quiet CPU: {quiet_cpu:.3f} (target <= 0.20)")
     print(f"peak RSS: {peak_mb:.0f} MB (target <= 200)")
-    print(f"RESULT busy_vs_raw={busy_vs_raw:.2f} quiet_cpu_vs_naive={quiet_cpu:.3f} "
-          f"peak_rss_mb={peak_mb:.0f}")
+    print(
+        f"RESULT busy_vs_raw={busy_vs_raw:.2f} quiet_cpu_vs_naive={quiet_cpu:.3f} "
+        f"peak_rss_mb={peak_mb:.0f}"
+    )
     return 0
 
 

@@ -89,9 +89,16 @@ class Box:
             with open(self.log_path, "ab") as log:
                 log.write(f"--- soak: agent start at {time.time():.3f}\n".encode())
                 self.proc = subprocess.Popen(
-                    [str(Path(sys.executable).parent / "roadside"), "agent", "run",
-                     "--config", str(self.config)],
-                    stdout=subprocess.DEVNULL, stderr=log)
+                    [
+                        str(Path(sys.executable).parent / "roadside"),
+                        "agent",
+                        "run",
+                        "--config",
+                        str(self.config),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                )
             self.starts.append(time.time())
 
     def kill(self) -> None:
@@ -166,16 +173,46 @@ class RingWatch:
 
 
 # -- malformed commands ----------------------------------------------------------------------
-JUNK: list[Any] = [None, True, -1, 10**30, 1.5e300, "", "../../etc/passwd", "/dev/sda", "+",
-                   "cmd/#", [1, 2], {"a": {"b": []}}, "\u202e\u0000", "é" * 40]
+JUNK: list[Any] = [
+    None,
+    True,
+    -1,
+    10**30,
+    1.5e300,
+    "",
+    "../../etc/passwd",
+    "/dev/sda",
+    "+",
+    "cmd/#",
+    [1, 2],
+    {"a": {"b": []}},
+    "\u202e\u0000",
+    "é" * 40,
+]
 
 
 def fuzzed_command(rng: random.Random, rq: str) -> tuple[str, bytes]:
     """(command name, payload) with at least one defect that must earn an error reply."""
     body: dict[str, Any] = {"v": 1, "id": rq, "by": "soak-fuzz"}
-    defect = rng.choice(["types", "reversed", "too_long", "unknown_param", "big", "utf8",
-                         "paths", "not_object", "envelope", "command", "truncated", "nan",
-                         "expired", "old_range", "missing"])
+    defect = rng.choice(
+        [
+            "types",
+            "reversed",
+            "too_long",
+            "unknown_param",
+            "big",
+            "utf8",
+            "paths",
+            "not_object",
+            "envelope",
+            "command",
+            "truncated",
+            "nan",
+            "expired",
+            "old_range",
+            "missing",
+        ]
+    )
     name = rng.choice(P.COMMANDS)
     if defect == "types":
         name = rng.choice(["clip", "snapshot", "cancel"])
@@ -227,8 +264,9 @@ class Fuzzer:
         self.finals: dict[str, dict[str, P.ReplyMsg]] = {}  # request -> reply id -> reply
         self._lock = threading.Lock()
         self._n = 0
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="soak-fuzzer",
-                                   protocol=mqtt.MQTTv5)
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="soak-fuzzer", protocol=mqtt.MQTTv5
+        )
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.reconnect_delay_set(0.2, 2)
@@ -262,11 +300,19 @@ class Fuzzer:
         """errors: one error reply each; wrong: a final reply that is not a proper error."""
         with self._lock:
             got = {rq: list(r.values()) for rq, r in self.finals.items() if rq in self.sent}
-        errors = sum(1 for r in got.values() if len(r) == 1 and r[0].st == "error"
-                     and r[0].code in FINAL_REPLY_CODES and r[0].msg)
+        errors = sum(
+            1
+            for r in got.values()
+            if len(r) == 1 and r[0].st == "error" and r[0].code in FINAL_REPLY_CODES and r[0].msg
+        )
         twice = sum(1 for r in got.values() if len(r) > 1)
-        return {"sent": len(self.sent), "answered": len(got), "errors": errors,
-                "wrong": len(got) - errors - twice, "twice": twice}
+        return {
+            "sent": len(self.sent),
+            "answered": len(got),
+            "errors": errors,
+            "wrong": len(got) - errors - twice,
+            "twice": twice,
+        }
 
     def unanswered(self) -> list[str]:
         with self._lock:
@@ -292,10 +338,20 @@ class ClipAsk:
 def check_clip(store_engine: sa.Engine, ask: ClipAsk) -> None:
     """Audit row final + file stored + sha256 as the box said + decodes: verified."""
     with store_engine.connect() as conn:
-        audit = conn.execute(sa.select(T.audit).where(T.audit.c.id == ask.request_id)
-                             ).mappings().first()
-        clip = conn.execute(sa.select(T.clips).where(T.clips.c.request_id == ask.request_id)
-                            .order_by(T.clips.c.created.desc())).mappings().first()
+        audit = (
+            conn.execute(sa.select(T.audit).where(T.audit.c.id == ask.request_id))
+            .mappings()
+            .first()
+        )
+        clip = (
+            conn.execute(
+                sa.select(T.clips)
+                .where(T.clips.c.request_id == ask.request_id)
+                .order_by(T.clips.c.created.desc())
+            )
+            .mappings()
+            .first()
+        )
     if audit is None or audit["state"] not in ("done", "error"):
         return
     ask.state = audit["state"]
@@ -336,20 +392,39 @@ def agent_config(args: Args, proxy_port: int) -> Path:
     doc: dict[str, dict[str, Any]] = {
         "source": {"kind": "file", "path": str(args.footage), "pace": "native", "loop": True},
         "detector": {"models_dir": str(SHARED / "models")},
-        "events": {"sinks": ["mqtt", "jsonl"], "jsonl_path": str(args.work / "box" /
-                                                                   "events.jsonl"),
-                   "count_interval_s": 10.0},
-        "mqtt": {"host": "127.0.0.1", "port": proxy_port, "keepalive_s": 10,
-                 "reconnect_min_s": 0.5, "reconnect_max_s": 4.0},
+        "events": {
+            "sinks": ["mqtt", "jsonl"],
+            "jsonl_path": str(args.work / "box" / "events.jsonl"),
+            "count_interval_s": 10.0,
+        },
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": proxy_port,
+            "keepalive_s": 10,
+            "reconnect_min_s": 0.5,
+            "reconnect_max_s": 4.0,
+        },
         "uplink": {"health_period_s": 10.0},
         "transfer": {"ack_timeout_s": 5.0},
-        "recording": {"mode": "continuous", "budget_bytes": args.budget, "segment_s": 3.0,
-                      "keyframe_s": 1.0, "keep_free_bytes": "16MiB"},
-        "recording.encoder": {"preset": "ultrafast", "bitrate": 250_000, "fps": 10.0,
-                              "width": 480, "height": 270},
+        "recording": {
+            "mode": "continuous",
+            "budget_bytes": args.budget,
+            "segment_s": 3.0,
+            "keyframe_s": 1.0,
+            "keep_free_bytes": "16MiB",
+        },
+        "recording.encoder": {
+            "preset": "ultrafast",
+            "bitrate": 250_000,
+            "fps": 10.0,
+            "width": 480,
+            "height": 270,
+        },
     }
-    lines = [f"device = {json.dumps(DEVICE)}",
-             f"data_dir = {json.dumps(str(args.work / 'box' / 'data'))}"]
+    lines = [
+        f"device = {json.dumps(DEVICE)}",
+        f"data_dir = {json.dumps(str(args.work / 'box' / 'data'))}",
+    ]
     for section, values in doc.items():
         lines.append(f"[{section}]")
         lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
@@ -372,9 +447,13 @@ def schedule(duration: float, seed: int) -> list[str]:
     """The chaos actions in order: each kind at least once, more in a longer run."""
     slots = max(1, round((duration - WARM_UP_S) / 60.0 * 10))
     scale = max(1.0, slots / 10)
-    plan = (["broker_restart"] * round(1 * scale) + ["link_cut"] * round(2 * scale)
-            + ["agent_kill"] * round(2 * scale) + ["clip"] * round(2 * scale)
-            + ["fuzz"] * round(2 * scale))
+    plan = (
+        ["broker_restart"] * round(1 * scale)
+        + ["link_cut"] * round(2 * scale)
+        + ["agent_kill"] * round(2 * scale)
+        + ["clip"] * round(2 * scale)
+        + ["fuzz"] * round(2 * scale)
+    )
     rng = random.Random(seed)
     rng.shuffle(plan)
     return plan
@@ -424,9 +503,14 @@ class Soak:
             time.sleep(0.5)  # just restarted: let it record something first
         to = time.time() - CLIP_LAG_S
         asked = (to - CLIP_SPAN_S, to)
-        req = BoxRequest(self.service.cfg, self.service.store, DEVICE, "clip",
-                         {"from": asked[0], "to": asked[1], "quality": "original"},
-                         requester="soak@station")
+        req = BoxRequest(
+            self.service.cfg,
+            self.service.store,
+            DEVICE,
+            "clip",
+            {"from": asked[0], "to": asked[1], "quality": "original"},
+            requester="soak@station",
+        )
         request_id = req.send()
         req.close()  # followed through the audit log and the clips table, not this session
         self.clips.append(ClipAsk(request_id, asked))
@@ -477,17 +561,23 @@ class Soak:
             counts = set(conn.execute(sa.select(T.counts.c.id)).scalars())
             dup = 0
             for table in (T.events, T.counts, T.health):
-                dup += conn.execute(sa.select(sa.func.count()).select_from(
-                    sa.select(table.c.id).group_by(table.c.id)
-                    .having(sa.func.count() > 1).subquery())).scalar_one()
+                dup += conn.execute(
+                    sa.select(sa.func.count()).select_from(
+                        sa.select(table.c.id)
+                        .group_by(table.c.id)
+                        .having(sa.func.count() > 1)
+                        .subquery()
+                    )
+                ).scalar_one()
         return events, counts, dup
 
     @staticmethod
     def missing(produced: set[tuple[str, str]], stored: dict[str, str]) -> set[tuple[str, str]]:
         """Logged event messages the store does not reflect: a start needs its row, an end
         needs the row ended."""
-        return {(i, k) for i, k in produced
-                if stored.get(i) is None or (k == "e" and stored[i] != "e")}
+        return {
+            (i, k) for i, k in produced if stored.get(i) is None or (k == "e" and stored[i] != "e")
+        }
 
     def settled(self) -> bool:
         events, counts = self.produced()
@@ -495,9 +585,12 @@ class Soak:
         for ask in self.clips:
             if not ask.verified and not ask.why:
                 check_clip(self.service.store.engine, ask)
-        return (not self.missing(events, stored) and counts <= stored_counts
-                and all(a.verified or a.why for a in self.clips)
-                and not self.fuzzer.unanswered())
+        return (
+            not self.missing(events, stored)
+            and counts <= stored_counts
+            and all(a.verified or a.why for a in self.clips)
+            and not self.fuzzer.unanswered()
+        )
 
     def drain(self, seconds: float) -> float:
         """Wait until the station has everything the box logged; returns the time it took."""
@@ -515,18 +608,25 @@ class Soak:
         (a.work / "box").mkdir(parents=True)
         self.t0 = time.monotonic()
         self.broker = LocalBroker(a.work / "broker").start()
-        cfg = parse_central_config({
-            "data_dir": str(a.work / "central"), "broker": {"port": self.broker.port},
-            "officer": {"clips_dir": str(a.work / "central" / "clips")},
-        }, "soak")
+        cfg = parse_central_config(
+            {
+                "data_dir": str(a.work / "central"),
+                "broker": {"port": self.broker.port},
+                "officer": {"clips_dir": str(a.work / "central" / "clips")},
+            },
+            "soak",
+        )
         self.service = CentralService(cfg)
-        station = threading.Thread(target=self.service.run, kwargs={"report_s": 3600},
-                                   name="central", daemon=True)
+        station = threading.Thread(
+            target=self.service.run, kwargs={"report_s": 3600}, name="central", daemon=True
+        )
         station.start()
         if not self.service.ingest.wait_connected(15):
             raise RuntimeError("the central service could not reach the broker")
-        self.link = BadLink(self.broker.port, shape=LinkShape(
-            latency_s=a.latency_ms / 1000, up_kbps=a.kbps, down_kbps=a.kbps)).start()
+        self.link = BadLink(
+            self.broker.port,
+            shape=LinkShape(latency_s=a.latency_ms / 1000, up_kbps=a.kbps, down_kbps=a.kbps),
+        ).start()
         self.fuzzer = Fuzzer(self.broker.port, a.seed)
         self.box = Box(agent_config(a, self.link.port), a.work / "agent.log")
         self.box.start()
@@ -574,34 +674,54 @@ class Soak:
                 say(f"[red]soak: clip {c.request_id} not delivered: {c.state} {c.why}")
         fz = self.fuzzer.tally()
         if fz["sent"] != fz["errors"]:
-            say(f"[red]soak: commands without one proper error reply: "
-                f"{self.fuzzer.unanswered()[:10]} {fz}")
+            say(
+                f"[red]soak: commands without one proper error reply: "
+                f"{self.fuzzer.unanswered()[:10]} {fz}"
+            )
         with open(self.args.work / "agent.log", encoding="utf-8", errors="replace") as fh:
             tracebacks = sum("Traceback" in line for line in fh)
         return {
-            "produced": len(events), "ids": len({i for i, _ in events}),
-            "stored_ids": len(stored), "lost": len(lost), "dup": dup,
+            "produced": len(events),
+            "ids": len({i for i, _ in events}),
+            "stored_ids": len(stored),
+            "lost": len(lost),
+            "dup": dup,
             "unlogged": len(set(stored) - {i for i, _ in events}),
-            "counts": len(counts), "counts_lost": len(counts - stored_counts),
+            "counts": len(counts),
+            "counts_lost": len(counts - stored_counts),
             "torn": self.torn_lines,
-            "clips": len(self.clips), "answered": sum(c.state != "sent" for c in self.clips),
-            "completed": sum(c.state == "done" for c in self.clips), "clips_ok": len(ok),
-            "clip_bytes": sum(c.bytes for c in ok), "clip_frames": sum(c.frames for c in ok),
-            "fuzz": fz, "crashes": len(self.box.crashes), "crash_codes": self.box.crashes,
+            "clips": len(self.clips),
+            "answered": sum(c.state != "sent" for c in self.clips),
+            "completed": sum(c.state == "done" for c in self.clips),
+            "clips_ok": len(ok),
+            "clip_bytes": sum(c.bytes for c in ok),
+            "clip_frames": sum(c.frames for c in ok),
+            "fuzz": fz,
+            "crashes": len(self.box.crashes),
+            "crash_codes": self.box.crashes,
             "tracebacks": tracebacks,
-            "restarts": self.chaos.restarts, "cuts": self.chaos.cuts, "kills": self.box.kills,
-            "ring_max": self.ring.max_bytes, "ring_over": self.ring.over_budget,
-            "ring_samples": self.ring.samples, "evicted": len(self.ring.gone),
-            "budget": self.args.budget, "drain_s": drain_s, "final_drain_s": final_drain_s,
-            "link": self.link.stats, "elapsed": time.monotonic() - self.t0,
+            "restarts": self.chaos.restarts,
+            "cuts": self.chaos.cuts,
+            "kills": self.box.kills,
+            "ring_max": self.ring.max_bytes,
+            "ring_over": self.ring.over_budget,
+            "ring_samples": self.ring.samples,
+            "evicted": len(self.ring.gone),
+            "budget": self.args.budget,
+            "drain_s": drain_s,
+            "final_drain_s": final_drain_s,
+            "link": self.link.stats,
+            "elapsed": time.monotonic() - self.t0,
         }
 
 
 def report(f: dict[str, Any], args: Args) -> str:
     """The table on stdout; returns the RESULT line."""
-    table = Table(title=f"Mountain-link soak: {args.duration:.0f} s of chaos, seed {args.seed}, "
-                  f"{args.footage.name}, link {args.kbps:.0f} kbit/s, "
-                  f"{2 * args.latency_ms:.0f} ms round trip")
+    table = Table(
+        title=f"Mountain-link soak: {args.duration:.0f} s of chaos, seed {args.seed}, "
+        f"{args.footage.name}, link {args.kbps:.0f} kbit/s, "
+        f"{2 * args.latency_ms:.0f} ms round trip"
+    )
     table.add_column("what")
     table.add_column("figure", justify="right")
     fz = f["fuzz"]
@@ -613,41 +733,55 @@ def report(f: dict[str, Any], args: Args) -> str:
         ("stored but not logged (killed between outbox and log)", str(f["unlogged"])),
         ("counts logged / lost", f"{f['counts']} / {f['counts_lost']}"),
         ("log lines cut short by a kill", str(f["torn"])),
-        ("clip requests answered / completed / verified (sha256, decoded)",
-         f"{f['answered']} / {f['completed']} / {f['clips_ok']} of {f['clips']}"),
+        (
+            "clip requests answered / completed / verified (sha256, decoded)",
+            f"{f['answered']} / {f['completed']} / {f['clips_ok']} of {f['clips']}",
+        ),
         ("clip bytes / frames decoded", f"{f['clip_bytes']:,} / {f['clip_frames']}"),
-        ("malformed commands sent / one error reply each / answered twice / other",
-         f"{fz['sent']} / {fz['errors']} / {fz['twice']} / {fz['wrong']}"),
-        ("[bold]agent crashes[/] (exits we did not cause)",
-         f"{f['crashes']} {f['crash_codes'] or ''}"),
+        (
+            "malformed commands sent / one error reply each / answered twice / other",
+            f"{fz['sent']} / {fz['errors']} / {fz['twice']} / {fz['wrong']}",
+        ),
+        (
+            "[bold]agent crashes[/] (exits we did not cause)",
+            f"{f['crashes']} {f['crash_codes'] or ''}",
+        ),
         ("tracebacks in the agent's log", str(f["tracebacks"])),
         ("broker restarts survived", str(f["restarts"])),
         ("link cuts survived", str(f["cuts"])),
         ("agent SIGKILLs survived", str(f["kills"])),
-        ("recording budget / most on disk (sampled)",
-         f"{f['budget']:,} / {f['ring_max']:,} B ({f['ring_samples']} samples)"),
+        (
+            "recording budget / most on disk (sampled)",
+            f"{f['budget']:,} / {f['ring_max']:,} B ({f['ring_samples']} samples)",
+        ),
         ("samples over budget", str(f["ring_over"])),
         ("segments evicted (seen, then gone)", str(f["evicted"])),
-        ("drain after the chaos / after the clean stop", f"{f['drain_s']:.1f} s / "
-         f"{f['final_drain_s']:.1f} s"),
-        ("bytes through the link up / down",
-         f"{f['link'].bytes_up:,} / {f['link'].bytes_down:,}"),
+        (
+            "drain after the chaos / after the clean stop",
+            f"{f['drain_s']:.1f} s / {f['final_drain_s']:.1f} s",
+        ),
+        ("bytes through the link up / down", f"{f['link'].bytes_up:,} / {f['link'].bytes_down:,}"),
         ("wall time", f"{f['elapsed']:.0f} s"),
     ]
     for what, figure in rows:
         table.add_row(what, figure)
     Console(width=120).print(table)
-    return (f"RESULT lost={f['lost']} dup={f['dup']} clips_ok={f['clips_ok']}/{f['clips']} "
-            f"crashes={f['crashes']} restarts={f['restarts']} cuts={f['cuts']} "
-            f"kills={f['kills']}")
+    return (
+        f"RESULT lost={f['lost']} dup={f['dup']} clips_ok={f['clips_ok']}/{f['clips']} "
+        f"crashes={f['crashes']} restarts={f['restarts']} cuts={f['cuts']} "
+        f"kills={f['kills']}"
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=float, default=600.0, help="seconds of chaos (≥ 30)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--footage", default="motorway_overpass",
-                   help="a file in $ROADSIDE_SHARED/footage (without .mp4)")
+    p.add_argument(
+        "--footage",
+        default="motorway_overpass",
+        help="a file in $ROADSIDE_SHARED/footage (without .mp4)",
+    )
     p.add_argument("--work", type=Path, default=ROOT / "var" / "soak")
     p.add_argument("--budget", type=int, default=1536 * 1024, help="recording budget, bytes")
     p.add_argument("--kbps", type=float, default=512.0, help="link rate each way")
@@ -656,10 +790,16 @@ def parse_args(argv: list[str] | None = None) -> Args:
     ns = p.parse_args(argv)
     if ns.duration < 30:
         p.error("--duration: at least 30 s")
-    return Args(duration=ns.duration, seed=ns.seed,
-                footage=SHARED / "footage" / f"{ns.footage}.mp4", work=ns.work.resolve(),
-                budget=ns.budget, kbps=ns.kbps, latency_ms=ns.latency_ms,
-                drain_s=ns.drain or max(45.0, ns.duration / 5))
+    return Args(
+        duration=ns.duration,
+        seed=ns.seed,
+        footage=SHARED / "footage" / f"{ns.footage}.mp4",
+        work=ns.work.resolve(),
+        budget=ns.budget,
+        kbps=ns.kbps,
+        latency_ms=ns.latency_ms,
+        drain_s=ns.drain or max(45.0, ns.duration / 5),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

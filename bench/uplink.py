@@ -74,20 +74,32 @@ def publish_bytes(topic_name: str, payload: bytes, qos: int, v5: bool) -> int:
 def frigate_event(msg: EventMsg, camera: str) -> bytes:
     """A ``frigate/events`` "end" message for the same detection, as Frigate publishes it."""
     x, y, w, h = msg.b
-    box = [round(x * FRAME_W), round(y * FRAME_H), round((x + w) * FRAME_W),
-           round((y + h) * FRAME_H)]
+    box = [
+        round(x * FRAME_W),
+        round(y * FRAME_H),
+        round((x + w) * FRAME_W),
+        round((y + h) * FRAME_H),
+    ]
     area = (box[2] - box[0]) * (box[3] - box[1])
     side = max(320, round(1.5 * max(box[2] - box[0], box[3] - box[1])))
     cx, cy = (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
-    rx, ry = min(max(0, cx - side // 2), FRAME_W - side), min(max(0, cy - side // 2),
-                                                              FRAME_H - side)
+    rx, ry = (
+        min(max(0, cx - side // 2), FRAME_W - side),
+        min(max(0, cy - side // 2), FRAME_H - side),
+    )
     region = [rx, max(0, ry), rx + side, max(0, ry) + side]
     state = {
         "id": f"{msg.t0:.6f}-{msg.id[-6:].lower()}",
         "camera": camera,
         "frame_time": msg.t1,
-        "snapshot": {"frame_time": msg.t1, "box": box, "area": area, "region": region,
-                     "score": msg.s, "attributes": []},
+        "snapshot": {
+            "frame_time": msg.t1,
+            "box": box,
+            "area": area,
+            "region": region,
+            "score": msg.s,
+            "attributes": [],
+        },
         "label": msg.c,
         "sub_label": None,
         "top_score": msg.s,
@@ -122,8 +134,9 @@ class Station:
     def __init__(self, port: int, device: str = DEVICE, client_id: str = "station") -> None:
         self.arrived: dict[tuple[str, str], float] = {}
         self.ready = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
         self.client.on_connect = lambda c, *_: c.subscribe(topic(device, "event"), 1)
         self.client.on_subscribe = lambda *_: self.ready.set()
         self.client.on_message = self._on_message
@@ -160,17 +173,28 @@ class Stamp:
 
 
 def online_run(work: Path, port: int, seconds: float) -> tuple[Stamp, Station, Pipeline]:
-    cfg = parse_config({
-        "device": DEVICE,
-        "data_dir": str(work / "online"),
-        "source": {"kind": "file", "path": str(SHARED / "footage" / CLIP), "loop": True,
-                   "pace": "native"},
-        "detector": {"models_dir": str(SHARED / "models")},
-        "events": {"sinks": ["mqtt"], "zones": [
-            {"name": "left-lanes", "polygon": [[0, 0.3], [0.5, 0.3], [0.5, 1], [0, 1]]},
-            {"name": "right-lanes", "polygon": [[0.5, 0.3], [1, 0.3], [1, 1], [0.5, 1]]}]},
-        "mqtt": {"host": "127.0.0.1", "port": port},
-    }, "bench")
+    cfg = parse_config(
+        {
+            "device": DEVICE,
+            "data_dir": str(work / "online"),
+            "source": {
+                "kind": "file",
+                "path": str(SHARED / "footage" / CLIP),
+                "loop": True,
+                "pace": "native",
+            },
+            "detector": {"models_dir": str(SHARED / "models")},
+            "events": {
+                "sinks": ["mqtt"],
+                "zones": [
+                    {"name": "left-lanes", "polygon": [[0, 0.3], [0.5, 0.3], [0.5, 1], [0, 1]]},
+                    {"name": "right-lanes", "polygon": [[0.5, 0.3], [1, 0.3], [1, 1], [0.5, 1]]},
+                ],
+            },
+            "mqtt": {"host": "127.0.0.1", "port": port},
+        },
+        "bench",
+    )
     station = Station(port)
     stamp = Stamp()
     source = open_source(cfg.source)
@@ -203,8 +227,9 @@ def online_run(work: Path, port: int, seconds: float) -> tuple[Stamp, Station, P
 # -- 3. drain --------------------------------------------------------------------------------
 def bare_loop(port: int, payloads: list[bytes]) -> float:
     """paho-mqtt alone: publish every payload at QoS 1, wait for the last PUBACK."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bare-{new_id()}",
-                         protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"bare-{new_id()}", protocol=mqtt.MQTTv5
+    )
     client.max_inflight_messages_set(WINDOW)
     done = threading.Event()
     acked = [0]
@@ -233,13 +258,21 @@ def bare_loop(port: int, payloads: list[bytes]) -> float:
 
 def uplink_drain(work: Path, port: int, payloads: list[bytes], run: int) -> float:
     """The uplink: the backlog is stored first (the outage), then the link comes up."""
-    cfg = parse_config({
-        "device": DEVICE, "data_dir": str(work / f"drain-{run}"),
-        "source": {"kind": "file", "path": "unused.mp4"},
-        "mqtt": {"host": "127.0.0.1", "port": port, "max_inflight": WINDOW,
-                 "client_id": f"drain-{run}"},
-        "uplink": {"outbox_sync": "normal"},  # the fill is not measured, only the drain
-    }, "bench")
+    cfg = parse_config(
+        {
+            "device": DEVICE,
+            "data_dir": str(work / f"drain-{run}"),
+            "source": {"kind": "file", "path": "unused.mp4"},
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": port,
+                "max_inflight": WINDOW,
+                "client_id": f"drain-{run}",
+            },
+            "uplink": {"outbox_sync": "normal"},  # the fill is not measured, only the drain
+        },
+        "bench",
+    )
     uplink = Uplink(DEVICE, cfg.mqtt, cfg.uplink, cfg.data_dir, heartbeat=False)
     name = topic(DEVICE, "event")
     for payload in payloads:
@@ -263,8 +296,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="roadside-bench-uplink-"))
     broker = start_broker(work / "broker")
     try:
-        print(f"online: real pipeline on {CLIP} at its frame rate for {args.seconds:.0f} s ...",
-              flush=True)
+        print(
+            f"online: real pipeline on {CLIP} at its frame rate for {args.seconds:.0f} s ...",
+            flush=True,
+        )
         stamp, station, pipeline = online_run(work, broker.port, args.seconds)
         events = stamp.events
         if not events:
@@ -274,48 +309,71 @@ def main() -> None:
         ours = [len(e.encode()) for e in events]
         ours_wire = [publish_bytes(topic(DEVICE, "event"), e.encode(), 1, True) for e in events]
         frig = [len(frigate_event(e, "junction_07")) for e in events]
-        frig_wire = [publish_bytes("frigate/events", frigate_event(e, "junction_07"), 0, False)
-                     for e in events]
+        frig_wire = [
+            publish_bytes("frigate/events", frigate_event(e, "junction_07"), 0, False)
+            for e in events
+        ]
         med = statistics.median(ours)
-        print(f"bytes: {len(events)} events; payload median {med:.0f} B (max {max(ours)}), "
-              f"with MQTT 5 QoS 1 framing {statistics.median(ours_wire):.0f} B")
-        print(f"bytes: Frigate-style frigate/events of the same detections: payload median "
-              f"{statistics.median(frig):.0f} B, with MQTT 3.1.1 QoS 0 framing "
-              f"{statistics.median(frig_wire):.0f} B -> ours is "
-              f"{statistics.median(frig) / med:.1f}x smaller")
+        print(
+            f"bytes: {len(events)} events; payload median {med:.0f} B (max {max(ours)}), "
+            f"with MQTT 5 QoS 1 framing {statistics.median(ours_wire):.0f} B"
+        )
+        print(
+            f"bytes: Frigate-style frigate/events of the same detections: payload median "
+            f"{statistics.median(frig):.0f} B, with MQTT 3.1.1 QoS 0 framing "
+            f"{statistics.median(frig_wire):.0f} B -> ours is "
+            f"{statistics.median(frig) / med:.1f}x smaller"
+        )
 
         # 1. latency
-        lat = [(station.arrived[k] - t) * 1000 for k, t in stamp.sent.items()
-               if k in station.arrived]
+        lat = [
+            (station.arrived[k] - t) * 1000 for k, t in stamp.sent.items() if k in station.arrived
+        ]
         missing = len(stamp.sent) - len(lat)
         det_ms = pipeline.stats.detect_latency_s * 1000
         p50, p99 = percentile(lat, 50), percentile(lat, 99)
-        link = [(station.arrived[k] - t) * 1000 for k, t in stamp.emitted.items()
-                if k in station.arrived]
-        print(f"latency: frame capture -> station, {len(lat)} events ({missing} missing): "
-              f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(lat):.1f} ms "
-              f"(last detector run {det_ms:.1f} ms)")
-        print(f"latency: of which sink -> station (outbox fsync, sender, broker): "
-              f"p50 {percentile(link, 50):.1f} ms, p99 {percentile(link, 99):.1f} ms")
+        link = [
+            (station.arrived[k] - t) * 1000
+            for k, t in stamp.emitted.items()
+            if k in station.arrived
+        ]
+        print(
+            f"latency: frame capture -> station, {len(lat)} events ({missing} missing): "
+            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(lat):.1f} ms "
+            f"(last detector run {det_ms:.1f} ms)"
+        )
+        print(
+            f"latency: of which sink -> station (outbox fsync, sender, broker): "
+            f"p50 {percentile(link, 50):.1f} ms, p99 {percentile(link, 99):.1f} ms"
+        )
 
         # 3. drain
-        payloads = [e.model_copy(update={"id": new_id()}).encode()
-                    for e in (events[i % len(events)] for i in range(args.backlog))]
+        payloads = [
+            e.model_copy(update={"id": new_id()}).encode()
+            for e in (events[i % len(events)] for i in range(args.backlog))
+        ]
         bare_runs, our_runs = [], []
         # A station takes the messages, as in the field (the box keeps what nobody hears).
         listening = Station(broker.port, "+", "drain-station")
         for run in range(args.rounds):
             bare_runs.append(bare_loop(broker.port, payloads))
             our_runs.append(uplink_drain(work, broker.port, payloads, run))
-            print(f"drain round {run + 1}: bare paho {bare_runs[-1]:.0f} msg/s, "
-                  f"uplink {our_runs[-1]:.0f} msg/s", flush=True)
+            print(
+                f"drain round {run + 1}: bare paho {bare_runs[-1]:.0f} msg/s, "
+                f"uplink {our_runs[-1]:.0f} msg/s",
+                flush=True,
+            )
         listening.close()
         bare, drain = statistics.median(bare_runs), statistics.median(our_runs)
-        print(f"drain: {args.backlog} events after an outage: uplink {drain:.0f} msg/s "
-              f"(outbox -> PUBACK -> delete), bare paho QoS 1 loop {bare:.0f} msg/s, "
-              f"ratio {drain / bare:.2f} (window {WINDOW})")
-        print(f"RESULT event_bytes={med:.0f} drain_eps={drain:.0f} "
-              f"drain_vs_bare={drain / bare:.2f} latency_p99_ms={p99:.0f}")
+        print(
+            f"drain: {args.backlog} events after an outage: uplink {drain:.0f} msg/s "
+            f"(outbox -> PUBACK -> delete), bare paho QoS 1 loop {bare:.0f} msg/s, "
+            f"ratio {drain / bare:.2f} (window {WINDOW})"
+        )
+        print(
+            f"RESULT event_bytes={med:.0f} drain_eps={drain:.0f} "
+            f"drain_vs_bare={drain / bare:.2f} latency_p99_ms={p99:.0f}"
+        )
     finally:
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
     from roadside.central.store import Store
 
 config_option = click.option(
-    "--config", "config_path", envvar=ENV_CONFIG, default=None,
+    "--config",
+    "config_path",
+    envvar=ENV_CONFIG,
+    default=None,
     type=click.Path(dir_okay=False, path_type=Path),
     help=f"Central config file (TOML); default ${ENV_CONFIG}, else /etc/roadside/central.toml.",
 )
@@ -71,23 +74,36 @@ def central() -> None:
 
 @central.command("run")
 @config_option
-@click.option("--worker", default=None,
-              help="This worker's name (default: ingest.worker); start several with different "
-                   "names to share the load.")
-@click.option("--receiver/--no-receiver", default=None,
-              help="Also receive clip uploads (default: ingest.receiver); one process per "
-                   "station should.")
-@click.option("--duration", type=click.FloatRange(min=0), default=None,
-              help="Stop after this many seconds (default: until SIGINT/SIGTERM).")
-def run_cmd(config_path: Path | None, worker: str | None, receiver: bool | None,
-            duration: float | None) -> None:
+@click.option(
+    "--worker",
+    default=None,
+    help="This worker's name (default: ingest.worker); start several with different "
+    "names to share the load.",
+)
+@click.option(
+    "--receiver/--no-receiver",
+    default=None,
+    help="Also receive clip uploads (default: ingest.receiver); one process per station should.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop after this many seconds (default: until SIGINT/SIGTERM).",
+)
+def run_cmd(
+    config_path: Path | None, worker: str | None, receiver: bool | None, duration: float | None
+) -> None:
     """Run one ingest worker (and the clip receiver)."""
     from roadside.central.service import CentralService
 
     cfg = load_central_config(config_path)
     stats = CentralService(cfg, worker, receiver).run(duration)
-    click.echo(f"stopped: {stats.received} messages, {stats.rejected} rejected, "
-               f"{stats.batches} transactions", err=True)
+    click.echo(
+        f"stopped: {stats.received} messages, {stats.rejected} rejected, "
+        f"{stats.batches} transactions",
+        err=True,
+    )
 
 
 @central.command("migrate")
@@ -98,8 +114,10 @@ def migrate_cmd(config_path: Path | None) -> None:
 
     _cfg, store = _open(config_path)
     applied = store.applied
-    click.echo(f"{store.safe_url}: schema version {LATEST}"
-               + (f" (applied {', '.join(map(str, applied))})" if applied else " (up to date)"))
+    click.echo(
+        f"{store.safe_url}: schema version {LATEST}"
+        + (f" (applied {', '.join(map(str, applied))})" if applied else " (up to date)")
+    )
     store.close()
 
 
@@ -128,14 +146,29 @@ def devices_cmd(config_path: Path | None, as_json: bool) -> None:
 @config_option
 @click.option("--device", help="Only this box.")
 @click.option("--class", "cls", help="Only this class (car, person, motorcycle, …).")
-@click.option("--since", type=TIME, help="From this time (ISO 8601, local '2024-05-01 10:14', "
-                                         "10:14, 'yesterday 10:14', '2h ago').")
+@click.option(
+    "--since",
+    type=TIME,
+    help="From this time (ISO 8601, local '2024-05-01 10:14', 10:14, 'yesterday 10:14', '2h ago').",
+)
 @click.option("--until", type=TIME, help="Up to this time (same forms as --since).")
-@click.option("--limit", type=click.IntRange(1, 1_000_000), default=1000, show_default=True,
-              help="At most this many, newest first.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1_000_000),
+    default=1000,
+    show_default=True,
+    help="At most this many, newest first.",
+)
 @json_option
-def events_cmd(config_path: Path | None, device: str | None, cls: str | None,
-               since: str | None, until: str | None, limit: int, as_json: bool) -> None:
+def events_cmd(
+    config_path: Path | None,
+    device: str | None,
+    cls: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """Events stored at the station, newest first."""
     from roadside.central import views
     from roadside.central.store import queries
@@ -145,8 +178,11 @@ def events_cmd(config_path: Path | None, device: str | None, cls: str | None,
     flt = queries.EventFilter(device, cls, _when(cfg, since), _when(cfg, until), limit)
     with store.connect() as conn:
         rows = queries.events(conn, flt)
-    params = {k: v for k, v in (("device", device), ("class", cls), ("since", since),
-                                ("until", until)) if v is not None}
+    params = {
+        k: v
+        for k, v in (("device", device), ("class", cls), ("since", since), ("until", until))
+        if v is not None
+    }
     store.audit.record(who_am_i(), "events", params, {"rows": len(rows)}, device)
     if as_json:
         views.print_json(views.events_json(rows, cfg.zone))
@@ -202,24 +238,49 @@ def clip_group() -> None:
 @click.argument("device")
 @config_option
 @click.option("--at", "at", type=TIME, help="Around this time (with --before/--after).")
-@click.option("--before", type=DURATION, default=None,
-              help="With --at: this long before it (default 10s).")
-@click.option("--after", type=DURATION, default=None,
-              help="With --at: this long after it (default 20s).")
+@click.option(
+    "--before", type=DURATION, default=None, help="With --at: this long before it (default 10s)."
+)
+@click.option(
+    "--after", type=DURATION, default=None, help="With --at: this long after it (default 20s)."
+)
 @click.option("--from", "start", type=TIME, help="Start of the range (with --to).")
 @click.option("--to", "end", type=TIME, help="End of the range (with --from).")
-@click.option("--quality", type=click.Choice(["original", "low"]), default="original",
-              show_default=True, help="low: transcoded down for a slow link.")
-@click.option("--max-bytes", type=click.IntRange(min=1024), default=None,
-              help="Refuse rather than send a larger file.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Copy the clip here (a file or a folder); it is kept at the station too.")
+@click.option(
+    "--quality",
+    type=click.Choice(["original", "low"]),
+    default="original",
+    show_default=True,
+    help="low: transcoded down for a slow link.",
+)
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(min=1024),
+    default=None,
+    help="Refuse rather than send a larger file.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Copy the clip here (a file or a folder); it is kept at the station too.",
+)
 @click.option("--no-wait", is_flag=True, help="Send the request, print its id, return.")
 @json_option
-def clip_request_cmd(device: str, config_path: Path | None, at: str | None,
-                     before: float | None, after: float | None, start: str | None,
-                     end: str | None, quality: str, max_bytes: int | None, out: Path | None,
-                     no_wait: bool, as_json: bool) -> None:
+def clip_request_cmd(
+    device: str,
+    config_path: Path | None,
+    at: str | None,
+    before: float | None,
+    after: float | None,
+    start: str | None,
+    end: str | None,
+    quality: str,
+    max_bytes: int | None,
+    out: Path | None,
+    no_wait: bool,
+    as_json: bool,
+) -> None:
     """Ask DEVICE for a clip and wait for the file (progress on stderr)."""
     from roadside.central.requests_cli import clip_range, follow_request
 
@@ -246,15 +307,28 @@ def clip_status_cmd(request_id: str, config_path: Path | None, as_json: bool) ->
 @click.command("snapshot")
 @click.argument("device")
 @config_option
-@click.option("--event", "event_id", default=None,
-              help="The best frame of this event (its id from `roadside events`); "
-                   "default: now.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Copy the JPEG here (a file or a folder).")
+@click.option(
+    "--event",
+    "event_id",
+    default=None,
+    help="The best frame of this event (its id from `roadside events`); default: now.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Copy the JPEG here (a file or a folder).",
+)
 @click.option("--no-wait", is_flag=True, help="Send the request, print its id, return.")
 @json_option
-def snapshot_cmd(device: str, config_path: Path | None, event_id: str | None,
-                 out: Path | None, no_wait: bool, as_json: bool) -> None:
+def snapshot_cmd(
+    device: str,
+    config_path: Path | None,
+    event_id: str | None,
+    out: Path | None,
+    no_wait: bool,
+    as_json: bool,
+) -> None:
     """Ask DEVICE for a snapshot (a small JPEG) of now or of an event."""
     from roadside.central.requests_cli import follow_request
 

@@ -41,8 +41,11 @@ class BrokerConfig(Section):
     password_file: str | None = Field(None, description="File whose first line is the password.")
     keepalive_s: int = Field(60, ge=5, le=3600, description="MQTT keepalive, seconds.")
     session_expiry_s: int = Field(
-        604800, ge=0, le=4294967295, description="How long the broker keeps a worker's session "
-        "(and queues its share of messages) while the worker is down, seconds."
+        604800,
+        ge=0,
+        le=4294967295,
+        description="How long the broker keeps a worker's session "
+        "(and queues its share of messages) while the worker is down, seconds.",
     )
 
     @property
@@ -76,8 +79,9 @@ class DatabaseConfig(Section):
     """Where the station keeps what it receives."""
 
     url: str | None = Field(
-        None, description="SQLAlchemy URL; default sqlite:///<data_dir>/central.db. For "
-        "PostgreSQL: postgresql+psycopg://user:password@host/dbname."
+        None,
+        description="SQLAlchemy URL; default sqlite:///<data_dir>/central.db. For "
+        "PostgreSQL: postgresql+psycopg://user:password@host/dbname.",
     )
     echo: bool = Field(False, description="Log every SQL statement (debugging).")
 
@@ -93,32 +97,40 @@ class IngestConfig(Section):
     """The ingest workers: one shared subscription spreads the load over all of them."""
 
     group: str = Field(
-        "central", description="Shared-subscription group ($share/<group>/…); every worker "
-        "of one station uses the same group."
+        "central",
+        description="Shared-subscription group ($share/<group>/…); every worker "
+        "of one station uses the same group.",
     )
     worker: str = Field(
-        "1", description="This worker's name; keep it stable so the broker keeps its session "
-        "and queue across restarts (`roadside central run --worker` overrides it)."
+        "1",
+        description="This worker's name; keep it stable so the broker keeps its session "
+        "and queue across restarts (`roadside central run --worker` overrides it).",
     )
     batch_max: int = Field(
         500, ge=1, le=100_000, description="Messages written in one transaction at most."
     )
     receive_max: int = Field(
-        1000, ge=1, le=65535, description="Messages the broker may send before the worker "
-        "acknowledges them (they are acknowledged once stored)."
+        1000,
+        ge=1,
+        le=65535,
+        description="Messages the broker may send before the worker "
+        "acknowledges them (they are acknowledged once stored).",
     )
 
     receiver: bool = Field(
-        True, description="This worker also receives clip and snapshot uploads. Exactly one "
-        "process per station should (`roadside central run --no-receiver` on the others)."
+        True,
+        description="This worker also receives clip and snapshot uploads. Exactly one "
+        "process per station should (`roadside central run --no-receiver` on the others).",
     )
 
     @field_validator("group", "worker")
     @classmethod
     def _name(cls, v: str) -> str:
         if not _NAME.match(v):
-            raise ValueError("must be 1-40 letters, digits, '-' or '_' (it is part of a topic "
-                             "filter and a client id)")
+            raise ValueError(
+                "must be 1-40 letters, digits, '-' or '_' (it is part of a topic "
+                "filter and a client id)"
+            )
         return v
 
 
@@ -126,15 +138,17 @@ class OfficerConfig(Section):
     """The officer command line: where clips land and how long it waits."""
 
     clips_dir: str | None = Field(
-        None, description="Where received clips and snapshots are kept (default "
-        "<data_dir>/clips)."
+        None, description="Where received clips and snapshots are kept (default <data_dir>/clips)."
     )
     reply_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="How long to wait for a box's first answer."
     )
     clip_timeout_s: float = Field(
-        3600.0, gt=0, le=7 * 86400, description="How long `roadside clip` waits for the "
-        "whole file before it leaves the transfer running and returns."
+        3600.0,
+        gt=0,
+        le=7 * 86400,
+        description="How long `roadside clip` waits for the "
+        "whole file before it leaves the transfer running and returns.",
     )
     default_before_s: float = Field(10.0, ge=0, le=3600, description="--before default.")
     default_after_s: float = Field(20.0, ge=0, le=3600, description="--after default.")

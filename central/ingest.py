@@ -68,8 +68,7 @@ class IngestStats:
 
 def subscriptions(group: str) -> list[tuple[str, SubscribeOptions]]:
     """The topic filters one worker subscribes to, QoS 1 each."""
-    shared = [(f"$share/{group}/{ROOT}/+/{kind}", SubscribeOptions(qos=1))
-              for kind in SHARED_KINDS]
+    shared = [(f"$share/{group}/{ROOT}/+/{kind}", SubscribeOptions(qos=1)) for kind in SHARED_KINDS]
     status = (f"{ROOT}/+/{STATUS}", SubscribeOptions(qos=1, retainHandling=1))
     return [*shared, status]
 
@@ -92,12 +91,19 @@ class IngestWorker:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
-        self._thread = threading.Thread(target=self._write_loop, name=f"ingest-{self.worker}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._write_loop, name=f"ingest-{self.worker}", daemon=True
+        )
 
     # -- network thread -------------------------------------------------------------------
-    def _on_connect(self, client: mqtt.Client, _u: object, flags: mqtt.ConnectFlags,
-                    reason: object, _props: object) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _u: object,
+        flags: mqtt.ConnectFlags,
+        reason: object,
+        _props: object,
+    ) -> None:
         if getattr(reason, "is_failure", False):
             log.warning("broker refused %s: %s", self.client_id, reason)
             return
@@ -106,16 +112,16 @@ class IngestWorker:
         client.subscribe(subscriptions(self.cfg.ingest.group))
         self.connected.set()
 
-    def _on_disconnect(self, _c: mqtt.Client, _u: object, _flags: object, reason: object,
-                       _props: object) -> None:
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: object, _flags: object, reason: object, _props: object
+    ) -> None:
         self._epoch += 1
         self.connected.clear()
         if not self._stop.is_set():
             log.warning("%s lost the broker (%s); reconnecting", self.client_id, reason)
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        self._inbox.put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, self._epoch,
-                                time.time()))
+        self._inbox.put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, self._epoch, time.time()))
 
     # -- writer thread --------------------------------------------------------------------
     def _take(self, first: Inbound) -> list[Inbound]:
@@ -140,8 +146,12 @@ class IngestWorker:
                 self.stats.db_errors += 1
                 why = str(exc.orig or exc).strip().splitlines()[0]
                 if self._stop.is_set() and attempt >= 3:
-                    log.error("database write failed (%s); stopping without it: the broker "
-                              "sends these %d messages again", why, len(items))
+                    log.error(
+                        "database write failed (%s); stopping without it: the broker "
+                        "sends these %d messages again",
+                        why,
+                        len(items),
+                    )
                     return
                 log.warning("database write failed (%s); retrying in %.1f s", why, wait)
                 if self._stop.is_set():
@@ -171,7 +181,10 @@ class IngestWorker:
     def start(self) -> IngestWorker:
         b = self.cfg.broker
         self._client.connect_async(
-            b.host, b.effective_port, keepalive=b.keepalive_s, clean_start=False,
+            b.host,
+            b.effective_port,
+            keepalive=b.keepalive_s,
+            clean_start=False,
             properties=connect_properties(b.session_expiry_s, self.cfg.ingest.receive_max),
         )
         self._thread.start()

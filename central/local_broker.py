@@ -52,9 +52,16 @@ def mosquitto_binary() -> str:
 class LocalBroker:
     """One mosquitto process; ``with LocalBroker(folder) as broker: broker.port``."""
 
-    def __init__(self, workdir: Path, extra: str = "", port: int | None = None,
-                 anonymous: bool = True, listener: str | None = None,
-                 max_queued: int = 1_000_000, max_inflight: int = 1000) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        extra: str = "",
+        port: int | None = None,
+        anonymous: bool = True,
+        listener: str | None = None,
+        max_queued: int = 1_000_000,
+        max_inflight: int = 1000,
+    ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -99,7 +106,8 @@ class LocalBroker:
         except TimeoutError:
             self.stop()
             raise BrokerNotAvailable(
-                f"mosquitto did not start: {self.log.read_text()[-2000:]}") from None
+                f"mosquitto did not start: {self.log.read_text()[-2000:]}"
+            ) from None
         return self
 
     def stop(self) -> None:

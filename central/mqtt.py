@@ -28,7 +28,9 @@ class BrokerError(RoadsideError):
 def make_client(cfg: BrokerConfig, client_id: str, manual_ack: bool = False) -> mqtt.Client:
     """A configured, not yet connected, MQTT 5 client."""
     client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5,
         manual_ack=manual_ack,
     )
     if cfg.username:
@@ -38,8 +40,13 @@ def make_client(cfg: BrokerConfig, client_id: str, manual_ack: bool = False) -> 
             path = getattr(cfg, name)
             if path and not Path(path).is_file():
                 raise ConfigError(f"broker.{name} = {path!r}: no such file")
-        client.tls_set(ca_certs=cfg.tls_ca, certfile=cfg.tls_cert, keyfile=cfg.tls_key,
-                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.tls_set(
+            ca_certs=cfg.tls_ca,
+            certfile=cfg.tls_cert,
+            keyfile=cfg.tls_key,
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     return client
 
@@ -52,8 +59,13 @@ def connect_properties(session_expiry_s: int, receive_max: int | None = None) ->
     return props
 
 
-def connect_now(client: mqtt.Client, cfg: BrokerConfig, timeout: float = 10.0,
-                clean_start: bool = True, session_expiry_s: int = 0) -> None:
+def connect_now(
+    client: mqtt.Client,
+    cfg: BrokerConfig,
+    timeout: float = 10.0,
+    clean_start: bool = True,
+    session_expiry_s: int = 0,
+) -> None:
     """Connect and start the network thread; raise BrokerError unless CONNACK says yes in time.
 
     For the short-lived officer commands: a service worker uses ``connect_async`` and lets paho
@@ -62,8 +74,9 @@ def connect_now(client: mqtt.Client, cfg: BrokerConfig, timeout: float = 10.0,
     answered = threading.Event()
     outcome: list[str] = []
 
-    def on_connect(_c: mqtt.Client, _u: object, _flags: object, reason: ReasonCode,
-                   _props: object) -> None:
+    def on_connect(
+        _c: mqtt.Client, _u: object, _flags: object, reason: ReasonCode, _props: object
+    ) -> None:
         if reason.is_failure:
             outcome.append(str(reason))
         answered.set()
@@ -71,9 +84,13 @@ def connect_now(client: mqtt.Client, cfg: BrokerConfig, timeout: float = 10.0,
     client.on_connect = on_connect
     where = f"{cfg.host}:{cfg.effective_port}"
     try:
-        client.connect(cfg.host, cfg.effective_port, keepalive=cfg.keepalive_s,
-                       clean_start=clean_start,
-                       properties=connect_properties(session_expiry_s))
+        client.connect(
+            cfg.host,
+            cfg.effective_port,
+            keepalive=cfg.keepalive_s,
+            clean_start=clean_start,
+            properties=connect_properties(session_expiry_s),
+        )
     except (OSError, ssl.SSLError) as exc:
         raise BrokerError(f"cannot reach the broker at {where}: {exc}") from None
     client.loop_start()

@@ -54,8 +54,15 @@ class Update:
 class BoxRequest:
     """One command to one box and everything said about it until the final reply."""
 
-    def __init__(self, cfg: CentralConfig, store: Store, device: str, command: str,
-                 params: dict[str, Any], requester: str | None = None) -> None:
+    def __init__(
+        self,
+        cfg: CentralConfig,
+        store: Store,
+        device: str,
+        command: str,
+        params: dict[str, Any],
+        requester: str | None = None,
+    ) -> None:
         if command not in P.PARAMS:
             raise RequestError(f"unknown command {command!r}")
         try:
@@ -98,8 +105,9 @@ class BoxRequest:
     # -- caller's thread ------------------------------------------------------------------
     def send(self, timeout: float = 10.0) -> str:
         """Record, subscribe, publish; returns the request id once the broker has it."""
-        self.store.audit.open(self.request_id, self.requester, self.command, self.device,
-                              self.params)
+        self.store.audit.open(
+            self.request_id, self.requester, self.command, self.device, self.params
+        )
         try:
             connect_now(self._client, self.cfg.broker, timeout)
             filters = [
@@ -111,10 +119,15 @@ class BoxRequest:
             self._client.subscribe(filters)
             if not self._subscribed.wait(timeout):
                 raise BrokerError("the broker did not confirm the subscription")
-            cmd = P.CommandMsg(id=self.request_id, by=self.requester, p=self.params,
-                               exp=time.time() + REQUEST_EXPIRY_S)
-            info = self._client.publish(P.topic(self.device, f"{P.CMD}/{self.command}"),
-                                        cmd.encode(), qos=1)
+            cmd = P.CommandMsg(
+                id=self.request_id,
+                by=self.requester,
+                p=self.params,
+                exp=time.time() + REQUEST_EXPIRY_S,
+            )
+            info = self._client.publish(
+                P.topic(self.device, f"{P.CMD}/{self.command}"), cmd.encode(), qos=1
+            )
             info.wait_for_publish(timeout)
             if not info.is_published():
                 raise BrokerError("the broker did not acknowledge the command")
@@ -135,9 +148,12 @@ class BoxRequest:
             assert isinstance(reply, P.ReplyMsg)
             if reply.rq == self.request_id and reply.final and self.final is None:
                 self.final = reply
-                self.store.audit.update(self.request_id, AUDIT_STATE[reply.st],
-                                        result=reply_result(reply),
-                                        detail=reply.msg if reply.st == "error" else None)
+                self.store.audit.update(
+                    self.request_id,
+                    AUDIT_STATE[reply.st],
+                    result=reply_result(reply),
+                    detail=reply.msg if reply.st == "error" else None,
+                )
         return update
 
     def give_up(self, why: str) -> None:
@@ -174,6 +190,7 @@ def deliver(row: dict[str, Any], out: Path | None) -> tuple[Path, str]:
         target = out
     digest = sha256_file(target)
     if row.get("sha256") and digest != row["sha256"]:
-        raise RequestError(f"{target}: sha256 {digest} does not match the station's record "
-                           f"{row['sha256']}")
+        raise RequestError(
+            f"{target}: sha256 {digest} does not match the station's record {row['sha256']}"
+        )
     return target, digest

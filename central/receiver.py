@@ -88,10 +88,20 @@ class Outgoing:
 class ClipLog(Protocol):
     """Where finished and failed files are recorded for officers (store.clips.ClipRecords)."""
 
-    def started(self, device: str, xid: str, kind: str, *, request_id: str | None = None,
-                requester: str | None = None, name: str | None = None,
-                size: int | None = None, sha256: str | None = None,
-                meta: dict[str, Any] | None = None, path: str | None = None) -> None: ...
+    def started(
+        self,
+        device: str,
+        xid: str,
+        kind: str,
+        *,
+        request_id: str | None = None,
+        requester: str | None = None,
+        name: str | None = None,
+        size: int | None = None,
+        sha256: str | None = None,
+        meta: dict[str, Any] | None = None,
+        path: str | None = None,
+    ) -> None: ...
 
     def finished(self, xid: str, path: str, size: int, sha256: str) -> None: ...
 
@@ -135,8 +145,13 @@ class TransferReceiver:
     folders (SQLite locks the state file; finishing is claimed by one of them).
     """
 
-    def __init__(self, incoming_dir: str | Path, files_dir: str | Path,
-                 clips: ClipLog | None = None, max_size: int = DEFAULT_MAX_SIZE) -> None:
+    def __init__(
+        self,
+        incoming_dir: str | Path,
+        files_dir: str | Path,
+        clips: ClipLog | None = None,
+        max_size: int = DEFAULT_MAX_SIZE,
+    ) -> None:
         self.incoming = Path(incoming_dir)
         self.files = Path(files_dir)
         self.incoming.mkdir(parents=True, exist_ok=True)
@@ -145,8 +160,9 @@ class TransferReceiver:
         self.max_size = max_size
         self.stats = ReceiverStats()
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.incoming / "receiver.db", check_same_thread=False,
-                                   isolation_level=None, timeout=30)
+        self._db = sqlite3.connect(
+            self.incoming / "receiver.db", check_same_thread=False, isolation_level=None, timeout=30
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
@@ -176,8 +192,7 @@ class TransferReceiver:
                 else:
                     return []
             except sqlite3.Error as exc:
-                log.error("transfer %s: state file error (%s): the box will send again", xid,
-                          exc)
+                log.error("transfer %s: state file error (%s): the box will send again", xid, exc)
                 return []
         return [] if ack is None else [self._out(device, ack)]
 
@@ -186,21 +201,38 @@ class TransferReceiver:
         try:
             init = P.XferInit.decode(payload)
         except (ValidationError, ValueError) as exc:
-            return self._ack(xid, "fail", code=P.ErrorCode.BAD_REQUEST,
-                             msg=f"the manifest does not parse: {_first_error(exc)}")
+            return self._ack(
+                xid,
+                "fail",
+                code=P.ErrorCode.BAD_REQUEST,
+                msg=f"the manifest does not parse: {_first_error(exc)}",
+            )
         if init.id != xid:
-            return self._ack(xid, "fail", code=P.ErrorCode.BAD_REQUEST,
-                             msg="the manifest's id is not the transfer id in its topic")
+            return self._ack(
+                xid,
+                "fail",
+                code=P.ErrorCode.BAD_REQUEST,
+                msg="the manifest's id is not the transfer id in its topic",
+            )
         known = self._load(xid)
         if known is not None:
             if known.device != device or not _same_file(known.manifest, init):
-                return self._ack(xid, "fail", q=init.q, code=P.ErrorCode.BAD_REQUEST,
-                                 msg="another file was already announced under this id")
+                return self._ack(
+                    xid,
+                    "fail",
+                    q=init.q,
+                    code=P.ErrorCode.BAD_REQUEST,
+                    msg="another file was already announced under this id",
+                )
             return self._ack_or_finish(known, q=init.q)
         if init.size > self.max_size:
-            return self._ack(xid, "fail", q=init.q, code=P.ErrorCode.TOO_LARGE,
-                             msg=f"{init.size} bytes is over the station's limit of "
-                                 f"{self.max_size}")
+            return self._ack(
+                xid,
+                "fail",
+                q=init.q,
+                code=P.ErrorCode.TOO_LARGE,
+                msg=f"{init.size} bytes is over the station's limit of {self.max_size}",
+            )
         return self._state_ack(self._create(device, init), q=init.q)
 
     def _on_chunk(self, device: str, xid: str, payload: bytes) -> P.XferAck | None:
@@ -224,13 +256,16 @@ class TransferReceiver:
             self.stats.bad += 1
             return self._state_ack(known)
         self._write(known, offset, data)
-        cur = self._db.execute("INSERT OR IGNORE INTO chunks (xid, idx, crc) VALUES (?, ?, ?)",
-                               (xid, idx, zlib.crc32(data)))
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO chunks (xid, idx, crc) VALUES (?, ?, ?)",
+            (xid, idx, zlib.crc32(data)),
+        )
         if cur.rowcount == 0:
             self.stats.dup_chunks += 1
             self.stats.dup_bytes += len(data)
-            self._db.execute("UPDATE transfers SET dup_bytes = dup_bytes + ? WHERE xid = ?",
-                             (len(data), xid))
+            self._db.execute(
+                "UPDATE transfers SET dup_bytes = dup_bytes + ? WHERE xid = ?", (len(data), xid)
+            )
         else:
             self.stats.chunks += 1
             self.stats.bytes += len(data)
@@ -264,13 +299,27 @@ class TransferReceiver:
         assert partial is not None
         if self.clips is not None:
             try:
-                self.clips.started(device, init.id, init.kind, request_id=init.rq,
-                                   requester=init.by, name=init.name, size=init.size,
-                                   sha256=init.sha256, meta=init.meta)
+                self.clips.started(
+                    device,
+                    init.id,
+                    init.kind,
+                    request_id=init.rq,
+                    requester=init.by,
+                    name=init.name,
+                    size=init.size,
+                    sha256=init.sha256,
+                    meta=init.meta,
+                )
             except Exception:  # the file still arrives; the record can be made again
                 log.exception("transfer %s: cannot record it in the clip records", init.id)
-        log.info("transfer %s from %s: %s, %d bytes in %d chunks", init.id, device, init.name,
-                 init.size, init.chunks)
+        log.info(
+            "transfer %s from %s: %s, %d bytes in %d chunks",
+            init.id,
+            device,
+            init.name,
+            init.size,
+            init.chunks,
+        )
         return partial
 
     def _load(self, xid: str) -> _Partial | None:
@@ -279,7 +328,8 @@ class TransferReceiver:
             return cached
         row = self._db.execute(
             "SELECT device, manifest, state, n, path, code, msg FROM transfers WHERE xid = ?",
-            (xid,)).fetchone()
+            (xid,),
+        ).fetchone()
         if row is None:
             return None
         device, manifest, state, n, path, code, msg = row
@@ -308,8 +358,8 @@ class TransferReceiver:
     def _held_beyond(self, known: _Partial) -> list[tuple[int, int]]:
         """Advance ``known.n`` over held chunks; returns the held ranges past it."""
         rows = self._db.execute(
-            "SELECT idx FROM chunks WHERE xid = ? AND idx >= ? ORDER BY idx",
-            (known.xid, known.n)).fetchall()
+            "SELECT idx FROM chunks WHERE xid = ? AND idx >= ? ORDER BY idx", (known.xid, known.n)
+        ).fetchall()
         n = known.n
         ranges: list[tuple[int, int]] = []
         for (idx,) in rows:
@@ -321,15 +371,18 @@ class TransferReceiver:
                 ranges.append((idx, idx + 1))
         if n != known.n:
             known.n = n
-            self._db.execute("UPDATE transfers SET n = ?, updated = ? WHERE xid = ? AND n < ?",
-                             (n, time.time(), known.xid, n))
+            self._db.execute(
+                "UPDATE transfers SET n = ?, updated = ? WHERE xid = ? AND n < ?",
+                (n, time.time(), known.xid, n),
+            )
         return ranges
 
     def _finish(self, known: _Partial) -> P.XferAck:
         """Every chunk is held: check the sha256, move the file into place, say done."""
         claimed = self._db.execute(
             "UPDATE transfers SET state = 'verifying' WHERE xid = ? AND state = 'recv'",
-            (known.xid,)).rowcount
+            (known.xid,),
+        ).rowcount
         if not claimed:  # another worker is finishing it
             return self._state_ack(self._load(known.xid) or known)
         init = known.manifest
@@ -338,19 +391,26 @@ class TransferReceiver:
         if digest != init.sha256:
             bad = self._recheck(known, part)
             if bad:
-                self._db.execute("UPDATE transfers SET state = 'recv', n = ? WHERE xid = ?",
-                                 (min(bad), known.xid))
+                self._db.execute(
+                    "UPDATE transfers SET state = 'recv', n = ? WHERE xid = ?",
+                    (min(bad), known.xid),
+                )
                 known.state, known.n = "recv", min(bad)
                 return self._state_ack(known)
-            self._fail(known, P.ErrorCode.FAILED,
-                       "the file's sha256 does not match its manifest although every chunk "
-                       "arrived as sent")
+            self._fail(
+                known,
+                P.ErrorCode.FAILED,
+                "the file's sha256 does not match its manifest although every chunk "
+                "arrived as sent",
+            )
             return self._state_ack(known)
         final = self._place(known, part)
         now = time.time()
         self._db.execute(
             "UPDATE transfers SET state = 'done', path = ?, finished = ?, updated = ? "
-            "WHERE xid = ?", (str(final), now, now, known.xid))
+            "WHERE xid = ?",
+            (str(final), now, now, known.xid),
+        )
         self._db.execute("DELETE FROM chunks WHERE xid = ?", (known.xid,))
         known.state, known.path = "done", str(final)
         self.stats.done += 1
@@ -359,15 +419,17 @@ class TransferReceiver:
                 self.clips.finished(known.xid, str(final), init.size, init.sha256)
             except Exception:
                 log.exception("transfer %s: cannot record the finished file", known.xid)
-        log.info("transfer %s from %s done: %s (%d bytes)", known.xid, known.device, final,
-                 init.size)
+        log.info(
+            "transfer %s from %s done: %s (%d bytes)", known.xid, known.device, final, init.size
+        )
         return self._state_ack(known)
 
     def _recheck(self, known: _Partial, part: Path) -> list[int]:
         """Chunks whose bytes on disk differ from the CRC they arrived with: forgotten."""
         init = known.manifest
-        crcs = dict(self._db.execute("SELECT idx, crc FROM chunks WHERE xid = ?",
-                                     (known.xid,)).fetchall())
+        crcs = dict(
+            self._db.execute("SELECT idx, crc FROM chunks WHERE xid = ?", (known.xid,)).fetchall()
+        )
         bad: list[int] = []
         with open(part, "rb") as fh:
             for idx in range(init.chunks):
@@ -375,11 +437,11 @@ class TransferReceiver:
                 if crcs.get(idx) != zlib.crc32(data):
                     bad.append(idx)
         if bad:
-            self._db.executemany("DELETE FROM chunks WHERE xid = ? AND idx = ?",
-                                 [(known.xid, i) for i in bad])
+            self._db.executemany(
+                "DELETE FROM chunks WHERE xid = ? AND idx = ?", [(known.xid, i) for i in bad]
+            )
             self.stats.rechecked += len(bad)
-            log.warning("transfer %s: %d chunks damaged on disk, asked again", known.xid,
-                        len(bad))
+            log.warning("transfer %s: %d chunks damaged on disk, asked again", known.xid, len(bad))
         return bad
 
     def _place(self, known: _Partial, part: Path) -> Path:
@@ -401,7 +463,9 @@ class TransferReceiver:
         now = time.time()
         self._db.execute(
             "UPDATE transfers SET state = 'fail', code = ?, msg = ?, finished = ?, updated = ? "
-            "WHERE xid = ?", (code, msg, now, now, known.xid))
+            "WHERE xid = ?",
+            (code, msg, now, now, known.xid),
+        )
         self._db.execute("DELETE FROM chunks WHERE xid = ?", (known.xid,))
         with contextlib.suppress(FileNotFoundError):
             self._part_path(known.xid).unlink()
@@ -419,7 +483,8 @@ class TransferReceiver:
         now = time.time() if now is None else now
         with self._lock:
             rows = self._db.execute(
-                "SELECT xid, manifest, updated FROM transfers WHERE state = 'recv'").fetchall()
+                "SELECT xid, manifest, updated FROM transfers WHERE state = 'recv'"
+            ).fetchall()
             dropped = 0
             for xid, manifest, updated in rows:
                 exp = json.loads(manifest).get("exp")
@@ -427,8 +492,11 @@ class TransferReceiver:
                 if now > limit:
                     known = self._load(xid)
                     if known is not None:
-                        self._fail(known, P.ErrorCode.DEADLINE,
-                                   "the upload did not finish before its deadline")
+                        self._fail(
+                            known,
+                            P.ErrorCode.DEADLINE,
+                            "the upload did not finish before its deadline",
+                        )
                         dropped += 1
             return dropped
 
@@ -438,22 +506,43 @@ class TransferReceiver:
             known = self._load(xid)
             if known is None:
                 return None
-            held = self._db.execute("SELECT count(*) FROM chunks WHERE xid = ?",
-                                    (xid,)).fetchone()[0]
-            dup = self._db.execute("SELECT dup_bytes FROM transfers WHERE xid = ?",
-                                   (xid,)).fetchone()[0]
-            return {"state": known.state, "n": known.n, "held": held, "path": known.path,
-                    "code": known.code, "msg": known.msg, "chunks": known.manifest.chunks,
-                    "dup_bytes": dup}
+            held = self._db.execute("SELECT count(*) FROM chunks WHERE xid = ?", (xid,)).fetchone()[
+                0
+            ]
+            dup = self._db.execute(
+                "SELECT dup_bytes FROM transfers WHERE xid = ?", (xid,)
+            ).fetchone()[0]
+            return {
+                "state": known.state,
+                "n": known.n,
+                "held": held,
+                "path": known.path,
+                "code": known.code,
+                "msg": known.msg,
+                "chunks": known.manifest.chunks,
+                "dup_bytes": dup,
+            }
 
     def transfers(self, device: str | None = None) -> list[dict[str, Any]]:
         """Every transfer the receiver knows, oldest first: id, device, state, name, path."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT xid, device, state, manifest, path, created, finished FROM transfers "
-                "WHERE ? IS NULL OR device = ? ORDER BY created", (device, device)).fetchall()
-        return [{"xid": x, "device": d, "state": st, "name": json.loads(m)["name"], "path": p,
-                 "created": c, "finished": f} for x, d, st, m, p, c, f in rows]
+                "WHERE ? IS NULL OR device = ? ORDER BY created",
+                (device, device),
+            ).fetchall()
+        return [
+            {
+                "xid": x,
+                "device": d,
+                "state": st,
+                "name": json.loads(m)["name"],
+                "path": p,
+                "created": c,
+                "finished": f,
+            }
+            for x, d, st, m, p, c, f in rows
+        ]
 
     def close(self) -> None:
         with self._lock:
@@ -476,9 +565,15 @@ class TransferReceiver:
         return self._ack(known.xid, "recv", n=known.n, r=ranges[:MAX_ACK_RANGES], q=q)
 
     @staticmethod
-    def _ack(xid: str, st: P.XferAckState, n: int = 0, r: list[tuple[int, int]] | None = None,
-             q: int | None = None, code: str | None = None, msg: str | None = None
-             ) -> P.XferAck:
+    def _ack(
+        xid: str,
+        st: P.XferAckState,
+        n: int = 0,
+        r: list[tuple[int, int]] | None = None,
+        q: int | None = None,
+        code: str | None = None,
+        msg: str | None = None,
+    ) -> P.XferAck:
         return P.XferAck(id=new_id(), x=xid, st=st, n=n, r=r or [], q=q, code=code, msg=msg)
 
     @staticmethod

@@ -38,8 +38,13 @@ SUBSCRIPTIONS = [
 class ReceiverService:
     """Runs ``receiver`` against the broker in ``cfg`` until ``stop``."""
 
-    def __init__(self, cfg: BrokerConfig, receiver: TransferReceiver,
-                 client_id: str = "roadside-receiver", session_expiry_s: int = 86400) -> None:
+    def __init__(
+        self,
+        cfg: BrokerConfig,
+        receiver: TransferReceiver,
+        client_id: str = "roadside-receiver",
+        session_expiry_s: int = 86400,
+    ) -> None:
         self.cfg = cfg
         self.receiver = receiver
         self.client_id = client_id
@@ -54,9 +59,13 @@ class ReceiverService:
 
     def start(self) -> ReceiverService:
         self._worker.start()
-        self._client.connect_async(self.cfg.host, self.cfg.effective_port,
-                                   keepalive=self.cfg.keepalive_s, clean_start=False,
-                                   properties=connect_properties(self.session_expiry_s))
+        self._client.connect_async(
+            self.cfg.host,
+            self.cfg.effective_port,
+            keepalive=self.cfg.keepalive_s,
+            clean_start=False,
+            properties=connect_properties(self.session_expiry_s),
+        )
         self._client.loop_start()
         return self
 
@@ -73,8 +82,9 @@ class ReceiverService:
         self.stop()
 
     # -- network thread ------------------------------------------------------------------
-    def _on_connect(self, client: mqtt.Client, _u: object, _flags: object, reason: ReasonCode,
-                    _props: object) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, _u: object, _flags: object, reason: ReasonCode, _props: object
+    ) -> None:
         if reason.is_failure:
             log.warning("receiver: broker refused the connection: %s", reason)
             return

@@ -27,5 +27,10 @@ def reply_update(payload: bytes, received: float) -> tuple[str, ReplyUpdate]:
     """(request id, update) for one reply message; raises ValidationError when malformed."""
     msg = ReplyMsg.decode(payload)
     detail = msg.msg if msg.st == "error" else None
-    return msg.rq, ReplyUpdate(state=AUDIT_STATE[msg.st], result=reply_result(msg),
-                               detail=detail, at=received, final=msg.final)
+    return msg.rq, ReplyUpdate(
+        state=AUDIT_STATE[msg.st],
+        result=reply_result(msg),
+        detail=detail,
+        at=received,
+        final=msg.final,
+    )

@@ -37,8 +37,14 @@ EXIT_DONE, EXIT_ERROR, EXIT_PENDING = 0, 1, 3
 FILE_RECORD_WAIT_S = 30.0  # the receiver's record may trail the box's final reply
 
 
-def clip_range(cfg: CentralConfig, at: str | None, before: float | None, after: float | None,
-               start: str | None, end: str | None) -> tuple[float, float]:
+def clip_range(
+    cfg: CentralConfig,
+    at: str | None,
+    before: float | None,
+    after: float | None,
+    start: str | None,
+    end: str | None,
+) -> tuple[float, float]:
     """(from, to) in epoch seconds from either --at/--before/--after or --from/--to."""
     if at is not None and (start is not None or end is not None):
         raise click.UsageError("give either --at (with --before/--after) or --from and --to")
@@ -74,8 +80,9 @@ class TransferBar:
         self.note = ""
 
     def _say(self, text: str) -> None:
-        drops = f" [dim]({self.drops} drop{'s' if self.drops != 1 else ''})[/]" \
-            if self.drops else ""
+        drops = (
+            f" [dim]({self.drops} drop{'s' if self.drops != 1 else ''})[/]" if self.drops else ""
+        )
         self.progress.update(self.task, description=text + drops)
 
     def status(self, msg: P.StatusMsg) -> None:
@@ -115,8 +122,14 @@ class TransferBar:
 
 def _follow(req: BoxRequest, cfg: CentralConfig, console: Console) -> P.ReplyMsg | None:
     """Show updates until the final reply, or None when it does not come in time."""
-    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-               DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn()]
+    columns = [
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+    ]
     started = time.monotonic()
     heard = False
     with Progress(*columns, console=console, transient=False) as progress:
@@ -148,9 +161,16 @@ def _follow(req: BoxRequest, cfg: CentralConfig, console: Console) -> P.ReplyMsg
     return req.final
 
 
-def follow_request(cfg: CentralConfig, store: Store, device: str, command: str,
-                   params: dict[str, Any], out: Path | None, no_wait: bool,
-                   as_json: bool) -> int:
+def follow_request(
+    cfg: CentralConfig,
+    store: Store,
+    device: str,
+    command: str,
+    params: dict[str, Any],
+    out: Path | None,
+    no_wait: bool,
+    as_json: bool,
+) -> int:
     """Send one clip or snapshot request and see it through; returns the exit code."""
     console = Console(stderr=True)
     req = BoxRequest(cfg, store, device, command, params)
@@ -159,21 +179,27 @@ def follow_request(cfg: CentralConfig, store: Store, device: str, command: str,
         if no_wait:
             _emit(as_json, {"id": request_id, "state": "sent"}, request_id)
             return EXIT_DONE
-        console.print(f"request {request_id}: {command} from {device}"
-                      + _describe_params(cfg, params))
+        console.print(
+            f"request {request_id}: {command} from {device}" + _describe_params(cfg, params)
+        )
         final = _follow(req, cfg, console)
     finally:
         req.close()
     if final is None:
-        why = (f"no final answer from {device} yet; the request stays queued for it: "
-               f"roadside clip status {request_id}")
+        why = (
+            f"no final answer from {device} yet; the request stays queued for it: "
+            f"roadside clip status {request_id}"
+        )
         req.give_up(why)
         _emit(as_json, {"id": request_id, "state": "pending", "detail": why}, why)
         return EXIT_PENDING
     if final.st == "error":
         text = f"{device} refused or failed: {final.msg} ({final.code})"
-        _emit(as_json, {"id": request_id, "state": "error", "code": final.code,
-                        "detail": final.msg}, text)
+        _emit(
+            as_json,
+            {"id": request_id, "state": "error", "code": final.code, "detail": final.msg},
+            text,
+        )
         return EXIT_ERROR
     row = wait_for_file(store, request_id, FILE_RECORD_WAIT_S)
     if row is None or row["state"] != "done" or not row.get("path"):
@@ -182,17 +208,28 @@ def follow_request(cfg: CentralConfig, store: Store, device: str, command: str,
             f"request {request_id} (is `roadside central run` running?)"
         )
     path, digest = deliver(row, out)
-    _emit(as_json, {"id": request_id, "state": "done", "path": str(path), "sha256": digest,
-                    "bytes": path.stat().st_size, "result": final.r},
-          f"{path}  sha256 {digest}")
+    _emit(
+        as_json,
+        {
+            "id": request_id,
+            "state": "done",
+            "path": str(path),
+            "sha256": digest,
+            "bytes": path.stat().st_size,
+            "result": final.r,
+        },
+        f"{path}  sha256 {digest}",
+    )
     return EXIT_DONE
 
 
 def _describe_params(cfg: CentralConfig, params: dict[str, Any]) -> str:
     if "from" in params:
-        return (f", {show_time(params['from'], cfg.zone)} to "
-                f"{show_time(params['to'], cfg.zone, with_date=False)} ({cfg.time_zone}), "
-                f"quality {params.get('quality', 'original')}")
+        return (
+            f", {show_time(params['from'], cfg.zone)} to "
+            f"{show_time(params['to'], cfg.zone, with_date=False)} ({cfg.time_zone}), "
+            f"quality {params.get('quality', 'original')}"
+        )
     if params.get("event"):
         return f", event {params['event']}"
     return ", now"
@@ -215,11 +252,16 @@ def show_status(cfg: CentralConfig, store: Store, request_id: str, as_json: bool
         views.print_json(status)
         return
     console = views.out_console()
-    console.print(f"[bold]{status['action']}[/] {status['id']} from {status['box']}, asked by "
-                  f"{status['requester']} at {status['asked']}")
-    console.print(f"state: {status['state']}" + (f" ({status['detail']})"
-                                                 if status["detail"] else ""))
+    console.print(
+        f"[bold]{status['action']}[/] {status['id']} from {status['box']}, asked by "
+        f"{status['requester']} at {status['asked']}"
+    )
+    console.print(
+        f"state: {status['state']}" + (f" ({status['detail']})" if status["detail"] else "")
+    )
     if "file" in status:
         f = status["file"]
-        console.print(f"file: {f['state']} {f['path'] or ''} {f['bytes'] or ''} bytes "
-                      f"sha256 {f['sha256'] or '?'}")
+        console.print(
+            f"file: {f['state']} {f['path'] or ''} {f['bytes'] or ''} bytes "
+            f"sha256 {f['sha256'] or '?'}"
+        )

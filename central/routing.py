@@ -33,7 +33,10 @@ def _status(batch: Batch, device: str, payload: bytes, received: float) -> None:
 
 
 _ROUTES: dict[str, Callable[[Batch, str, bytes, float], None]] = {
-    P.EVENT: _event, P.COUNT: _count, P.HEALTH: _health, P.STATUS: _status,
+    P.EVENT: _event,
+    P.COUNT: _count,
+    P.HEALTH: _health,
+    P.STATUS: _status,
 }
 
 

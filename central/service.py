@@ -23,18 +23,23 @@ log = logging.getLogger(__name__)
 class CentralService:
     """Owns the store and the worker; ``run`` blocks on one stop event."""
 
-    def __init__(self, cfg: CentralConfig, worker: str | None = None,
-                 receiver: bool | None = None) -> None:
+    def __init__(
+        self, cfg: CentralConfig, worker: str | None = None, receiver: bool | None = None
+    ) -> None:
         self.cfg = cfg
         self.store = Store(cfg.database_url, cfg.database.echo)
         self.ingest = IngestWorker(cfg, self.store, worker)
         self.receiver: ReceiverService | None = None
         if cfg.ingest.receiver if receiver is None else receiver:
-            files = TransferReceiver(Path(cfg.data_dir) / "incoming", cfg.clips_path,
-                                     self.store.clips)
+            files = TransferReceiver(
+                Path(cfg.data_dir) / "incoming", cfg.clips_path, self.store.clips
+            )
             self.receiver = ReceiverService(
-                cfg.broker, files, client_id=f"roadside-receiver-{cfg.ingest.group}",
-                session_expiry_s=cfg.broker.session_expiry_s)
+                cfg.broker,
+                files,
+                client_id=f"roadside-receiver-{cfg.ingest.group}",
+                session_expiry_s=cfg.broker.session_expiry_s,
+            )
         self.stop_event = threading.Event()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -45,16 +50,20 @@ class CentralService:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, self._on_signal)
-        log.info("central: store %s, broker %s:%d, worker %s", self.store.safe_url,
-                 self.cfg.broker.host, self.cfg.broker.effective_port, self.ingest.worker)
+        log.info(
+            "central: store %s, broker %s:%d, worker %s",
+            self.store.safe_url,
+            self.cfg.broker.host,
+            self.cfg.broker.effective_port,
+            self.ingest.worker,
+        )
         self.ingest.start()
         if self.receiver is not None:
             self.receiver.start()
         deadline = None if duration is None else time.monotonic() + duration
         try:
             while True:
-                wait = report_s if deadline is None else min(report_s,
-                                                             deadline - time.monotonic())
+                wait = report_s if deadline is None else min(report_s, deadline - time.monotonic())
                 if wait <= 0 or self.stop_event.wait(wait):
                     break
                 log.info("central: %s", self.ingest.stats)

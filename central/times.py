@@ -33,7 +33,7 @@ def parse_duration(text: str) -> float:
         pass
     pos, total = 0, 0.0
     for m in _DURATION.finditer(s):
-        if s[pos:m.start()].strip():
+        if s[pos : m.start()].strip():
             break
         total += float(m.group(1)) * _UNITS[m.group(2).lower()]
         pos = m.end()
@@ -47,11 +47,11 @@ def _at_clock(day: date, clock: re.Match, zone: tzinfo) -> datetime:
     hh, mm, ss, frac = clock.groups()
     micro = int((frac or "0")[:6].ljust(6, "0"))
     try:
-        return datetime(day.year, day.month, day.day, int(hh), int(mm), int(ss or 0), micro,
-                        tzinfo=zone)
+        return datetime(
+            day.year, day.month, day.day, int(hh), int(mm), int(ss or 0), micro, tzinfo=zone
+        )
     except ValueError:
-        raise TimeInputError(f"{clock.string!r} is not a time of day (HH:MM or HH:MM:SS)") \
-            from None
+        raise TimeInputError(f"{clock.string!r} is not a time of day (HH:MM or HH:MM:SS)") from None
 
 
 def parse_time(text: str, zone: tzinfo, now: float | None = None) -> float:

@@ -73,16 +73,23 @@ def device_state(d: dict[str, Any]) -> str:
 
 def devices_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]]:
     now = time.time()
-    return [{
-        "device": d["device"], "state": device_state(d),
-        "last_seen": iso_time(d["last_seen"], zone),
-        "last_seen_ago_s": round(now - d["last_seen"], 1),
-        "software": (d.get("status") or {}).get("sw"),
-        "model": (d.get("status") or {}).get("m"),
-        "health": d.get("health"), "health_at": iso_time(d.get("health_at"), zone),
-        "outbox": (d.get("health") or {}).get("ob"),
-        "clock_synced": None if "ck" not in (d.get("health") or {}) else bool(d["health"]["ck"]),
-    } for d in rows]
+    return [
+        {
+            "device": d["device"],
+            "state": device_state(d),
+            "last_seen": iso_time(d["last_seen"], zone),
+            "last_seen_ago_s": round(now - d["last_seen"], 1),
+            "software": (d.get("status") or {}).get("sw"),
+            "model": (d.get("status") or {}).get("m"),
+            "health": d.get("health"),
+            "health_at": iso_time(d.get("health_at"), zone),
+            "outbox": (d.get("health") or {}).get("ob"),
+            "clock_synced": None
+            if "ck" not in (d.get("health") or {})
+            else bool(d["health"]["ck"]),
+        }
+        for d in rows
+    ]
 
 
 def devices_table(rows: list[dict[str, Any]], zone: tzinfo) -> Table:
@@ -95,22 +102,34 @@ def devices_table(rows: list[dict[str, Any]], zone: tzinfo) -> Table:
         style = "green" if state == "online" else ("red" if "offline" in state else "yellow")
         h = d.get("health")
         table.add_row(
-            d["device"], f"[{style}]{state}[/]",
+            d["device"],
+            f"[{style}]{state}[/]",
             f"{show_time(d['last_seen'], zone)} ({show_age(now - d['last_seen'])} ago)",
-            health_summary(h), outbox_summary(h), clock_summary(h),
+            health_summary(h),
+            outbox_summary(h),
+            clock_summary(h),
             (d.get("status") or {}).get("sw") or "-",
         )
     return table
 
 
 def events_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]]:
-    return [{
-        "id": e["id"], "device": e["device"], "class": e["cls"],
-        "state": "ended" if e["phase"] == "e" else "ongoing",
-        "start": iso_time(e["t0"], zone), "end": iso_time(e["t1"], zone),
-        "score": round(e["score"], 3), "box": e["box"], "direction": e["direction"],
-        "zones": e["zones"], "clock_unsynced": bool(e["unsynced"]),
-    } for e in rows]
+    return [
+        {
+            "id": e["id"],
+            "device": e["device"],
+            "class": e["cls"],
+            "state": "ended" if e["phase"] == "e" else "ongoing",
+            "start": iso_time(e["t0"], zone),
+            "end": iso_time(e["t1"], zone),
+            "score": round(e["score"], 3),
+            "box": e["box"],
+            "direction": e["direction"],
+            "zones": e["zones"],
+            "clock_unsynced": bool(e["unsynced"]),
+        }
+        for e in rows
+    ]
 
 
 def events_table(rows: list[dict[str, Any]], zone: tzinfo, limit: int) -> Table:
@@ -122,16 +141,23 @@ def events_table(rows: list[dict[str, Any]], zone: tzinfo, limit: int) -> Table:
         ongoing = " (ongoing)" if e["phase"] == "s" else ""
         clock = " [yellow]clock?[/]" if e["unsynced"] else ""
         table.add_row(
-            show_time(e["t0"], zone) + clock, e["device"], e["cls"],
-            f"{e['t1'] - e['t0']:.1f} s{ongoing}", f"{e['score']:.2f}", e["direction"] or "-",
-            ", ".join(e["zones"] or []) or "-", e["id"],
+            show_time(e["t0"], zone) + clock,
+            e["device"],
+            e["cls"],
+            f"{e['t1'] - e['t0']:.1f} s{ongoing}",
+            f"{e['score']:.2f}",
+            e["direction"] or "-",
+            ", ".join(e["zones"] or []) or "-",
+            e["id"],
         )
     return table
 
 
 def audit_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]]:
-    return [{**r, "at": iso_time(r["at"], zone), "finished": iso_time(r["finished"], zone)}
-            for r in rows]
+    return [
+        {**r, "at": iso_time(r["at"], zone), "finished": iso_time(r["finished"], zone)}
+        for r in rows
+    ]
 
 
 def audit_table(rows: list[dict[str, Any]], zone: tzinfo) -> Table:
@@ -139,30 +165,51 @@ def audit_table(rows: list[dict[str, Any]], zone: tzinfo) -> Table:
     for col in ("when", "who", "what", "box", "parameters", "result", "id"):
         table.add_column(col, no_wrap=col in ("when", "id"))
     for r in rows:
-        params = ", ".join(
-            f"{k}={show_time(v, zone) if k in ('from', 'to') and isinstance(v, float) else v}"
-            for k, v in (r["params"] or {}).items()) or "-"
+        params = (
+            ", ".join(
+                f"{k}={show_time(v, zone) if k in ('from', 'to') and isinstance(v, float) else v}"
+                for k, v in (r["params"] or {}).items()
+            )
+            or "-"
+        )
         result = r["state"] + (f": {r['detail']}" if r.get("detail") else "")
-        table.add_row(show_time(r["at"], zone), r["requester"], r["action"],
-                      r["device"] or "-", params, result, r["id"])
+        table.add_row(
+            show_time(r["at"], zone),
+            r["requester"],
+            r["action"],
+            r["device"] or "-",
+            params,
+            result,
+            r["id"],
+        )
     return table
 
 
-def request_status(audit_row: dict[str, Any], clip: dict[str, Any] | None,
-                   zone: tzinfo) -> dict[str, Any]:
+def request_status(
+    audit_row: dict[str, Any], clip: dict[str, Any] | None, zone: tzinfo
+) -> dict[str, Any]:
     """One request as `roadside clip status` shows it."""
     out: dict[str, Any] = {
-        "id": audit_row["id"], "action": audit_row["action"], "box": audit_row["device"],
-        "requester": audit_row["requester"], "asked": iso_time(audit_row["at"], zone),
-        "state": audit_row["state"], "detail": audit_row["detail"],
-        "finished": iso_time(audit_row["finished"], zone), "params": audit_row["params"],
+        "id": audit_row["id"],
+        "action": audit_row["action"],
+        "box": audit_row["device"],
+        "requester": audit_row["requester"],
+        "asked": iso_time(audit_row["at"], zone),
+        "state": audit_row["state"],
+        "detail": audit_row["detail"],
+        "finished": iso_time(audit_row["finished"], zone),
+        "params": audit_row["params"],
         "result": audit_row["result"],
     }
     if clip:
         out["file"] = {
-            "state": clip["state"], "path": clip["path"], "bytes": clip["bytes"],
-            "sha256": clip["sha256"], "transfer": clip["id"],
+            "state": clip["state"],
+            "path": clip["path"],
+            "bytes": clip["bytes"],
+            "sha256": clip["sha256"],
+            "transfer": clip["id"],
             "actual_from": iso_time(clip["actual_from"], zone),
-            "actual_to": iso_time(clip["actual_to"], zone), "detail": clip.get("detail"),
+            "actual_to": iso_time(clip["actual_to"], zone),
+            "detail": clip.get("detail"),
         }
     return out

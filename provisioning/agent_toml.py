@@ -106,10 +106,14 @@ def _toml_value(v: object) -> str:
     return json.dumps(str(v), ensure_ascii=False)
 
 
-def render_agent_toml(device: str, broker: Broker, camera: str = "picamera2",
-                      site: str | None = None,
-                      location: tuple[float, float] | None = None,
-                      status_led: int | None = None) -> str:
+def render_agent_toml(
+    device: str,
+    broker: Broker,
+    camera: str = "picamera2",
+    site: str | None = None,
+    location: tuple[float, float] | None = None,
+    status_led: int | None = None,
+) -> str:
     """The box's ``/etc/roadside/agent.toml``: identity, camera and the TLS uplink.
 
     Events go to the broker (``sinks = ["mqtt"]``); the client id is left to the agent's

@@ -44,7 +44,13 @@ from .identity import account_role
 # The wire contract's names (roadside.agent.protocol; a test keeps these equal to it).
 PREFIX = "roadside/v1"
 STATUS, EVENT, COUNT, HEALTH, CMD, REPLY, XFER = (
-    "status", "event", "count", "health", "cmd", "reply", "xfer"
+    "status",
+    "event",
+    "count",
+    "health",
+    "cmd",
+    "reply",
+    "xfer",
 )
 XFER_INIT, XFER_DATA, XFER_ABORT, XFER_ACK = "init", "d", "abort", "ack"
 DEFAULT_CONF_DIR = "/etc/mosquitto/roadside"
@@ -152,9 +158,14 @@ def render_acl(accounts: list[str], retired: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_mosquitto_conf(files: BrokerFiles, port: int = BOX_PORT, bind: str | None = None,
-                          conf_dir: str | None = None, station_port: int = STATION_PORT,
-                          station_bind: str | None = None) -> str:
+def render_mosquitto_conf(
+    files: BrokerFiles,
+    port: int = BOX_PORT,
+    bind: str | None = None,
+    conf_dir: str | None = None,
+    station_port: int = STATION_PORT,
+    station_bind: str | None = None,
+) -> str:
     """Both listener blocks, with the file paths as they will be on the broker host.
 
     ``conf_dir`` is where the folder will live there (default /etc/mosquitto/roadside).
@@ -175,35 +186,44 @@ def render_mosquitto_conf(files: BrokerFiles, port: int = BOX_PORT, bind: str | 
         "require_certificate true",
         "use_identity_as_username true",
     ]
-    return "\n".join([
-        "# Roadside: TLS with client certificates; the certificate's CN is the identity.",
-        "# Written by `roadside provision broker`; include it from mosquitto.conf or link it",
-        "# from /etc/mosquitto/conf.d/. Needs mosquitto >= 2.0.",
-        "",
-        "# Boxes: device CA only. The client id is forced to the CN, so no box can take",
-        "# over another box's session.",
-        listener(port, bind),
-        f"cafile {at(files.device_ca)}",
-        *common,
-        "use_username_as_clientid true",
-        "",
-        "# The station (central services, officers): station CA only; bind it to the station",
-        "# network. Client ids stay the client's (one account, several processes).",
-        listener(station_port, station_bind),
-        f"cafile {at(files.station_ca)}",
-        *common,
-        "",
-        "# Global (per_listener_settings false, mosquitto's default).",
-        "allow_anonymous false",
-        f"acl_file {at(files.acl)}",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Roadside: TLS with client certificates; the certificate's CN is the identity.",
+            "# Written by `roadside provision broker`; include it from mosquitto.conf or link it",
+            "# from /etc/mosquitto/conf.d/. Needs mosquitto >= 2.0.",
+            "",
+            "# Boxes: device CA only. The client id is forced to the CN, so no box can take",
+            "# over another box's session.",
+            listener(port, bind),
+            f"cafile {at(files.device_ca)}",
+            *common,
+            "use_username_as_clientid true",
+            "",
+            "# The station (central services, officers): station CA only; bind it to the station",
+            "# network. Client ids stay the client's (one account, several processes).",
+            listener(station_port, station_bind),
+            f"cafile {at(files.station_ca)}",
+            *common,
+            "",
+            "# Global (per_listener_settings false, mosquitto's default).",
+            "allow_anonymous false",
+            f"acl_file {at(files.acl)}",
+            "",
+        ]
+    )
 
 
-def write_broker_dir(ca: ProjectCA, out: Path, hosts: list[str], port: int = BOX_PORT,
-                     bind: str | None = None, conf_dir: str | None = None,
-                     renew: bool = False, station_port: int = STATION_PORT,
-                     station_bind: str | None = None) -> BrokerFiles:
+def write_broker_dir(
+    ca: ProjectCA,
+    out: Path,
+    hosts: list[str],
+    port: int = BOX_PORT,
+    bind: str | None = None,
+    conf_dir: str | None = None,
+    renew: bool = False,
+    station_port: int = STATION_PORT,
+    station_bind: str | None = None,
+) -> BrokerFiles:
     """Write (or refresh) a broker folder; keeps an existing server key unless ``renew``.
 
     Running it again is how the ACL and CRL are brought up to date after new accounts.
@@ -223,8 +243,11 @@ def write_broker_dir(ca: ProjectCA, out: Path, hosts: list[str], port: int = BOX
         write_atomic(files.cert, cert_pem(cert), 0o644)
     write_atomic(files.device_ca, ca.cert_pem(DEVICE_CA), 0o644)
     write_atomic(files.station_ca, ca.cert_pem(STATION_CA), 0o644)
-    write_atomic(files.conf, render_mosquitto_conf(files, port, bind, conf_dir, station_port,
-                                                   station_bind), 0o644)
+    write_atomic(
+        files.conf,
+        render_mosquitto_conf(files, port, bind, conf_dir, station_port, station_bind),
+        0o644,
+    )
     ca.registry.broker_dir = str(Path(out).resolve())
     if hosts:
         ca.registry.broker = f"{hosts[0]}:{port}"
@@ -238,6 +261,7 @@ def refresh_broker_dir(ca: ProjectCA, files: BrokerFiles) -> None:
         raise ProvisionError(f"broker folder {files.directory} does not exist")
     ca.write_crl()
     write_atomic(files.crl, (ca.directory / "crl.pem").read_bytes(), 0o644)
-    write_atomic(files.acl, render_acl(ca.registry.live_accounts(),
-                                       ca.registry.retired_names()), 0o644)
+    write_atomic(
+        files.acl, render_acl(ca.registry.live_accounts(), ca.registry.retired_names()), 0o644
+    )
     ca.registry.save()

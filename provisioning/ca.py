@@ -80,8 +80,9 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def _self_signed_ca(title: str, organisation: str, days: int) -> tuple[ec.EllipticCurvePrivateKey,
-                                                                       x509.Certificate]:
+def _self_signed_ca(
+    title: str, organisation: str, days: int
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = new_key(ec.SECP384R1())
     name = _name(title, organisation)
     now = _now()
@@ -97,9 +98,15 @@ def _self_signed_ca(title: str, organisation: str, days: int) -> tuple[ec.Ellipt
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -111,9 +118,15 @@ def _self_signed_ca(title: str, organisation: str, days: int) -> tuple[ec.Ellipt
 
 def _leaf_usage() -> x509.KeyUsage:
     return x509.KeyUsage(
-        digital_signature=True, content_commitment=False, key_encipherment=False,
-        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-        encipher_only=False, decipher_only=False,
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 
@@ -132,16 +145,18 @@ class ProjectCA:
     certificates and ``issued.json`` are plain files anyone may read.
     """
 
-    def __init__(self, directory: Path, authorities: dict[Issuer, Authority],
-                 registry: Registry) -> None:
+    def __init__(
+        self, directory: Path, authorities: dict[Issuer, Authority], registry: Registry
+    ) -> None:
         self.directory = Path(directory)
         self.authorities = authorities
         self.registry = registry
 
     # ---------------------------------------------------------------- create / open
     @classmethod
-    def create(cls, directory: Path, passphrase: bytes, organisation: str = "Roadside",
-               days: int = 7300) -> ProjectCA:
+    def create(
+        cls, directory: Path, passphrase: bytes, organisation: str = "Roadside", days: int = 7300
+    ) -> ProjectCA:
         """Make a new CA folder; refuses to touch one that already holds a CA."""
         directory = Path(directory)
         if len(passphrase) < MIN_PASSPHRASE:
@@ -186,10 +201,17 @@ class ProjectCA:
         return cls(directory, authorities, registry)
 
     # ---------------------------------------------------------------- issuing
-    def _issue(self, issuer: Issuer, kind: Kind, subject: x509.Name, name: str,
-               public_key: ec.EllipticCurvePublicKey, days: int,
-               eku: x509.ObjectIdentifier, san: list[x509.GeneralName] | None = None,
-               ) -> x509.Certificate:
+    def _issue(
+        self,
+        issuer: Issuer,
+        kind: Kind,
+        subject: x509.Name,
+        name: str,
+        public_key: ec.EllipticCurvePublicKey,
+        days: int,
+        eku: x509.ObjectIdentifier,
+        san: list[x509.GeneralName] | None = None,
+    ) -> x509.Certificate:
         ca = self.authorities[issuer]
         now = _now()
         not_after = min(now + timedelta(days=days), ca.cert.not_valid_after_utc)
@@ -215,10 +237,16 @@ class ProjectCA:
         cert = builder.sign(ca.key, hashes.SHA384())
         # Recorded before anyone sees the certificate: a cert we cannot name is one we
         # cannot revoke.
-        self.registry.certs.append(IssuedCert(
-            name=name, kind=kind, issuer=issuer, serial=cert.serial_number,
-            not_after=cert.not_valid_after_utc, issued_at=now,
-        ))
+        self.registry.certs.append(
+            IssuedCert(
+                name=name,
+                kind=kind,
+                issuer=issuer,
+                serial=cert.serial_number,
+                not_after=cert.not_valid_after_utc,
+                issued_at=now,
+            )
+        )
         self.registry.save()
         return cert
 
@@ -233,26 +261,51 @@ class ProjectCA:
             self.registry.revoke(name)
             self.write_crl()
 
-    def issue_device(self, name: str, public_key: ec.EllipticCurvePublicKey,
-                     days: int = 3650, replace: bool = False) -> x509.Certificate:
+    def issue_device(
+        self,
+        name: str,
+        public_key: ec.EllipticCurvePublicKey,
+        days: int = 3650,
+        replace: bool = False,
+    ) -> x509.Certificate:
         """A box's client certificate, CN = device id, signed by the device CA."""
         check_device_id(name)
         self._check_free(name, replace)
         org = self._organisation()
-        return self._issue(DEVICE_CA, "device", _name(name, org, "device"), name, public_key,
-                           days, ExtendedKeyUsageOID.CLIENT_AUTH)
+        return self._issue(
+            DEVICE_CA,
+            "device",
+            _name(name, org, "device"),
+            name,
+            public_key,
+            days,
+            ExtendedKeyUsageOID.CLIENT_AUTH,
+        )
 
-    def issue_account(self, name: str, public_key: ec.EllipticCurvePublicKey,
-                      days: int = 365, replace: bool = False) -> x509.Certificate:
+    def issue_account(
+        self,
+        name: str,
+        public_key: ec.EllipticCurvePublicKey,
+        days: int = 365,
+        replace: bool = False,
+    ) -> x509.Certificate:
         """A station client certificate (central.*, officer.*), signed by the station CA."""
         role = account_role(name)
         self._check_free(name, replace)
         org = self._organisation()
-        return self._issue(STATION_CA, "account", _name(name, org, role), name, public_key,
-                           days, ExtendedKeyUsageOID.CLIENT_AUTH)
+        return self._issue(
+            STATION_CA,
+            "account",
+            _name(name, org, role),
+            name,
+            public_key,
+            days,
+            ExtendedKeyUsageOID.CLIENT_AUTH,
+        )
 
-    def issue_server(self, hosts: list[str], public_key: ec.EllipticCurvePublicKey,
-                     days: int = 1825) -> x509.Certificate:
+    def issue_server(
+        self, hosts: list[str], public_key: ec.EllipticCurvePublicKey, days: int = 1825
+    ) -> x509.Certificate:
         """The broker's TLS server certificate: every host name or IP it is reached by."""
         if not hosts:
             raise ProvisionError("the broker certificate needs at least one --host")
@@ -263,13 +316,21 @@ class ProjectCA:
             except ValueError:
                 san.append(x509.DNSName(h))
         org = self._organisation()
-        return self._issue(STATION_CA, "server", _name(hosts[0], org, "broker"),
-                           f"broker:{hosts[0]}", public_key, days,
-                           ExtendedKeyUsageOID.SERVER_AUTH, san)
+        return self._issue(
+            STATION_CA,
+            "server",
+            _name(hosts[0], org, "broker"),
+            f"broker:{hosts[0]}",
+            public_key,
+            days,
+            ExtendedKeyUsageOID.SERVER_AUTH,
+            san,
+        )
 
     def _organisation(self) -> str:
         attrs = self.authorities[DEVICE_CA].cert.subject.get_attributes_for_oid(
-            NameOID.ORGANIZATION_NAME)
+            NameOID.ORGANIZATION_NAME
+        )
         return str(attrs[0].value) if attrs else "Roadside"
 
     # ---------------------------------------------------------------- revocation
@@ -335,4 +396,3 @@ def ensure_no_ca(directory: Path) -> None:
     directory = Path(directory)
     if (directory / REGISTRY_FILE).exists() or (directory / f"{DEVICE_CA}.key").exists():
         raise ProvisionError(f"{directory} already holds a CA; refusing to overwrite it")
-

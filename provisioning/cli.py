@@ -42,8 +42,7 @@ def _passphrase(passphrase_file: Path | None, confirm: bool = False) -> bytes:
         except OSError:
             mode = 0
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            click.echo(f"warning: {passphrase_file} is readable by others; chmod 600 it",
-                       err=True)
+            click.echo(f"warning: {passphrase_file} is readable by others; chmod 600 it", err=True)
         raw = read_bytes(passphrase_file, "passphrase file")
         return raw.removesuffix(b"\n").removesuffix(b"\r")
     if os.environ.get(PASSPHRASE_ENV):
@@ -51,9 +50,7 @@ def _passphrase(passphrase_file: Path | None, confirm: bool = False) -> bytes:
     if sys.stdin.isatty():
         text = click.prompt("CA passphrase", hide_input=True, confirmation_prompt=confirm)
         return text.encode("utf-8")
-    raise ProvisionError(
-        f"no CA passphrase: pass --passphrase-file FILE or set {PASSPHRASE_ENV}"
-    )
+    raise ProvisionError(f"no CA passphrase: pass --passphrase-file FILE or set {PASSPHRASE_ENV}")
 
 
 _passphrase_option = click.option(
@@ -84,12 +81,16 @@ def _refresh_broker(ca_obj: ProjectCA, broker_dir: Path | None = None) -> None:
     if target and target.is_dir():
         refresh_broker_dir(ca_obj, BrokerFiles(target))
         click.echo(f"updated {target}/acl and {target}/crl.pem")
-        click.echo("On the broker host: copy acl and crl.pem, then `systemctl reload "
-                   "mosquitto` (SIGHUP re-reads both); restart it to also drop a connection "
-                   "still open.")
+        click.echo(
+            "On the broker host: copy acl and crl.pem, then `systemctl reload "
+            "mosquitto` (SIGHUP re-reads both); restart it to also drop a connection "
+            "still open."
+        )
     else:
-        click.echo(f"CRL written to {ca_obj.directory}/crl.pem; no broker folder to update "
-                   "(run `provision broker` to render its ACL)")
+        click.echo(
+            f"CRL written to {ca_obj.directory}/crl.pem; no broker folder to update "
+            "(run `provision broker` to render its ACL)"
+        )
 
 
 @click.group(cls=RoadsideGroup)
@@ -104,10 +105,19 @@ def ca() -> None:
 
 @ca.command("init")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--org", default="Roadside", show_default=True,
-              help="Organisation name put in every certificate.")
-@click.option("--days", type=click.IntRange(365, 36500), default=7300, show_default=True,
-              help="How long the CA certificates are valid.")
+@click.option(
+    "--org",
+    default="Roadside",
+    show_default=True,
+    help="Organisation name put in every certificate.",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(365, 36500),
+    default=7300,
+    show_default=True,
+    help="How long the CA certificates are valid.",
+)
 @_passphrase_option
 def ca_init(directory: Path, org: str, days: int, passphrase_file: Path | None) -> None:
     """Create DIRECTORY with a device CA and a station CA, keys under one passphrase."""
@@ -124,27 +134,70 @@ def ca_init(directory: Path, org: str, days: int, passphrase_file: Path | None) 
 @_ca_option
 @click.option("--site", required=True, help="Where the box stands, for people (one line).")
 @click.option("--location", required=True, help="LAT,LON in decimal degrees, e.g. 46.49,11.35.")
-@click.option("--camera", default="picamera2", show_default=True,
-              help="picamera2, an rtsp://... URL or /dev/videoN.")
-@click.option("--status-led", type=click.IntRange(0, 27), default=None,
-              help="BCM GPIO of the box's status LED, if it has one.")
-@click.option("--broker", "broker_addr", default=None,
-              help="host[:port] of the broker (default: the one set by `provision broker`).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-              show_default=True, help="Folder for NAME.bundle.tar.gz.")
-@click.option("--days", type=click.IntRange(1, 36500), default=3650, show_default=True,
-              help="Certificate validity.")
-@click.option("--replace", is_flag=True,
-              help="NAME already has a certificate: revoke it and issue a new one.")
-@click.option("--cloud-init", "cloud_init", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help="Also fill this folder for the SD card's boot partition.")
-@click.option("--wheelhouse", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              default=None, help="With --cloud-init: copy this wheelhouse onto the card too.")
+@click.option(
+    "--camera",
+    default="picamera2",
+    show_default=True,
+    help="picamera2, an rtsp://... URL or /dev/videoN.",
+)
+@click.option(
+    "--status-led",
+    type=click.IntRange(0, 27),
+    default=None,
+    help="BCM GPIO of the box's status LED, if it has one.",
+)
+@click.option(
+    "--broker",
+    "broker_addr",
+    default=None,
+    help="host[:port] of the broker (default: the one set by `provision broker`).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder for NAME.bundle.tar.gz.",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(1, 36500),
+    default=3650,
+    show_default=True,
+    help="Certificate validity.",
+)
+@click.option(
+    "--replace", is_flag=True, help="NAME already has a certificate: revoke it and issue a new one."
+)
+@click.option(
+    "--cloud-init",
+    "cloud_init",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also fill this folder for the SD card's boot partition.",
+)
+@click.option(
+    "--wheelhouse",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="With --cloud-init: copy this wheelhouse onto the card too.",
+)
 @_passphrase_option
-def device(name: str, ca_dir: Path, site: str, location: str, camera: str,
-           status_led: int | None, broker_addr: str | None, out: Path, days: int, replace: bool,
-           cloud_init: Path | None, wheelhouse: Path | None,
-           passphrase_file: Path | None) -> None:
+def device(
+    name: str,
+    ca_dir: Path,
+    site: str,
+    location: str,
+    camera: str,
+    status_led: int | None,
+    broker_addr: str | None,
+    out: Path,
+    days: int,
+    replace: bool,
+    cloud_init: Path | None,
+    wheelhouse: Path | None,
+    passphrase_file: Path | None,
+) -> None:
     """Make the bundle for box NAME: key, certificate, agent.toml, CA and broker address."""
     check_device_id(name)
     loc = parse_location(location)
@@ -159,8 +212,9 @@ def device(name: str, ca_dir: Path, site: str, location: str, camera: str,
         broker_addr = recorded
     broker = parse_broker(broker_addr)
     ca_obj = _open_ca(ca_dir, passphrase_file)
-    req = DeviceRequest(name=name, site=site, location=loc, broker=broker, camera=camera,
-                        status_led=status_led)
+    req = DeviceRequest(
+        name=name, site=site, location=loc, broker=broker, camera=camera, status_led=status_led
+    )
     path = make_bundle(ca_obj, req, out, days=days, replace=replace)
     click.echo(f"bundle {path} (holds the box's private key: keep it private, mode 0600)")
     if replace:
@@ -174,13 +228,18 @@ def device(name: str, ca_dir: Path, site: str, location: str, camera: str,
 @provision.command()
 @click.argument("name")
 @_ca_option
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder to write NAME/client.crt, client.key and ca.crt into.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder to write NAME/client.crt, client.key and ca.crt into.",
+)
 @click.option("--days", type=click.IntRange(1, 3650), default=365, show_default=True)
 @click.option("--replace", is_flag=True, help="Revoke NAME's current certificate first.")
 @_passphrase_option
-def account(name: str, ca_dir: Path, out: Path, days: int, replace: bool,
-            passphrase_file: Path | None) -> None:
+def account(
+    name: str, ca_dir: Path, out: Path, days: int, replace: bool, passphrase_file: Path | None
+) -> None:
     """A station certificate: central.<name> (ingest) or officer.<name> (commands only)."""
     role = account_role(name)
     ca_obj = _open_ca(ca_dir, passphrase_file)
@@ -196,37 +255,77 @@ def account(name: str, ca_dir: Path, out: Path, days: int, replace: bool,
 
 @provision.command()
 @_ca_option
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for roadside.conf, acl, CA files, crl.pem, server.crt/key.")
-@click.option("--host", "hosts", multiple=True, required=True,
-              help="Name or IP the boxes reach the broker by (repeat for each).")
-@click.option("--port", type=click.IntRange(1, 65535), default=8883, show_default=True,
-              help="TLS port for the boxes.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for roadside.conf, acl, CA files, crl.pem, server.crt/key.",
+)
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    required=True,
+    help="Name or IP the boxes reach the broker by (repeat for each).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8883,
+    show_default=True,
+    help="TLS port for the boxes.",
+)
 @click.option("--bind", default=None, help="Boxes' listener address (default: all).")
-@click.option("--station-port", type=click.IntRange(1, 65535), default=8884, show_default=True,
-              help="TLS port for central and officers.")
-@click.option("--station-bind", default=None,
-              help="Station listener address, e.g. the station LAN's (default: all).")
-@click.option("--conf-dir", default=None,
-              help="Where the folder will live on the broker host "
-                   "(default: /etc/mosquitto/roadside).")
+@click.option(
+    "--station-port",
+    type=click.IntRange(1, 65535),
+    default=8884,
+    show_default=True,
+    help="TLS port for central and officers.",
+)
+@click.option(
+    "--station-bind",
+    default=None,
+    help="Station listener address, e.g. the station LAN's (default: all).",
+)
+@click.option(
+    "--conf-dir",
+    default=None,
+    help="Where the folder will live on the broker host (default: /etc/mosquitto/roadside).",
+)
 @click.option("--renew", is_flag=True, help="Issue a new server key and certificate.")
 @_passphrase_option
-def broker(ca_dir: Path, out: Path, hosts: tuple[str, ...], port: int, bind: str | None,
-           station_port: int, station_bind: str | None, conf_dir: str | None, renew: bool,
-           passphrase_file: Path | None) -> None:
+def broker(
+    ca_dir: Path,
+    out: Path,
+    hosts: tuple[str, ...],
+    port: int,
+    bind: str | None,
+    station_port: int,
+    station_bind: str | None,
+    conf_dir: str | None,
+    renew: bool,
+    passphrase_file: Path | None,
+) -> None:
     """Write (or refresh) the mosquitto TLS listeners, ACL, CA files, CRL and server cert."""
     for h in hosts:
         parse_broker(h if ":" not in h else f"[{h}]")
     if station_port == port:
         raise ProvisionError("--port and --station-port must differ (one listener each)")
     ca_obj = _open_ca(ca_dir, passphrase_file)
-    files = write_broker_dir(ca_obj, out, list(hosts), port, bind, conf_dir, renew,
-                             station_port, station_bind)
-    click.echo(f"broker files in {files.directory} (boxes on {port}, station on "
-               f"{station_port}):")
-    for p in (files.conf, files.acl, files.device_ca, files.station_ca, files.crl, files.cert,
-              files.key):
+    files = write_broker_dir(
+        ca_obj, out, list(hosts), port, bind, conf_dir, renew, station_port, station_bind
+    )
+    click.echo(f"broker files in {files.directory} (boxes on {port}, station on {station_port}):")
+    for p in (
+        files.conf,
+        files.acl,
+        files.device_ca,
+        files.station_ca,
+        files.crl,
+        files.cert,
+        files.key,
+    ):
         click.echo(f"  {p.name}")
     click.echo("Copy them to the broker host (server.key owned by the mosquitto user, 0600),")
     click.echo("include roadside.conf from mosquitto.conf, then restart mosquitto.")
@@ -235,11 +334,14 @@ def broker(ca_dir: Path, out: Path, hosts: tuple[str, ...], port: int, bind: str
 @provision.command()
 @click.argument("name")
 @_ca_option
-@click.option("--broker-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Broker folder to update (default: the one `provision broker` wrote).")
+@click.option(
+    "--broker-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Broker folder to update (default: the one `provision broker` wrote).",
+)
 @_passphrase_option
-def revoke(name: str, ca_dir: Path, broker_dir: Path | None,
-           passphrase_file: Path | None) -> None:
+def revoke(name: str, ca_dir: Path, broker_dir: Path | None, passphrase_file: Path | None) -> None:
     """Take NAME's access away: revoke its certificates (CRL) and deny it in the ACL."""
     ca_obj = _open_ca(ca_dir, passphrase_file)
     marked = ca_obj.revoke(name)
@@ -258,28 +360,56 @@ def list_cmd(ca_dir: Path) -> None:
     click.echo(f"{'name':<32} {'kind':<8} {'serial':<40} {'not after':<20} state")
     for c in reg.certs:
         state = f"revoked {c.revoked_at:%Y-%m-%d}" if c.revoked_at else "valid"
-        click.echo(f"{c.name:<32} {c.kind:<8} {c.serial:<40x} "
-                   f"{c.not_after:%Y-%m-%d %H:%M}     {state}")
+        click.echo(
+            f"{c.name:<32} {c.kind:<8} {c.serial:<40x} {c.not_after:%Y-%m-%d %H:%M}     {state}"
+        )
 
 
 @provision.command("wheelhouse")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder to fill with wheels.")
-@click.option("--project", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              default=wh.PROJECT_ROOT, show_default=True, help="The project to build.")
-@click.option("--platform", "platforms", multiple=True,
-              help="Target platform tag, e.g. manylinux2014_aarch64 (repeatable).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder to fill with wheels.",
+)
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=wh.PROJECT_ROOT,
+    show_default=True,
+    help="The project to build.",
+)
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    help="Target platform tag, e.g. manylinux2014_aarch64 (repeatable).",
+)
 @click.option("--python-version", default=None, help="Target Python, e.g. 3.11.")
 @click.option("--extras", default="", help="Extras to include, e.g. 'pi'.")
 @click.option("--dry-run", is_flag=True, help="Print the pip commands, run nothing.")
-def wheelhouse_cmd(out: Path, project: Path, platforms: tuple[str, ...],
-                   python_version: str | None, extras: str, dry_run: bool) -> None:
+def wheelhouse_cmd(
+    out: Path,
+    project: Path,
+    platforms: tuple[str, ...],
+    python_version: str | None,
+    extras: str,
+    dry_run: bool,
+) -> None:
     """Build the project's wheel and download its dependencies into OUT, for offline installs."""
     if dry_run:
         click.echo(" ".join(wh.wheel_command(project, out)))
-        click.echo(" ".join(wh.download_command(
-            out / "roadside-<version>-py3-none-any.whl", out, platforms=platforms,
-            python_version=python_version, extras=extras)))
+        click.echo(
+            " ".join(
+                wh.download_command(
+                    out / "roadside-<version>-py3-none-any.whl",
+                    out,
+                    platforms=platforms,
+                    python_version=python_version,
+                    extras=extras,
+                )
+            )
+        )
         return
     wheel = wh.build_wheelhouse(out, project, platforms, python_version, extras)
     count = len(list(out.glob("*.whl")))

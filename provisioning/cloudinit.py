@@ -52,37 +52,50 @@ def render_user_data(device: str, bundle_name: str, boot_mount: str = BOOT_MOUNT
     check_device_id(device)
     base = f"{boot_mount.rstrip('/')}/{CARD_DIR}"
     cmd = [
-        "bash", f"{base}/install.sh",
-        "--bundle", f"{base}/{bundle_name}",
-        "--wheelhouse", f"{base}/wheelhouse",
+        "bash",
+        f"{base}/install.sh",
+        "--bundle",
+        f"{base}/{bundle_name}",
+        "--wheelhouse",
+        f"{base}/wheelhouse",
         "--remove-bundle",
     ]
-    return "\n".join([
-        "#cloud-config",
-        f"# Roadside box {device}: written by `roadside provision device --cloud-init`.",
-        "# Runs once (per instance-id in meta-data); output in /var/log/cloud-init-output.log.",
-        f"hostname: {_q(device)}",
-        "preserve_hostname: false",
-        "package_update: false",
-        "package_upgrade: false",
-        "runcmd:",
-        f"  - [{', '.join(_q(c) for c in cmd)}]",
-        "",
-    ])
+    return "\n".join(
+        [
+            "#cloud-config",
+            f"# Roadside box {device}: written by `roadside provision device --cloud-init`.",
+            "# Runs once (per instance-id in meta-data); output in /var/log/cloud-init-output.log.",
+            f"hostname: {_q(device)}",
+            "preserve_hostname: false",
+            "package_update: false",
+            "package_upgrade: false",
+            "runcmd:",
+            f"  - [{', '.join(_q(c) for c in cmd)}]",
+            "",
+        ]
+    )
 
 
 def render_meta_data(device: str, serial_hex: str) -> str:
     """instance-id changes with the certificate, so a re-provisioned card installs again."""
     check_device_id(device)
-    return "\n".join([
-        f"instance-id: {_q(f'roadside-{device}-{serial_hex[:16]}')}",
-        f"local-hostname: {_q(device)}",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"instance-id: {_q(f'roadside-{device}-{serial_hex[:16]}')}",
+            f"local-hostname: {_q(device)}",
+            "",
+        ]
+    )
 
 
-def write_card(out: Path, device: str, serial_hex: str, bundle: Path,
-               wheelhouse: Path | None = None, boot_mount: str = BOOT_MOUNT) -> Path:
+def write_card(
+    out: Path,
+    device: str,
+    serial_hex: str,
+    bundle: Path,
+    wheelhouse: Path | None = None,
+    boot_mount: str = BOOT_MOUNT,
+) -> Path:
     """Fill ``out`` with what goes on the boot partition; returns ``out``."""
     out = Path(out)
     card = out / CARD_DIR

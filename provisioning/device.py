@@ -91,13 +91,13 @@ def _tar_add(tar: tarfile.TarFile, name: str, data: bytes, mode: int, mtime: flo
     tar.addfile(info, io.BytesIO(data))
 
 
-def make_bundle(ca: ProjectCA, req: DeviceRequest, out_dir: Path, days: int = 3650,
-                replace: bool = False) -> Path:
+def make_bundle(
+    ca: ProjectCA, req: DeviceRequest, out_dir: Path, days: int = 3650, replace: bool = False
+) -> Path:
     """Issue the box's certificate and write ``<out_dir>/<name>.bundle.tar.gz`` (0600)."""
     check_device_id(req.name)
     site = check_site(req.site)
-    toml = render_agent_toml(req.name, req.broker, req.camera, site, req.location,
-                             req.status_led)
+    toml = render_agent_toml(req.name, req.broker, req.camera, site, req.location, req.status_led)
     check_agent_toml(toml)  # before signing anything: a bad camera or broker costs no serial
     key: ec.EllipticCurvePrivateKey = new_key()
     cert = ca.issue_device(req.name, key.public_key(), days=days, replace=replace)

@@ -23,9 +23,14 @@ def wheel_command(project: Path, out: Path, python: str = sys.executable) -> lis
     return [python, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(project)]
 
 
-def download_command(wheel: Path | str, out: Path, python: str = sys.executable,
-                     platforms: tuple[str, ...] = (), python_version: str | None = None,
-                     extras: str = "") -> list[str]:
+def download_command(
+    wheel: Path | str,
+    out: Path,
+    python: str = sys.executable,
+    platforms: tuple[str, ...] = (),
+    python_version: str | None = None,
+    extras: str = "",
+) -> list[str]:
     """Step 2: fetch every dependency of that wheel (by file path, so never a look-alike
     package named ``roadside`` from an index)."""
     cmd = [python, "-m", "pip", "download", "--dest", str(out)]
@@ -49,18 +54,27 @@ def _run(cmd: list[str]) -> None:
         raise ProvisionError(f"`{' '.join(cmd[2:5])} ...` failed: {last}")
 
 
-def build_wheelhouse(out: Path, project: Path = PROJECT_ROOT, platforms: tuple[str, ...] = (),
-                     python_version: str | None = None, extras: str = "") -> Path:
+def build_wheelhouse(
+    out: Path,
+    project: Path = PROJECT_ROOT,
+    platforms: tuple[str, ...] = (),
+    python_version: str | None = None,
+    extras: str = "",
+) -> Path:
     """Run both steps; returns the project's wheel in ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     before = set(out.glob("roadside-*.whl"))
     _run(wheel_command(project, out))
     wheels = sorted(set(out.glob("roadside-*.whl")) - before) or sorted(
-        out.glob("roadside-*.whl"), key=lambda p: p.stat().st_mtime)
+        out.glob("roadside-*.whl"), key=lambda p: p.stat().st_mtime
+    )
     if not wheels:
         raise ProvisionError(f"pip built no roadside wheel in {out}")
     wheel = wheels[-1]
-    _run(download_command(wheel, out, platforms=platforms, python_version=python_version,
-                          extras=extras))
+    _run(
+        download_command(
+            wheel, out, platforms=platforms, python_version=python_version, extras=extras
+        )
+    )
     return wheel

@@ -193,4 +193,3 @@ def fetch(m: Manifest, store: Path, source: Path | None = None) -> list[Path]:
         os.replace(tmp.name, dest)
         written.append(dest)
     return written
-

@@ -89,8 +89,13 @@ class _Lane:
 class _Pipe:
     """Copies one socket direction through a lane, with latency and stalls."""
 
-    def __init__(self, link: BadLink, direction: Direction, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        link: BadLink,
+        direction: Direction,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
         self.link = link
         self.direction = direction
         self.reader = reader
@@ -167,9 +172,14 @@ class BadLink:
     ``listen_port`` is 0). Use as a context manager or call ``start()``/``stop()``.
     """
 
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1",
-                 listen_port: int = 0, shape: LinkShape | None = None,
-                 listen_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        target_port: int,
+        target_host: str = "127.0.0.1",
+        listen_port: int = 0,
+        shape: LinkShape | None = None,
+        listen_host: str = "127.0.0.1",
+    ) -> None:
         self.target = (target_host, target_port)
         self.listen = (listen_host, listen_port)
         self.shape = shape or LinkShape()
@@ -177,7 +187,8 @@ class BadLink:
         self.port = 0
         # Everything below is touched on the proxy thread only (control methods hop onto it).
         self._lanes: dict[Direction, _Lane] = {
-            "up": _Lane(self.shape.up_kbps), "down": _Lane(self.shape.down_kbps)
+            "up": _Lane(self.shape.up_kbps),
+            "down": _Lane(self.shape.down_kbps),
         }
         self._down_until = 0.0
         self._stalled_until = 0.0
@@ -192,8 +203,9 @@ class BadLink:
     def start(self) -> BadLink:
         ready = threading.Event()
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, args=(ready,), name="badlink",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name="badlink", daemon=True
+        )
         self._thread.start()
         if not ready.wait(10) or not self.port:
             raise RuntimeError("bad link proxy did not start")
@@ -227,14 +239,17 @@ class BadLink:
 
     def set_rate(self, up_kbps: float | None = None, down_kbps: float | None = None) -> None:
         """New rate caps (kbit/s; None = unlimited) for both directions."""
+
         async def apply() -> None:
             self.shape.up_kbps, self.shape.down_kbps = up_kbps, down_kbps
             self._lanes["up"].kbps, self._lanes["down"].kbps = up_kbps, down_kbps
+
         self._call(apply())
 
     def set_latency(self, seconds: float) -> None:
         async def apply() -> None:
             self.shape.latency_s = seconds
+
         self._call(apply())
 
     @property
@@ -263,11 +278,13 @@ class BadLink:
         self.port = self._server.sockets[0].getsockname()[1]
         self.stats.started_mono = time.monotonic()
         if self.shape.cut_every_s:
-            self._spawn(self._every(self.shape.cut_every_s,
-                                    lambda: self._cut(self.shape.down_for_s)))
+            self._spawn(
+                self._every(self.shape.cut_every_s, lambda: self._cut(self.shape.down_for_s))
+            )
         if self.shape.stall_every_s and self.shape.stall_for_s > 0:
-            self._spawn(self._every(self.shape.stall_every_s,
-                                    lambda: self._stall(self.shape.stall_for_s)))
+            self._spawn(
+                self._every(self.shape.stall_every_s, lambda: self._stall(self.shape.stall_for_s))
+            )
         ready.set()
 
     def _call(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -282,14 +299,12 @@ class BadLink:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _every(self, period: float,
-                     action: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    async def _every(self, period: float, action: Callable[[], Coroutine[Any, Any, None]]) -> None:
         while True:
             await asyncio.sleep(period)
             await action()
 
-    async def _accept(self, client_r: asyncio.StreamReader,
-                      client_w: asyncio.StreamWriter) -> None:
+    async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         me = asyncio.current_task()
         if me is not None:  # awaited, never cancelled, at shutdown (asyncio owns this task)
             self._handlers.add(me)

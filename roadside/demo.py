@@ -45,7 +45,8 @@ say = Console(stderr=True).print
 
 def _agent_config(broker_port: int, store: Path, footage: Path) -> Path:
     doc = {
-        "device": DEVICE, "data_dir": str(WORK / "box"),
+        "device": DEVICE,
+        "data_dir": str(WORK / "box"),
         "source": {"kind": "file", "path": str(footage), "pace": "native", "loop": True},
         "detector": {"models_dir": str(store)},
         "events": {"sinks": ["mqtt"], "count_interval_s": 10.0},
@@ -83,8 +84,10 @@ def _ask_for_clip(service: CentralService, event: dict) -> None:
     params = {"from": event["t0"] - 3.0, "to": event["t0"] + 7.0, "quality": "original"}
     req = BoxRequest(cfg, service.store, DEVICE, "clip", params, requester="demo@station")
     request_id = req.send()
-    say(f"demo: clip request {request_id}: {DEVICE}, 10 s around the longest {event['cls']} "
-        f"sighting ({event['id']})")
+    say(
+        f"demo: clip request {request_id}: {DEVICE}, 10 s around the longest {event['cls']} "
+        f"sighting ({event['id']})"
+    )
     started = time.monotonic()
     heard = False
     try:
@@ -102,8 +105,10 @@ def _ask_for_clip(service: CentralService, event: dict) -> None:
         req.close()
     if req.final is None:
         req.give_up("no answer in the demo's time")
-        say(f"demo: {DEVICE} did not answer the clip request in time (see {WORK}/agent.log); "
-            "the request stays in the audit log")
+        say(
+            f"demo: {DEVICE} did not answer the clip request in time (see {WORK}/agent.log); "
+            "the request stays in the audit log"
+        )
         return
     if req.final.st == "error":
         say(f"demo: {DEVICE} answered: {req.final.msg} ({req.final.code})")
@@ -128,13 +133,18 @@ def main() -> int:
     WORK.mkdir(parents=True)
     with LocalBroker(WORK / "broker") as broker:
         say(f"demo: mosquitto on 127.0.0.1:{broker.port}")
-        cfg = parse_central_config({
-            "data_dir": str(WORK / "central"), "broker": {"port": broker.port},
-            "officer": {"clips_dir": str(WORK / "central" / "clips")},
-        }, "demo")
+        cfg = parse_central_config(
+            {
+                "data_dir": str(WORK / "central"),
+                "broker": {"port": broker.port},
+                "officer": {"clips_dir": str(WORK / "central" / "clips")},
+            },
+            "demo",
+        )
         service = CentralService(cfg)
-        station = threading.Thread(target=service.run, kwargs={"report_s": 3600},
-                                   name="central", daemon=True)
+        station = threading.Thread(
+            target=service.run, kwargs={"report_s": 3600}, name="central", daemon=True
+        )
         station.start()
         if not service.ingest.wait_connected(15):
             say("demo: the central service could not reach the broker")
@@ -142,9 +152,16 @@ def main() -> int:
         say(f"demo: central service storing into {service.store.safe_url}")
         agent_log = WORK / "agent.log"
         box = subprocess.Popen(
-            [str(Path(sys.executable).parent / "roadside"), "agent", "run", "--config",
-             str(_agent_config(broker.port, store, footage))],
-            stdout=subprocess.DEVNULL, stderr=open(agent_log, "wb"))  # noqa: SIM115
+            [
+                str(Path(sys.executable).parent / "roadside"),
+                "agent",
+                "run",
+                "--config",
+                str(_agent_config(broker.port, store, footage)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(agent_log, "wb"),  # noqa: SIM115
+        )
         say(f"demo: box {DEVICE} on {footage.name} (log: {agent_log}); waiting for events")
         try:
             rows = _wait_for_events(service, box)

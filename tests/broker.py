@@ -13,7 +13,14 @@ __all__ = ["Mosquitto", "free_port", "wait_port"]
 
 
 class Mosquitto(LocalBroker):
-    def __init__(self, workdir: Path, extra: str = "", port: int | None = None,
-                 anonymous: bool = True, listener: str | None = None) -> None:
-        super().__init__(workdir, extra, port, anonymous, listener, max_queued=100_000,
-                         max_inflight=100)
+    def __init__(
+        self,
+        workdir: Path,
+        extra: str = "",
+        port: int | None = None,
+        anonymous: bool = True,
+        listener: str | None = None,
+    ) -> None:
+        super().__init__(
+            workdir, extra, port, anonymous, listener, max_queued=100_000, max_inflight=100
+        )

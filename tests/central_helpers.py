@@ -41,8 +41,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def central_config(tmp_path: Path, port: int, db_url: str | None = None,
-                   **sections: dict) -> CentralConfig:
+def central_config(
+    tmp_path: Path, port: int, db_url: str | None = None, **sections: dict
+) -> CentralConfig:
     doc: dict = {"data_dir": str(tmp_path / "central"), "broker": {"port": port}}
     if db_url:
         doc["database"] = {"url": db_url}
@@ -55,8 +56,9 @@ class BoxPublisher:
     """Publishes protocol messages for a device at QoS 1 and waits for every PUBACK."""
 
     def __init__(self, port: int, client_id: str = "test-publisher") -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
         self.client.connect("127.0.0.1", port)
@@ -65,8 +67,9 @@ class BoxPublisher:
 
     def send(self, device: str, kind: str, msg: Message | bytes, retain: bool = False) -> None:
         payload = msg if isinstance(msg, bytes) else msg.encode()
-        self._pending.append(self.client.publish(topic(device, kind), payload, qos=1,
-                                                 retain=retain))
+        self._pending.append(
+            self.client.publish(topic(device, kind), payload, qos=1, retain=retain)
+        )
 
     def flush(self, timeout: float = 30.0) -> None:
         for info in self._pending:
@@ -83,16 +86,28 @@ class BoxPublisher:
 def event_pair(t: float, cls: str = "car", track: int = 1) -> tuple[EventMsg, EventMsg]:
     """The start and end messages of one event (shared id)."""
     eid = new_id(t)
-    start = EventMsg(id=eid, k="s", c=cls, s=0.6, t0=t, t1=t + 0.5, b=(0.1, 0.2, 0.1, 0.1),
-                     tr=track)
-    end = EventMsg(id=eid, k="e", c=cls, s=0.9, t0=t, t1=t + 4.0, b=(0.3, 0.2, 0.1, 0.1),
-                   tr=track, dir="E", z=["left-lanes"])
+    start = EventMsg(
+        id=eid, k="s", c=cls, s=0.6, t0=t, t1=t + 0.5, b=(0.1, 0.2, 0.1, 0.1), tr=track
+    )
+    end = EventMsg(
+        id=eid,
+        k="e",
+        c=cls,
+        s=0.9,
+        t0=t,
+        t1=t + 4.0,
+        b=(0.3, 0.2, 0.1, 0.1),
+        tr=track,
+        dir="E",
+        z=["left-lanes"],
+    )
     return start, end
 
 
 def status(st: str, why: str | None = None, t: float | None = None) -> StatusMsg:
-    return StatusMsg(id=new_id(), st=st, why=why, t=t or time.time(), sw="0.1.0",
-                     m="ssd_mobilenet_v1_coco_quant")
+    return StatusMsg(
+        id=new_id(), st=st, why=why, t=t or time.time(), sw="0.1.0", m="ssd_mobilenet_v1_coco_quant"
+    )
 
 
 def health(**fields: object) -> HealthMsg:

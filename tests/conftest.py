@@ -60,6 +60,9 @@ def agent_config(tmp_path: Path, source: Path, **sections: dict) -> dict:
 def no_failed_link_steps(caplog: pytest.LogCaptureFixture):
     """The uplink's sender survives a failing step by logging it; in a test that is a bug."""
     yield
-    failed = [r for r in caplog.get_records("call")
-              if r.name == "roadside.agent.uplink.sender" and r.levelname == "ERROR"]
+    failed = [
+        r
+        for r in caplog.get_records("call")
+        if r.name == "roadside.agent.uplink.sender" and r.levelname == "ERROR"
+    ]
     assert not failed, f"the uplink sender failed: {failed[0].getMessage()} {failed[0].exc_text}"

@@ -24,8 +24,9 @@ DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 def _reachable(url: str) -> str | None:
     """None when a server answers at ``url``, else why not."""
     try:
-        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", connect_args={
-            "connect_timeout": 3})
+        engine = sa.create_engine(
+            url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+        )
         with engine.connect() as conn:
             conn.execute(sa.text("select 1"))
         engine.dispose()
@@ -61,8 +62,17 @@ class PrivateServer:
                 raise RuntimeError(f"{tool} is not installed")
         data = self.dir / "data"
         self._run("initdb", "-D", str(data), "-U", "postgres", "-A", "trust")
-        self._run("pg_ctl", "-D", str(data), "-w", "-l", str(self.dir / "log"), "-o",
-                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(self.dir / "log"),
+            "-o",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1",
+            "start",
+        )
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:
@@ -82,8 +92,7 @@ def find_or_start() -> tuple[str | None, PrivateServer | None, str]:
         server = PrivateServer()
         private = server.start()
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        return None, None, (f"no PostgreSQL at {url} ({why}) and none could be started "
-                            f"({exc})")
+        return None, None, (f"no PostgreSQL at {url} ({why}) and none could be started ({exc})")
     return private, server, ""
 
 

@@ -36,7 +36,8 @@ def test_run_counts_the_vehicles_of_the_motorway_clip(tmp_path: Path, footage: P
     split into two tracks, and two cars side by side far away can start as one box.
     """
     doc = agent_config(
-        tmp_path, footage / "motorway_overpass.mp4",
+        tmp_path,
+        footage / "motorway_overpass.mp4",
         detector={"model": "yolox_nano", "score": 0.4},
         events={"sinks": ["console"], "zones": [NEAR]},
     )
@@ -58,8 +59,11 @@ def test_run_counts_the_vehicles_of_the_motorway_clip(tmp_path: Path, footage: P
 
 
 def test_events_are_compact(tmp_path: Path, footage: Path) -> None:
-    doc = agent_config(tmp_path, footage / "traffic_frames.mp4", events={"sinks": ["jsonl"],
-                       "jsonl_path": str(tmp_path / "ev.jsonl")})
+    doc = agent_config(
+        tmp_path,
+        footage / "traffic_frames.mp4",
+        events={"sinks": ["jsonl"], "jsonl_path": str(tmp_path / "ev.jsonl")},
+    )
     proc = run_cli("agent", "run", "--config", str(write_config(tmp_path, doc)))
     assert proc.returncode == 0, proc.stderr
     from roadside.agent.protocol import EventMsg
@@ -78,7 +82,9 @@ def test_sigterm_shuts_down_cleanly(tmp_path: Path, footage: Path) -> None:
     doc["source"].update(loop=True, pace="native")
     proc = subprocess.Popen(
         [ROADSIDE, "agent", "run", "--config", str(write_config(tmp_path, doc))],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     first = proc.stdout.readline()  # wait for the pipeline to produce something
     assert json.loads(first)["type"] == "event"
@@ -142,18 +148,27 @@ def test_fetch_refuses_wrong_bytes(tmp_path: Path) -> None:
     src.mkdir()
     (src / "coco_labels.txt").write_text("person\n")
     (src / "ssd_mobilenet_v1_coco_quant.tflite").write_bytes(b"not a model")
-    proc = run_cli("model", "fetch", "ssd_mobilenet_v1_coco_quant", "--from", str(src),
-                   "--store", str(tmp_path / "store"))
+    proc = run_cli(
+        "model",
+        "fetch",
+        "ssd_mobilenet_v1_coco_quant",
+        "--from",
+        str(src),
+        "--store",
+        str(tmp_path / "store"),
+    )
     assert proc.returncode == 2 and "refusing to install" in proc.stderr
     assert not (tmp_path / "store" / "ssd_mobilenet_v1_coco_quant.tflite").exists()
 
 
 def test_footage_fetch(tmp_path: Path, footage: Path) -> None:
-    proc = run_cli("footage", "fetch", "traffic_frames", "--from", str(footage),
-                   "--store", str(tmp_path))
+    proc = run_cli(
+        "footage", "fetch", "traffic_frames", "--from", str(footage), "--store", str(tmp_path)
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "traffic_frames.mp4").read_bytes() == (
-        footage / "traffic_frames.mp4").read_bytes()
+        footage / "traffic_frames.mp4"
+    ).read_bytes()
 
 
 def test_unknown_model_name() -> None:
@@ -163,7 +178,12 @@ def test_unknown_model_name() -> None:
 
 
 def test_every_command_has_help() -> None:
-    for args in (["--help"], ["agent", "--help"], ["agent", "run", "--help"],
-                 ["agent", "check", "--help"], ["model", "fetch", "--help"]):
+    for args in (
+        ["--help"],
+        ["agent", "--help"],
+        ["agent", "run", "--help"],
+        ["agent", "check", "--help"],
+        ["model", "fetch", "--help"],
+    ):
         proc = run_cli(*args)
         assert proc.returncode == 0 and "Usage:" in proc.stdout

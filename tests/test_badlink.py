@@ -147,8 +147,7 @@ def test_scheduled_cuts(echo: EchoServer) -> None:
     shape = LinkShape(cut_every_s=0.3, down_for_s=0.1)
     with BadLink(echo.port, shape=shape) as link:
         assert eventually(lambda: link.stats.cuts >= 3, timeout=3)
-        gaps = [b - a for a, b in zip(link.stats.cut_times, link.stats.cut_times[1:],
-                                       strict=False)]
+        gaps = [b - a for a, b in zip(link.stats.cut_times, link.stats.cut_times[1:], strict=False)]
         assert all(0.25 <= g <= 0.6 for g in gaps), gaps
 
 

@@ -11,12 +11,14 @@ BENCH = Path(__file__).resolve().parents[1] / "bench" / "pipeline.py"
 
 
 def test_pipeline_bench_short_run() -> None:
-    proc = subprocess.run([sys.executable, str(BENCH), "--frames", "40"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--frames", "40"], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     last = proc.stdout.strip().splitlines()[-1]
-    m = re.fullmatch(r"RESULT busy_vs_raw=([\d.]+) quiet_cpu_vs_naive=([\d.]+) peak_rss_mb=(\d+)",
-                     last)
+    m = re.fullmatch(
+        r"RESULT busy_vs_raw=([\d.]+) quiet_cpu_vs_naive=([\d.]+) peak_rss_mb=(\d+)", last
+    )
     assert m, last
     busy, quiet, rss = float(m[1]), float(m[2]), int(m[3])
     assert busy > 0 and rss > 0

@@ -50,8 +50,15 @@ def _toml(doc: dict) -> str:
 
 def _central_file(tmp_path: Path, port: int, **officer: object) -> Path:
     path = tmp_path / "central.toml"
-    path.write_text(_toml({"data_dir": str(tmp_path / "central"), "broker": {"port": port},
-                           "officer": dict(officer)}))
+    path.write_text(
+        _toml(
+            {
+                "data_dir": str(tmp_path / "central"),
+                "broker": {"port": port},
+                "officer": dict(officer),
+            }
+        )
+    )
     return path
 
 
@@ -61,7 +68,8 @@ def _officer(*args: str) -> tuple[int, str, str]:
 
 
 def test_events_from_the_agent_on_real_footage_reach_the_officer(
-        broker, tmp_path: Path, footage: Path) -> None:
+    broker, tmp_path: Path, footage: Path
+) -> None:
     config = _central_file(tmp_path, broker.port)
     cfg = central_config(tmp_path, broker.port)
     store = Store(cfg.database_url)
@@ -69,17 +77,33 @@ def test_events_from_the_agent_on_real_footage_reach_the_officer(
     assert worker.wait_connected(10)
     produced = tmp_path / "box-events.jsonl"
     agent_toml = tmp_path / "agent.toml"
-    agent_toml.write_text(_toml({
-        "device": "test-box", "data_dir": str(tmp_path / "box"),
-        "source": {"kind": "file", "path": str(footage / "motorway_overpass.mp4"),
-                   "pace": "fast", "loop": False},
-        "detector": {"models_dir": str(MODELS)},
-        "events": {"sinks": ["mqtt", "jsonl"], "jsonl_path": str(produced),
-                   "count_interval_s": 5.0},
-        "mqtt": {"host": "127.0.0.1", "port": broker.port},
-    }))
-    box = subprocess.run([ROADSIDE, "agent", "run", "--config", str(agent_toml)],
-                         capture_output=True, text=True, timeout=240)
+    agent_toml.write_text(
+        _toml(
+            {
+                "device": "test-box",
+                "data_dir": str(tmp_path / "box"),
+                "source": {
+                    "kind": "file",
+                    "path": str(footage / "motorway_overpass.mp4"),
+                    "pace": "fast",
+                    "loop": False,
+                },
+                "detector": {"models_dir": str(MODELS)},
+                "events": {
+                    "sinks": ["mqtt", "jsonl"],
+                    "jsonl_path": str(produced),
+                    "count_interval_s": 5.0,
+                },
+                "mqtt": {"host": "127.0.0.1", "port": broker.port},
+            }
+        )
+    )
+    box = subprocess.run(
+        [ROADSIDE, "agent", "run", "--config", str(agent_toml)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert box.returncode == 0, box.stderr[-2000:]
     lines = [json.loads(line) for line in produced.read_text().splitlines()]
     sent = {m["id"]: m for m in lines if m["type"] == "event" and m["k"] == "e"}
@@ -87,8 +111,9 @@ def test_events_from_the_agent_on_real_footage_reach_the_officer(
 
     def stored_ended() -> set[str]:
         with store.connect() as conn:
-            return {e["id"] for e in queries.events(conn, queries.EventFilter())
-                    if e["phase"] == "e"}
+            return {
+                e["id"] for e in queries.events(conn, queries.EventFilter()) if e["phase"] == "e"
+            }
 
     wait_until(lambda: stored_ended() >= set(sent), 30, "every ended event at the station")
     worker.stop()
@@ -106,12 +131,12 @@ def test_events_from_the_agent_on_real_footage_reach_the_officer(
     # a time window (ISO 8601) holding only the first event's start
     first = min(sent.values(), key=lambda m: m["t0"])
     later = {eid for eid, m in sent.items() if m["t0"] > first["t1"] + 0.001}
-    code, out, _ = _officer("events", "--config", str(config), "--json", "--until",
-                            shown[first["id"]]["start"])
+    code, out, _ = _officer(
+        "events", "--config", str(config), "--json", "--until", shown[first["id"]]["start"]
+    )
     ids = {e["id"] for e in json.loads(out)}
     assert first["id"] in ids and not (ids & later)
-    code, out, _ = _officer("events", "--config", str(config), "--device", "other-box",
-                            "--json")
+    code, out, _ = _officer("events", "--config", str(config), "--device", "other-box", "--json")
     assert json.loads(out) == []
     code, out, _ = _officer("events", "--config", str(config))  # the table for people
     assert code == 0 and "test-box" in out and "Events" in out
@@ -130,7 +155,8 @@ def test_events_from_the_agent_on_real_footage_reach_the_officer(
 
 
 def test_an_officer_gets_a_clip_of_a_recent_event_from_a_recording_box(
-        broker, tmp_path: Path, footage: Path) -> None:
+    broker, tmp_path: Path, footage: Path
+) -> None:
     """The whole path: a box records the road as a camera would (footage at its own pace),
     reports events; the officer asks for the seconds around one, just seen; the box waits
     for the segment in progress, cuts it without re-encoding and uploads it in chunks."""
@@ -139,31 +165,53 @@ def test_an_officer_gets_a_clip_of_a_recent_event_from_a_recording_box(
     from roadside.central.service import CentralService
 
     config = _central_file(tmp_path, broker.port, clips_dir=str(tmp_path / "clips"))
-    service = CentralService(central_config(tmp_path, broker.port,
-                                            officer={"clips_dir": str(tmp_path / "clips")}))
+    service = CentralService(
+        central_config(tmp_path, broker.port, officer={"clips_dir": str(tmp_path / "clips")})
+    )
     station = threading.Thread(target=service.run, kwargs={"report_s": 3600}, daemon=True)
     station.start()
     assert service.ingest.wait_connected(10)
     produced = tmp_path / "box-events.jsonl"
     agent_toml = tmp_path / "agent.toml"
-    agent_toml.write_text(_toml({
-        "device": "rec-box", "data_dir": str(tmp_path / "box"),
-        "source": {"kind": "file", "path": str(footage / "motorway_overpass.mp4"),
-                   "pace": "native", "loop": True},
-        "detector": {"models_dir": str(MODELS)},
-        "events": {"sinks": ["mqtt", "jsonl"], "jsonl_path": str(produced)},
-        "mqtt": {"host": "127.0.0.1", "port": broker.port},
-        "recording": {"mode": "continuous", "segment_s": 4.0, "keyframe_s": 1.0,
-                      "budget_bytes": "200MB", "encoder": {"preset": "ultrafast"}},
-    }))
-    box = subprocess.Popen([ROADSIDE, "agent", "run", "--config", str(agent_toml)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    agent_toml.write_text(
+        _toml(
+            {
+                "device": "rec-box",
+                "data_dir": str(tmp_path / "box"),
+                "source": {
+                    "kind": "file",
+                    "path": str(footage / "motorway_overpass.mp4"),
+                    "pace": "native",
+                    "loop": True,
+                },
+                "detector": {"models_dir": str(MODELS)},
+                "events": {"sinks": ["mqtt", "jsonl"], "jsonl_path": str(produced)},
+                "mqtt": {"host": "127.0.0.1", "port": broker.port},
+                "recording": {
+                    "mode": "continuous",
+                    "segment_s": 4.0,
+                    "keyframe_s": 1.0,
+                    "budget_bytes": "200MB",
+                    "encoder": {"preset": "ultrafast"},
+                },
+            }
+        )
+    )
+    box = subprocess.Popen(
+        [ROADSIDE, "agent", "run", "--config", str(agent_toml)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     recording_since = time.time() + 3  # the model loads, then the first frames are recorded
 
     def ended_events() -> list[dict]:
         lines = produced.read_text().splitlines() if produced.exists() else []
-        return [m for m in map(json.loads, lines) if m["type"] == "event" and m["k"] == "e"
-                and m["t0"] - 2 > recording_since]
+        return [
+            m
+            for m in map(json.loads, lines)
+            if m["type"] == "event" and m["k"] == "e" and m["t0"] - 2 > recording_since
+        ]
 
     try:
         wait_until(lambda: bool(ended_events()), 60, "an event from the box")
@@ -171,8 +219,19 @@ def test_an_officer_gets_a_clip_of_a_recent_event_from_a_recording_box(
         t_from, t_to = event["t0"] - 2, event["t1"] + 1
         start = datetime.fromtimestamp(t_from, UTC).isoformat()
         end = datetime.fromtimestamp(t_to, UTC).isoformat()
-        code, out, err = _officer("clip", "rec-box", "--config", str(config), "--from", start,
-                                  "--to", end, "--out", str(tmp_path / "got"), "--json")
+        code, out, err = _officer(
+            "clip",
+            "rec-box",
+            "--config",
+            str(config),
+            "--from",
+            start,
+            "--to",
+            end,
+            "--out",
+            str(tmp_path / "got"),
+            "--json",
+        )
         assert code == 0, (out, err)
         got = json.loads(out)
         assert got["state"] == "done"
@@ -203,8 +262,9 @@ class BoxThatAnswers:
     def __init__(self, port: int, device: str) -> None:
         self.device = device
         self.requests: list[CommandMsg] = []
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device,
-                                  protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=device, protocol=mqtt.MQTTv5
+        )
         self.client.on_message = self._on_message
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *_a: subscribed.set()
@@ -217,11 +277,22 @@ class BoxThatAnswers:
         cmd = CommandMsg.decode(m.payload)
         self.requests.append(cmd)
         reply = topic(self.device, f"reply/{cmd.id}")
-        client.publish(reply, ReplyMsg(id=new_id(), rq=cmd.id, st="progress",
-                                       msg="looking for footage").encode(), qos=1)
-        client.publish(reply, ReplyMsg(id=new_id(), rq=cmd.id, st="error", code="out_of_range",
-                                       msg="no footage from that time on this box").encode(),
-                       qos=1)
+        client.publish(
+            reply,
+            ReplyMsg(id=new_id(), rq=cmd.id, st="progress", msg="looking for footage").encode(),
+            qos=1,
+        )
+        client.publish(
+            reply,
+            ReplyMsg(
+                id=new_id(),
+                rq=cmd.id,
+                st="error",
+                code="out_of_range",
+                msg="no footage from that time on this box",
+            ).encode(),
+            qos=1,
+        )
 
     def close(self) -> None:
         self.client.disconnect()
@@ -231,9 +302,20 @@ class BoxThatAnswers:
 def test_clip_requests_are_sent_followed_and_audited(broker, tmp_path: Path) -> None:
     config = _central_file(tmp_path, broker.port, reply_timeout_s=2.0)
     box = BoxThatAnswers(broker.port, "box-r")
-    code, out, err = _officer("clip", "box-r", "--config", str(config), "--at",
-                              "2024-05-01 10:14:30", "--before", "10s", "--after", "20s",
-                              "--quality", "low")
+    code, out, err = _officer(
+        "clip",
+        "box-r",
+        "--config",
+        str(config),
+        "--at",
+        "2024-05-01 10:14:30",
+        "--before",
+        "10s",
+        "--after",
+        "20s",
+        "--quality",
+        "low",
+    )
     assert code == 1, err
     assert "out_of_range" in out and "no footage from that time" in out
     (cmd,) = box.requests
@@ -244,9 +326,17 @@ def test_clip_requests_are_sent_followed_and_audited(broker, tmp_path: Path) -> 
     assert status["state"] == "error" and status["requester"] == cmd.by
     assert status["detail"] == "no footage from that time on this box"
 
-    code, out, _ = _officer("clip", "box-r", "--config", str(config), "--from",
-                            "2024-05-01T10:14:00+07:00", "--to", "2024-05-01T10:15:00+07:00",
-                            "--no-wait")
+    code, out, _ = _officer(
+        "clip",
+        "box-r",
+        "--config",
+        str(config),
+        "--from",
+        "2024-05-01T10:14:00+07:00",
+        "--to",
+        "2024-05-01T10:15:00+07:00",
+        "--no-wait",
+    )
     assert code == 0 and len(out.strip()) == 26
     # --no-wait returns once the broker holds the request; the box hears it a moment later
     deadline = time.monotonic() + 10
@@ -263,13 +353,31 @@ def test_clip_requests_are_sent_followed_and_audited(broker, tmp_path: Path) -> 
     assert rows["snapshot:box-silent"]["state"] == "timeout"
 
     # bad input: one line, exit 2, nothing sent
-    code, _, err = _officer("clip", "box-r", "--config", str(config), "--at", "10:14",
-                            "--from", "10:00", "--to", "10:20")
+    code, _, err = _officer(
+        "clip",
+        "box-r",
+        "--config",
+        str(config),
+        "--at",
+        "10:14",
+        "--from",
+        "10:00",
+        "--to",
+        "10:20",
+    )
     assert code == 2 and "either --at" in err
     code, _, err = _officer("clip", "box-r", "--config", str(config), "--at", "half past ten")
     assert code == 2 and err.strip().startswith("error: 'half past ten' is not a time")
-    code, _, err = _officer("clip", "box-r", "--config", str(config), "--from",
-                            "2024-05-01 10:20", "--to", "2024-05-01 10:10")
+    code, _, err = _officer(
+        "clip",
+        "box-r",
+        "--config",
+        str(config),
+        "--from",
+        "2024-05-01 10:20",
+        "--to",
+        "2024-05-01 10:10",
+    )
     assert code == 2 and "must be after" in err
 
 

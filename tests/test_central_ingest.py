@@ -41,13 +41,17 @@ def _counts(store: Store) -> dict[str, int]:
 
 def _phases(store: Store) -> dict[str, int]:
     with store.connect() as conn:
-        rows = conn.execute(sa.select(T.events.c.phase, sa.func.count())
-                            .group_by(T.events.c.phase)).all()
+        rows = conn.execute(
+            sa.select(T.events.c.phase, sa.func.count()).group_by(T.events.c.phase)
+        ).all()
     return dict(rows)
 
 
 def test_two_workers_on_one_shared_subscription_store_each_event_once(
-        broker, tmp_path: Path, db_url: str) -> None:  # noqa: F811
+    broker,
+    tmp_path: Path,
+    db_url: str,  # noqa: F811
+) -> None:
     cfg = central_config(tmp_path, broker.port, db_url, ingest={"batch_max": 50})
     stores = [Store(cfg.database_url), Store(cfg.database_url)]
     workers = [IngestWorker(cfg, s, str(i)).start() for i, s in enumerate(stores, 1)]
@@ -67,8 +71,11 @@ def test_two_workers_on_one_shared_subscription_store_each_event_once(
         pub.send(device, "health", health(ob=0, ck=1))
         sent += 3
     pub.close()
-    wait_until(lambda: sum(w.stats.received for w in workers) >= sent, 60,
-               "both workers to take every message")
+    wait_until(
+        lambda: sum(w.stats.received for w in workers) >= sent,
+        60,
+        "both workers to take every message",
+    )
     for w in workers:
         w.stop()
     assert all(w.stats.received > 0 for w in workers), "the broker shares the load"
@@ -83,16 +90,25 @@ def test_two_workers_on_one_shared_subscription_store_each_event_once(
 
 def _central_toml(tmp_path: Path, port: int) -> Path:
     path = tmp_path / "central.toml"
-    path.write_text(f'data_dir = "{tmp_path / "central"}"\n[broker]\nport = {port}\n'
-                    '[ingest]\nbatch_max = 20\n')
+    path.write_text(
+        f'data_dir = "{tmp_path / "central"}"\n[broker]\nport = {port}\n[ingest]\nbatch_max = 20\n'
+    )
     return path
 
 
 def _start_service(config: Path, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [str(Path(sys.executable).parent / "roadside"), "-v", "central", "run", "--config",
-         str(config)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(log, "ab"),
+        [
+            str(Path(sys.executable).parent / "roadside"),
+            "-v",
+            "central",
+            "run",
+            "--config",
+            str(config),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "ab"),
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
@@ -102,8 +118,11 @@ def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path) -> Non
     store = Store(f"sqlite:///{tmp_path / 'central' / 'central.db'}")
     service = _start_service(config, tmp_path / "central-1.log")
     try:
-        wait_until(lambda: "connected" in (tmp_path / "central-1.log").read_text(), 30,
-                   "the service to connect")
+        wait_until(
+            lambda: "connected" in (tmp_path / "central-1.log").read_text(),
+            30,
+            "the service to connect",
+        )
         pub = BoxPublisher(broker.port)
         ids = []
         t = time.time() - 600
@@ -124,8 +143,11 @@ def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path) -> Non
             pub.send("box-k", "event", end)
         pub.close()
         service = _start_service(config, tmp_path / "central-2.log")
-        wait_until(lambda: _phases(store).get("e", 0) == len(ids), 60,
-                   "every event's end stored after the restart")
+        wait_until(
+            lambda: _phases(store).get("e", 0) == len(ids),
+            60,
+            "every event's end stored after the restart",
+        )
     finally:
         service.send_signal(signal.SIGTERM)
         service.wait(20)
@@ -153,25 +175,34 @@ def test_status_last_will_and_replies(broker, tmp_path: Path) -> None:
     wait_until(lambda: device().get("online") is True, 20, "the retained online status")
     # A box whose link dies: the broker publishes its last will
     box = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="box-w", protocol=mqtt.MQTTv5)
-    box.will_set(topic("box-w", "status"), status("offline", "lost").encode(), qos=1,
-                 retain=True)
+    box.will_set(topic("box-w", "status"), status("offline", "lost").encode(), qos=1, retain=True)
     box.connect("127.0.0.1", broker.port, keepalive=5)
     box.loop_start()
     pub.send("box-w", "status", status("online"), retain=True)
     pub.flush()
-    wait_until(lambda: any(d["device"] == "box-w" and d["online"] for d in _devices(store)),
-               20, "box-w online")
+    wait_until(
+        lambda: any(d["device"] == "box-w" and d["online"] for d in _devices(store)),
+        20,
+        "box-w online",
+    )
     box.loop_stop()
     box.socket().close()  # no DISCONNECT: the broker sends the will
-    wait_until(lambda: any(d["device"] == "box-w" and d["online"] is False
-                           and d["status"]["why"] == "lost" for d in _devices(store)),
-               30, "box-w's last will")
+    wait_until(
+        lambda: any(
+            d["device"] == "box-w" and d["online"] is False and d["status"]["why"] == "lost"
+            for d in _devices(store)
+        ),
+        30,
+        "box-w's last will",
+    )
     # A reply closes the officer's audit row; a later copy does not reopen it
     rq = new_id()
     store.audit.open(rq, "officer@desk", "clip", "box-s", {"from": 1.0, "to": 2.0})
-    for reply in (ReplyMsg(id=new_id(), rq=rq, st="progress", pg=0.5, msg="cutting"),
-                  ReplyMsg(id=new_id(), rq=rq, st="done", r={"bytes": 10}),
-                  ReplyMsg(id=new_id(), rq=rq, st="error", code="failed", msg="late copy")):
+    for reply in (
+        ReplyMsg(id=new_id(), rq=rq, st="progress", pg=0.5, msg="cutting"),
+        ReplyMsg(id=new_id(), rq=rq, st="done", r={"bytes": 10}),
+        ReplyMsg(id=new_id(), rq=rq, st="error", code="failed", msg="late copy"),
+    ):
         pub.send("box-s", f"reply/{rq}", reply)
     pub.close()
     wait_until(lambda: _audit(store, rq)["state"] == "done", 20, "the final reply")

@@ -25,8 +25,12 @@ from roadside.errors import ConfigError
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
-def _write(store: Store, *messages: tuple[str, str, object], received: float | None = None,
-           writer: BatchWriter | None = None) -> None:
+def _write(
+    store: Store,
+    *messages: tuple[str, str, object],
+    received: float | None = None,
+    writer: BatchWriter | None = None,
+) -> None:
     batch = Batch()
     for device, kind, msg in messages:
         payload = msg if isinstance(msg, bytes) else msg.encode()  # type: ignore[attr-defined]
@@ -44,10 +48,10 @@ def test_migrated_schema_matches_the_tables_the_code_uses(db_url: str) -> None: 
         assert set(found) == {c.name for c in table.columns}, table.name
         for column in table.columns:
             if not column.primary_key:
-                assert found[column.name]["nullable"] == column.nullable, (table.name,
-                                                                           column.name)
+                assert found[column.name]["nullable"] == column.nullable, (table.name, column.name)
         assert {i["name"] for i in inspector.get_indexes(table.name)} == {
-            i.name for i in table.indexes}, table.name
+            i.name for i in table.indexes
+        }, table.name
     with store.connect() as conn:
         assert conn.execute(sa.select(schema_version.c.version)).scalars().all() == [LATEST]
     store.close()
@@ -56,8 +60,9 @@ def test_migrated_schema_matches_the_tables_the_code_uses(db_url: str) -> None: 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'c.db'}")
     with store.engine.begin() as conn:
-        conn.execute(schema_version.insert().values(version=LATEST + 1, description="x",
-                                                    applied=0.0))
+        conn.execute(
+            schema_version.insert().values(version=LATEST + 1, description="x", applied=0.0)
+        )
     with pytest.raises(SchemaError, match="newer than this software"):
         migrate(store.engine)
 
@@ -96,8 +101,14 @@ def test_counts_health_and_status_dedupe_and_track_the_device(db_url: str) -> No
     online = status("online")
     will = status("offline", "lost", t=online.t - 5)  # a last will is made before the online
     now = time.time()
-    _write(store, ("box-b", "count", c), ("box-b", "count", c), ("box-b", "health", h_new),
-           ("box-b", "status", online), received=now)
+    _write(
+        store,
+        ("box-b", "count", c),
+        ("box-b", "count", c),
+        ("box-b", "health", h_new),
+        ("box-b", "status", online),
+        received=now,
+    )
     _write(store, ("box-b", "health", h_old), ("box-b", "health", h_new), received=now + 1)
     with store.connect() as conn:
         dev = queries.devices(conn)[0]
@@ -115,8 +126,13 @@ def test_counts_health_and_status_dedupe_and_track_the_device(db_url: str) -> No
 def test_malformed_messages_are_kept_with_the_reason(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'c.db'}")
     start, _ = event_pair(time.time())
-    _write(store, ("box-c", "event", b'{"v":1,"id":"short"}'), ("box-c", "event", b"\xff"),
-           ("box-c", "nonsense", b"{}"), ("box-c", "event", start))
+    _write(
+        store,
+        ("box-c", "event", b'{"v":1,"id":"short"}'),
+        ("box-c", "event", b"\xff"),
+        ("box-c", "nonsense", b"{}"),
+        ("box-c", "event", start),
+    )
     with store.connect() as conn:
         rejects = conn.execute(sa.select(T.rejects)).mappings().all()
         n = queries.table_counts(conn)

@@ -66,8 +66,11 @@ class FootageClips:
     def cut(self, start: float, end: float, out: Path, quality: str) -> ClipResult:
         t1 = self.t0 + self.duration
         if end <= self.t0 or start >= t1:
-            raise ClipError(f"no footage between {start:.0f} and {end:.0f}: the box holds "
-                            f"{self.t0:.0f} to {t1:.0f}", P.ErrorCode.OUT_OF_RANGE)
+            raise ClipError(
+                f"no footage between {start:.0f} and {end:.0f}: the box holds "
+                f"{self.t0:.0f} to {t1:.0f}",
+                P.ErrorCode.OUT_OF_RANGE,
+            )
         lo, hi = max(0.0, start - self.t0), min(self.duration, end - self.t0)
         first = last = None
         with av.open(str(self.path)) as inp, av.open(str(out), "w") as dst:
@@ -123,11 +126,18 @@ class Officer:
         wait_until(lambda: self.finals(rq), timeout, f"the final reply to {rq}")
         return self.finals(rq)[0]
 
-    def ask(self, device: str, name: str, params: dict | None = None, timeout: float = 10.0,
-            **envelope: object) -> P.ReplyMsg:
+    def ask(
+        self,
+        device: str,
+        name: str,
+        params: dict | None = None,
+        timeout: float = 10.0,
+        **envelope: object,
+    ) -> P.ReplyMsg:
         rq = new_id()
-        self.send(device, name, {"v": 1, "id": rq, "by": "officer@station",
-                                 "p": params or {}, **envelope})
+        self.send(
+            device, name, {"v": 1, "id": rq, "by": "officer@station", "p": params or {}, **envelope}
+        )
         return self.final(rq, timeout)
 
     def close(self) -> None:
@@ -138,15 +148,34 @@ class Officer:
 class Box:
     """The agent's command side on a real broker."""
 
-    def __init__(self, device: str, data_dir: Path, port: int, clips: FootageClips | None,
-                 latest: LatestFrame | None = None, best: BestFrames | None = None,
-                 **transfer: object) -> None:
+    def __init__(
+        self,
+        device: str,
+        data_dir: Path,
+        port: int,
+        clips: FootageClips | None,
+        latest: LatestFrame | None = None,
+        best: BestFrames | None = None,
+        **transfer: object,
+    ) -> None:
         self.device = device
-        self.uplink = Uplink(device, MqttConfig(host="127.0.0.1", port=port), UplinkConfig(),
-                             data_dir, heartbeat=False)
+        self.uplink = Uplink(
+            device,
+            MqttConfig(host="127.0.0.1", port=port),
+            UplinkConfig(),
+            data_dir,
+            heartbeat=False,
+        )
         self.sender = TransferSender(self.uplink, data_dir, TransferConfig(**transfer))
-        self.channel = CommandChannel(self.uplink, self.sender, CommandsConfig(max_clip_s=600),
-                                      data_dir, clips=clips, latest=latest, best=best)
+        self.channel = CommandChannel(
+            self.uplink,
+            self.sender,
+            CommandsConfig(max_clip_s=600),
+            data_dir,
+            clips=clips,
+            latest=latest,
+            best=best,
+        )
 
     def start(self) -> Box:
         self.sender.start()
@@ -177,8 +206,9 @@ class Rig:
     def __init__(self, root: Path, port: int, footage: Path) -> None:
         self.root = root
         self.rx = TransferReceiver(root / "incoming", root / "files")
-        self.svc = ReceiverService(BrokerConfig(host="127.0.0.1", port=port), self.rx,
-                                   client_id="rig-receiver").start()
+        self.svc = ReceiverService(
+            BrokerConfig(host="127.0.0.1", port=port), self.rx, client_id="rig-receiver"
+        ).start()
         self.clips = FootageClips(footage / "motorway_overpass.mp4", time.time() - 3600)
         self.latest = LatestFrame()
         with av.open(str(footage / "pedestrians_arcade.mp4")) as c:
@@ -218,19 +248,23 @@ def test_ping_and_status(rig: Rig) -> None:
     assert status.r["rec"]["from"] == rig.clips.t0
 
 
-@pytest.mark.parametrize(("name", "params", "code", "words"), [
-    ("launch", {}, P.ErrorCode.UNKNOWN_COMMAND, "clip, snapshot"),
-    ("clip", {"from": 10.0}, P.ErrorCode.BAD_PARAMS, "p.to"),
-    ("clip", {"from": 20.0, "to": 10.0}, P.ErrorCode.BAD_PARAMS, "'to' must be after 'from'"),
-    ("clip", {"from": "10:14", "to": 20.0}, P.ErrorCode.BAD_PARAMS, "p.from"),
-    ("clip", {"from": 0.0, "to": 5000.0}, P.ErrorCode.TOO_LARGE, "600 s at most"),
-    ("clip", {"from": 1.0, "to": 2.0, "form": 3}, P.ErrorCode.BAD_PARAMS, "unknown field"),
-    ("ping", {"x": 1}, P.ErrorCode.BAD_PARAMS, "p.x"),
-    ("snapshot", {"event": "../../etc/passwd"}, P.ErrorCode.BAD_PARAMS, "p.event"),
-    ("cancel", {"target": "NOPE"}, P.ErrorCode.NOT_FOUND, "NOPE"),
-])
-def test_bad_requests_get_clear_errors(rig: Rig, name: str, params: dict, code: str,
-                                       words: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "params", "code", "words"),
+    [
+        ("launch", {}, P.ErrorCode.UNKNOWN_COMMAND, "clip, snapshot"),
+        ("clip", {"from": 10.0}, P.ErrorCode.BAD_PARAMS, "p.to"),
+        ("clip", {"from": 20.0, "to": 10.0}, P.ErrorCode.BAD_PARAMS, "'to' must be after 'from'"),
+        ("clip", {"from": "10:14", "to": 20.0}, P.ErrorCode.BAD_PARAMS, "p.from"),
+        ("clip", {"from": 0.0, "to": 5000.0}, P.ErrorCode.TOO_LARGE, "600 s at most"),
+        ("clip", {"from": 1.0, "to": 2.0, "form": 3}, P.ErrorCode.BAD_PARAMS, "unknown field"),
+        ("ping", {"x": 1}, P.ErrorCode.BAD_PARAMS, "p.x"),
+        ("snapshot", {"event": "../../etc/passwd"}, P.ErrorCode.BAD_PARAMS, "p.event"),
+        ("cancel", {"target": "NOPE"}, P.ErrorCode.NOT_FOUND, "NOPE"),
+    ],
+)
+def test_bad_requests_get_clear_errors(
+    rig: Rig, name: str, params: dict, code: str, words: str
+) -> None:
     reply = rig.officer.ask("box-1", name, params)
     assert (reply.st, reply.code) == ("error", code)
     assert words in (reply.msg or "")
@@ -243,8 +277,12 @@ def test_expired_request_is_refused(rig: Rig) -> None:
 
 def test_repeated_request_id_runs_once(rig: Rig) -> None:
     rq = new_id()
-    ask = {"v": 1, "id": rq, "by": "officer@station",
-           "p": {"from": rig.clips.t0 + 1, "to": rig.clips.t0 + 3}}
+    ask = {
+        "v": 1,
+        "id": rq,
+        "by": "officer@station",
+        "p": {"from": rig.clips.t0 + 1, "to": rig.clips.t0 + 3},
+    }
     rig.officer.send("box-1", "clip", ask)
     first = rig.officer.final(rq, 20)
     rig.officer.send("box-1", "clip", ask)
@@ -276,15 +314,15 @@ def test_clip_is_cut_uploaded_and_verified(rig: Rig) -> None:
 
 
 def test_clip_outside_the_recordings_says_what_is_kept(rig: Rig) -> None:
-    reply = rig.officer.ask("box-1", "clip", {"from": rig.clips.t0 - 500,
-                                              "to": rig.clips.t0 - 400})
+    reply = rig.officer.ask("box-1", "clip", {"from": rig.clips.t0 - 500, "to": rig.clips.t0 - 400})
     assert (reply.st, reply.code) == ("error", P.ErrorCode.OUT_OF_RANGE)
     assert f"{rig.clips.t0:.0f}" in (reply.msg or "")
 
 
 def test_clip_over_the_byte_cap_is_refused(rig: Rig) -> None:
-    reply = rig.officer.ask("box-1", "clip", {"from": rig.clips.t0, "to": rig.clips.t0 + 10,
-                                              "max_bytes": 2048})
+    reply = rig.officer.ask(
+        "box-1", "clip", {"from": rig.clips.t0, "to": rig.clips.t0 + 10, "max_bytes": 2048}
+    )
     assert (reply.st, reply.code) == ("error", P.ErrorCode.TOO_LARGE)
     assert "quality 'low'" in (reply.msg or "")
 
@@ -298,8 +336,9 @@ def test_snapshot_now_is_a_small_jpeg(rig: Rig) -> None:
     assert len(data) < 150_000
 
 
-def test_snapshot_of_an_event_is_its_best_frame(rig: Rig, footage: Path, tmp_path: Path,
-                                                models_dir: Path) -> None:
+def test_snapshot_of_an_event_is_its_best_frame(
+    rig: Rig, footage: Path, tmp_path: Path, models_dir: Path
+) -> None:
     from conftest import agent_config
 
     from roadside.agent.pipeline import Pipeline
@@ -316,8 +355,11 @@ def test_snapshot_of_an_event_is_its_best_frame(rig: Rig, footage: Path, tmp_pat
 
         def close(self) -> None: ...
 
-    cfg = parse_config(agent_config(tmp_path, footage / "traffic_frames.mp4",
-                                    detector={"models_dir": str(models_dir)}))
+    cfg = parse_config(
+        agent_config(
+            tmp_path, footage / "traffic_frames.mp4", detector={"models_dir": str(models_dir)}
+        )
+    )
     events = Events()
     source = open_source(cfg.source)
     pipeline = Pipeline(cfg, source, Detector(cfg.detector), [events])
@@ -342,17 +384,27 @@ def test_cancel_stops_a_running_upload(rig: Rig, tmp_path: Path) -> None:
     slow.ready(rig.officer)
     try:
         rq = new_id()
-        rig.officer.send("box-slow", "clip", {"id": rq, "by": "officer@station",
-                                              "p": {"from": rig.clips.t0,
-                                                    "to": rig.clips.t0 + 10}})
-        wait_until(lambda: any(m.xid for m in rig.officer.replies.get(rq, [])), 20,
-                 "the upload to start")
+        rig.officer.send(
+            "box-slow",
+            "clip",
+            {
+                "id": rq,
+                "by": "officer@station",
+                "p": {"from": rig.clips.t0, "to": rig.clips.t0 + 10},
+            },
+        )
+        wait_until(
+            lambda: any(m.xid for m in rig.officer.replies.get(rq, [])), 20, "the upload to start"
+        )
         done = rig.officer.ask("box-slow", "cancel", {"target": rq})
         assert done.st == "done" and done.r["cancelled"] == rq
         final = rig.officer.final(rq)
         assert (final.st, final.code) == ("error", P.ErrorCode.CANCELLED)
-        wait_until(lambda: rig.rx.state(final.xid) and rig.rx.state(final.xid)["state"] == "fail",
-                 10, "the station to drop the partial file")
+        wait_until(
+            lambda: rig.rx.state(final.xid) and rig.rx.state(final.xid)["state"] == "fail",
+            10,
+            "the station to drop the partial file",
+        )
     finally:
         slow.stop()
 
@@ -374,18 +426,25 @@ def test_requests_survive_a_restart_of_the_channel(rig: Rig, tmp_path: Path) -> 
 
 # -- fuzzing: whatever arrives, the box answers each addressable request with an error --------
 _counter = iter(range(10**9))
-ids = st.builds(lambda tail: f"F{next(_counter)}-{tail}"[:64],
-                st.from_regex(r"[0-9A-Za-z_-]{0,40}", fullmatch=True))
+ids = st.builds(
+    lambda tail: f"F{next(_counter)}-{tail}"[:64],
+    st.from_regex(r"[0-9A-Za-z_-]{0,40}", fullmatch=True),
+)
 junk = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(10**30), max_value=10**30)
-    | st.floats(allow_nan=False) | st.text(max_size=30)
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30)
     | st.sampled_from(["../../etc/passwd", "/dev/sda", "C:\\Windows", "cmd/#", "+", ""]),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
-numbers = (st.integers(min_value=-(10**30), max_value=10**30)
-           | st.floats(allow_nan=False, allow_infinity=False))
+numbers = st.integers(min_value=-(10**30), max_value=10**30) | st.floats(
+    allow_nan=False, allow_infinity=False
+)
 
 
 @st.composite
@@ -393,8 +452,11 @@ def bad_requests(draw: st.DrawFn) -> tuple[str, bytes, str]:
     """(command name, payload, request id): each payload has at least one defect."""
     rq = draw(ids)
     name = draw(st.sampled_from([*P.COMMANDS, "../../etc", "reboot", "clip/extra"]))
-    defect = draw(st.sampled_from(["types", "range", "unknown", "big", "utf8", "paths",
-                                   "not_object", "envelope"]))
+    defect = draw(
+        st.sampled_from(
+            ["types", "range", "unknown", "big", "utf8", "paths", "not_object", "envelope"]
+        )
+    )
     body: dict = {"v": 1, "id": rq, "by": "fuzz"}
     if defect == "types":
         body["p"] = draw(st.lists(junk, max_size=2) | st.text(max_size=5) | st.integers())
@@ -419,7 +481,8 @@ def bad_requests(draw: st.DrawFn) -> tuple[str, bytes, str]:
         return name, json.dumps([body, draw(junk)]).encode(), rq
     else:
         body[draw(st.sampled_from(["by", "exp", "p"]))] = draw(
-            st.lists(junk, min_size=1, max_size=2))
+            st.lists(junk, min_size=1, max_size=2)
+        )
         body["extra_field"] = draw(junk)
     return name, json.dumps(body).encode(), rq
 
@@ -444,15 +507,20 @@ def test_after_fuzzing_the_box_is_up_and_answered_once(rig: Rig) -> None:
     assert rig.box.channel.stats.dropped == 0
 
 
-def test_the_running_agent_answers_snapshots(rig: Rig, tmp_path: Path, footage: Path,
-                                             models_dir: Path) -> None:
+def test_the_running_agent_answers_snapshots(
+    rig: Rig, tmp_path: Path, footage: Path, models_dir: Path
+) -> None:
     """The whole agent: pipeline, uplink and command side assembled from one config."""
     from conftest import agent_config
 
     from roadside.agent.app import Agent
 
-    doc = agent_config(tmp_path, footage / "motorway_overpass.mp4",
-                       detector={"models_dir": str(models_dir)}, events={"sinks": ["mqtt"]})
+    doc = agent_config(
+        tmp_path,
+        footage / "motorway_overpass.mp4",
+        detector={"models_dir": str(models_dir)},
+        events={"sinks": ["mqtt"]},
+    )
     doc["source"].update(pace="native", loop=True)
     doc["device"] = "agent-box"
     doc["mqtt"] = {"host": "127.0.0.1", "port": rig.port}  # type: ignore[attr-defined]
@@ -461,7 +529,9 @@ def test_the_running_agent_answers_snapshots(rig: Rig, tmp_path: Path, footage: 
     watch = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="event-watch")
     watch.on_message = lambda _c, _u, m: (
         ended.append(P.EventMsg.decode(m.payload).id)
-        if P.EventMsg.decode(m.payload).k == "e" else None)
+        if P.EventMsg.decode(m.payload).k == "e"
+        else None
+    )
     watch.connect("127.0.0.1", rig.port)  # type: ignore[attr-defined]
     watch.subscribe(P.topic("agent-box", P.EVENT), qos=1)
     watch.loop_start()
@@ -486,7 +556,8 @@ def test_the_running_agent_answers_snapshots(rig: Rig, tmp_path: Path, footage: 
 
 
 def test_a_command_acknowledged_just_before_a_kill_runs_after_the_restart(
-        broker, tmp_path: Path) -> None:
+    broker, tmp_path: Path
+) -> None:
     """The broker has had its PUBACK, the command thread never ran (the box was killed): the
     command waits in the box's inbox on disk, and the next start answers it."""
     officer = Officer(broker.port)

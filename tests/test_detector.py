@@ -95,7 +95,9 @@ def _iou(a, b) -> float:
 def test_lstm_state_is_carried(models_dir: Path, footage: Path) -> None:
     """The AutoML model's LSTM state outputs are fed back as the next frame's state inputs."""
     cfg = DetectorConfig(
-        model="automl_traffic_lstm", models_dir=str(models_dir), score=0.2,
+        model="automl_traffic_lstm",
+        models_dir=str(models_dir),
+        score=0.2,
         classes=["sedan", "pickup_suv_van", "large_veh_bus"],
     )
     det = Detector(cfg)
@@ -133,7 +135,11 @@ def test_missing_weights_say_how_to_fetch(tmp_path: Path) -> None:
 def test_label_files(models_dir: Path) -> None:
     coco = read_labels(models_dir / "coco_labels.txt", "lines", 1)
     assert (coco[0], coco[2], coco[3], coco[5], coco[7]) == (
-        "person", "car", "motorcycle", "bus", "truck"
+        "person",
+        "car",
+        "motorcycle",
+        "bus",
+        "truck",
     )
     automl = read_labels(models_dir / "automl_traffic_label_map.pbtxt", "pbtxt", 1)
     assert automl == {0: "sedan", 1: "pickup_suv_van", 2: "large_veh_bus"}

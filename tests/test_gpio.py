@@ -83,8 +83,9 @@ def expected_runs(pattern: tuple[int, ...]) -> list[tuple[bool, int]]:
 def observed_runs(pin: MockPin, start: int) -> list[tuple[bool, int]]:
     """Complete runs recorded on the pin after index ``start``, in ticks, from an "on" run."""
     states = pin.states[start:]
-    runs = [(states[i - 1].state, round(states[i].timestamp / TICK_S))
-            for i in range(2, len(states))]  # the first run after the change is partial
+    runs = [
+        (states[i - 1].state, round(states[i].timestamp / TICK_S)) for i in range(2, len(states))
+    ]  # the first run after the change is partial
     while runs and not runs[0][0]:
         runs.pop(0)
     return runs
@@ -161,8 +162,7 @@ def test_led_follows_the_real_station_link(pins: MockFactory, broker, tmp_path: 
     from roadside.agent.uplink.link import Uplink
     from roadside.ids import new_id
 
-    mqtt = MqttConfig(host="127.0.0.1", port=broker.port, reconnect_min_s=0.2,
-                      reconnect_max_s=0.5)
+    mqtt = MqttConfig(host="127.0.0.1", port=broker.port, reconnect_min_s=0.2, reconnect_max_s=0.5)
     uplink = Uplink("led-box", mqtt, UplinkConfig(stop_flush_s=0), tmp_path, heartbeat=False)
     stats = PipelineStats(frames=1, started_mono=time.monotonic())
     stats.last_frame_mono = stats.last_detect_mono = time.monotonic()
@@ -179,8 +179,12 @@ def test_led_follows_the_real_station_link(pins: MockFactory, broker, tmp_path: 
         assert eventually(lambda: led.state is BoxState.OFFLINE, 15)
         mark = len(pin.states)
         now = time.time()
-        uplink.publish("event", EventMsg(id=new_id(), k="s", c="car", s=0.9, t0=now, t1=now,
-                                         b=(0.1, 0.1, 0.2, 0.2), tr=1))
+        uplink.publish(
+            "event",
+            EventMsg(
+                id=new_id(), k="s", c="car", s=0.9, t0=now, t1=now, b=(0.1, 0.1, 0.2, 0.2), tr=1
+            ),
+        )
         assert link_probe(uplink)().describe() == "link offline, 1 queued"
         assert_pattern(pin, mark, BoxState.OFFLINE)
         broker.start()
@@ -233,7 +237,8 @@ def test_opening_the_door_sends_an_event_and_keeps_a_snapshot(
 
     events = tmp_path / "events.jsonl"
     doc = agent_config(
-        tmp_path, footage / "motorway_overpass.mp4",
+        tmp_path,
+        footage / "motorway_overpass.mp4",
         events={"sinks": ["jsonl"], "jsonl_path": str(events)},
         hardware={"tamper": {"pin": 22}},
     )
@@ -265,8 +270,9 @@ def test_opening_the_door_sends_an_event_and_keeps_a_snapshot(
     assert image.std() > 20  # a picture of the road, not a blank
 
 
-def test_a_door_open_at_start_is_reported(pins: MockFactory, tmp_path: Path,
-                                          road_frame: np.ndarray) -> None:
+def test_a_door_open_at_start_is_reported(
+    pins: MockFactory, tmp_path: Path, road_frame: np.ndarray
+) -> None:
     from roadside.agent.frames import LatestFrame
     from roadside.agent.hardware.tamper import SnapshotStore, TamperSwitch
 
@@ -275,8 +281,12 @@ def test_a_door_open_at_start_is_reported(pins: MockFactory, tmp_path: Path,
     latest(Frame(road_frame, time.time(), time.monotonic(), 0))
     cfg = HardwareConfig(tamper={"pin": 5, "keep_snapshots": 2}).tamper
     assert cfg is not None
-    switch = TamperSwitch(cfg, lambda kind, msg: sent.append((kind, msg)), latest,
-                          SnapshotStore(tmp_path / "snaps", keep=2))
+    switch = TamperSwitch(
+        cfg,
+        lambda kind, msg: sent.append((kind, msg)),
+        latest,
+        SnapshotStore(tmp_path / "snaps", keep=2),
+    )
     try:
         switch.check_at_start()  # pulled up, nothing holds it: the door is open
         assert [(k, m.c, m.k) for k, m in sent] == [("event", "tamper", "s")]
@@ -290,8 +300,9 @@ def test_a_door_open_at_start_is_reported(pins: MockFactory, tmp_path: Path,
 
 
 # -- IR light ------------------------------------------------------------------------------
-def _dusk_to_dawn(road_frame: np.ndarray, ir_gain: float, seed: int = 7) -> Iterator[
-        tuple[float, Callable[[bool], np.ndarray]]]:
+def _dusk_to_dawn(
+    road_frame: np.ndarray, ir_gain: float, seed: int = 7
+) -> Iterator[tuple[float, Callable[[bool], np.ndarray]]]:
     """An evening, night and morning in 1-second frames: real road, scaled light, noise.
 
     Yields (time, render) where render(ir_on) gives the frame the camera would see; the IR
@@ -300,10 +311,15 @@ def _dusk_to_dawn(road_frame: np.ndarray, ir_gain: float, seed: int = 7) -> Iter
     rng = np.random.default_rng(seed)
     base = float(road_frame[::16, ::16].mean())
     day, night = 1.0, 12.0 / base
-    light = np.concatenate([
-        np.full(120, day), np.linspace(day, night, 600), np.full(900, night),
-        np.linspace(night, day, 600), np.full(120, day),
-    ])
+    light = np.concatenate(
+        [
+            np.full(120, day),
+            np.linspace(day, night, 600),
+            np.full(900, night),
+            np.linspace(night, day, 600),
+            np.full(120, day),
+        ]
+    )
     for t, level in enumerate(light):
         wobble = level * (1 + rng.normal(0, 0.08))  # clouds, headlights, AE hunting
 
@@ -314,8 +330,9 @@ def _dusk_to_dawn(road_frame: np.ndarray, ir_gain: float, seed: int = 7) -> Iter
         yield float(t), render
 
 
-def _run_night(road_frame: np.ndarray, cfg: IrLightConfig, ir_gain: float) -> tuple[
-        IrLight, list[bool]]:
+def _run_night(
+    road_frame: np.ndarray, cfg: IrLightConfig, ir_gain: float
+) -> tuple[IrLight, list[bool]]:
     ir = IrLight(cfg, BrightnessMeter(every_s=1.0))
     seen: list[bool] = []
     ir.listeners.append(seen.append)
@@ -325,8 +342,9 @@ def _run_night(road_frame: np.ndarray, cfg: IrLightConfig, ir_gain: float) -> tu
     return ir, seen
 
 
-def test_ir_relay_switches_with_brightness_once_each_way(pins: MockFactory,
-                                                         lores_road: np.ndarray) -> None:
+def test_ir_relay_switches_with_brightness_once_each_way(
+    pins: MockFactory, lores_road: np.ndarray
+) -> None:
     cfg = IrLightConfig(pin=27, on_below=35, off_above=90, confirm_s=20, hold_s=300)
     ir, seen = _run_night(lores_road, cfg, ir_gain=30.0)  # the IR light lifts the scene by 30
     relay = pins.pin(27)
@@ -366,10 +384,12 @@ def test_ir_by_schedule_across_midnight(pins: MockFactory) -> None:
     day = dt.datetime(2024, 6, 1)
     assert sched.is_night(day.replace(hour=23)) and sched.is_night(day.replace(hour=3))
     assert not sched.is_night(day.replace(hour=12)) and not sched.is_night(
-        day.replace(hour=6, minute=30))
+        day.replace(hour=6, minute=30)
+    )
     clock = {"now": day.replace(hour=18, minute=59)}
-    ir = IrLight(IrLightConfig(pin=4, mode="schedule", active_high=False),
-                 clock=lambda: clock["now"])
+    ir = IrLight(
+        IrLightConfig(pin=4, mode="schedule", active_high=False), clock=lambda: clock["now"]
+    )
     relay = pins.pin(4)
     assert not ir.tick() and relay.state  # active low relay board: off is a high pin
     clock["now"] = day.replace(hour=19, minute=1)
@@ -378,8 +398,7 @@ def test_ir_by_schedule_across_midnight(pins: MockFactory) -> None:
 
 
 # -- PIR -----------------------------------------------------------------------------------
-def test_pir_wakes_the_detector_on_a_still_scene(pins: MockFactory,
-                                                 road_frame: np.ndarray) -> None:
+def test_pir_wakes_the_detector_on_a_still_scene(pins: MockFactory, road_frame: np.ndarray) -> None:
     gate = WakeGate(MotionGate(MotionConfig()))
     pir = PirSensor(PirConfig(pin=23, wake_s=0.5), gate)
     try:
@@ -396,8 +415,9 @@ def test_pir_wakes_the_detector_on_a_still_scene(pins: MockFactory,
 
 # -- agent check -----------------------------------------------------------------------------
 def test_check_claims_configured_pins(pins: MockFactory) -> None:
-    hw = HardwareConfig(status_led={"pin": "GPIO17"}, ir_light={"pin": 27},
-                        tamper={"pin": 22}, pir={"pin": 23})
+    hw = HardwareConfig(
+        status_led={"pin": "GPIO17"}, ir_light={"pin": 27}, tamper={"pin": 22}, pir={"pin": 23}
+    )
     detail = box_checks.gpio(hw)
     assert "MockFactory" in detail and "status_led GPIO17" in detail and "door OPEN" in detail
     pins.pin(17)  # the check released them: they can be claimed again
@@ -410,8 +430,11 @@ def test_check_claims_configured_pins(pins: MockFactory) -> None:
 def test_pins_are_validated_in_the_config(tmp_path: Path, footage: Path) -> None:
     from roadside.errors import ConfigError
 
-    doc = agent_config(tmp_path, footage / "traffic_frames.mp4",
-                       hardware={"status_led": {"pin": 17}, "pir": {"pin": "GPIO17"}})
+    doc = agent_config(
+        tmp_path,
+        footage / "traffic_frames.mp4",
+        hardware={"status_led": {"pin": 17}, "pir": {"pin": "GPIO17"}},
+    )
     with pytest.raises(ConfigError, match=r"hardware.pir.pin = 'GPIO17' is already used"):
         parse_config(doc)
     doc["hardware"] = {"ir_light": {"on_below": 80, "off_above": 60}}
@@ -444,17 +467,28 @@ def test_agent_check_reports_pins_disk_clock_and_power(tmp_path: Path, footage: 
 
     from roadside.agent.clock import clock_state
 
-    doc = agent_config(tmp_path, footage / "traffic_frames.mp4",
-                       hardware={"status_led": {"pin": 17}, "tamper": {"pin": 22}})
+    doc = agent_config(
+        tmp_path,
+        footage / "traffic_frames.mp4",
+        hardware={"status_led": {"pin": 17}, "tamper": {"pin": 22}},
+    )
     path = tmp_path / "agent.toml"
     path.write_text(tomli_w.dumps(doc))
     roadside = str(Path(sys.executable).with_name("roadside"))
     env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "COLUMNS": "200"}
-    proc = subprocess.run([roadside, "agent", "check", "--config", str(path)],
-                          capture_output=True, text=True, timeout=120, env=env)
+    proc = subprocess.run(
+        [roadside, "agent", "check", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = {ln.split("│")[1].strip(): ln.split("│")[2].strip()
-            for ln in proc.stdout.splitlines() if ln.count("│") >= 4}
+    rows = {
+        ln.split("│")[1].strip(): ln.split("│")[2].strip()
+        for ln in proc.stdout.splitlines()
+        if ln.count("│") >= 4
+    }
     assert rows["gpio"] == "pass" and "MockFactory" in proc.stdout
     assert rows["disk"] == "pass" and "GiB free" in proc.stdout
     assert rows["clock"] == ("pass" if clock_state() else "warn")
@@ -470,7 +504,8 @@ def test_disk_check_against_the_recording_budget(tmp_path: Path) -> None:
     free = __import__("shutil").disk_usage(tmp_path).free
     fits = SimpleNamespace(data_dir=str(tmp_path), recording=SimpleNamespace(max_bytes=1 << 20))
     assert "fits" in box_checks.disk(fits)  # type: ignore[arg-type]
-    too_big = SimpleNamespace(data_dir=str(tmp_path / "not-yet"),
-                              recording=SimpleNamespace(max_bytes=free * 4))
+    too_big = SimpleNamespace(
+        data_dir=str(tmp_path / "not-yet"), recording=SimpleNamespace(max_bytes=free * 4)
+    )
     with pytest.raises(RoadsideError, match="recording budget"):
         box_checks.disk(too_big)  # type: ignore[arg-type]

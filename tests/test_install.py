@@ -42,11 +42,13 @@ def unit(tmp_path: Path) -> Path:
     return p
 
 
-def run_install(root: Path, *args: str, skip_venv: bool = True,
-                check: bool = True) -> subprocess.CompletedProcess:
+def run_install(
+    root: Path, *args: str, skip_venv: bool = True, check: bool = True
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "ROOT": str(root), "SKIP_VENV": "1" if skip_venv else "0"}
-    proc = subprocess.run(["bash", str(INSTALL), *args], env=env, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        ["bash", str(INSTALL), *args], env=env, capture_output=True, text=True, timeout=60
+    )
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
@@ -67,8 +69,9 @@ def listing(root: Path) -> list[tuple[str, str, str]]:
     return out
 
 
-def test_install_twice_into_a_prefix_gives_the_same_tree(bundle: Path, unit: Path,
-                                                          tmp_path: Path) -> None:
+def test_install_twice_into_a_prefix_gives_the_same_tree(
+    bundle: Path, unit: Path, tmp_path: Path
+) -> None:
     root = tmp_path / "root"
     real = (Path("/etc/roadside").exists(), _has_user("roadside"))
     first = run_install(root, "--bundle", str(bundle), "--unit", str(unit))
@@ -87,13 +90,18 @@ def test_install_twice_into_a_prefix_gives_the_same_tree(bundle: Path, unit: Pat
     assert files["etc/roadside/agent.toml"] == "-rw-r--r--"
     assert files["etc/systemd/system/roadside-agent.service"] == "-rw-r--r--"
     b = read_bundle(bundle)
-    for name, dest in (("agent.toml", "etc/roadside/agent.toml"),
-                       ("tls/device.key", "etc/roadside/tls/device.key"),
-                       ("tls/ca.crt", "etc/roadside/tls/ca.crt")):
+    for name, dest in (
+        ("agent.toml", "etc/roadside/agent.toml"),
+        ("tls/device.key", "etc/roadside/tls/device.key"),
+        ("tls/ca.crt", "etc/roadside/tls/ca.crt"),
+    ):
         assert (root / dest).read_bytes() == b.files[name]
     # Outside the prefix it only says what it would do.
-    for line in ("would run: useradd --system", "would run: systemctl enable --now "
-                 "roadside-agent.service", "would run: hostnamectl set-hostname junction-07"):
+    for line in (
+        "would run: useradd --system",
+        "would run: systemctl enable --now roadside-agent.service",
+        "would run: hostnamectl set-hostname junction-07",
+    ):
         assert line in first.stdout
     assert (Path("/etc/roadside").exists(), _has_user("roadside")) == real
 
@@ -122,12 +130,16 @@ def _corrupt(bundle: Path, out: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize(("spoil", "message"), [
-    (_corrupt, "cannot unpack"),
-    (_tampered, "is damaged (SHA256SUMS mismatch)"),
-])
-def test_install_refuses_a_damaged_bundle(bundle: Path, tmp_path: Path, spoil,
-                                          message: str) -> None:
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        (_corrupt, "cannot unpack"),
+        (_tampered, "is damaged (SHA256SUMS mismatch)"),
+    ],
+)
+def test_install_refuses_a_damaged_bundle(
+    bundle: Path, tmp_path: Path, spoil, message: str
+) -> None:
     bad = spoil(bundle, tmp_path / "bad.tar.gz")
     root = tmp_path / "root"
     proc = run_install(root, "--bundle", str(bad), check=False)
@@ -141,9 +153,19 @@ def test_first_boot_card_installs_and_removes_the_bundle(bundle: Path, tmp_path:
     card = write_card(tmp_path / "card", "junction-07", "abcd", bundle)
     on_card = card / "roadside" / bundle.name
     env = {**os.environ, "ROOT": str(tmp_path / "root"), "SKIP_VENV": "1"}
-    proc = subprocess.run(["bash", str(card / "roadside" / "install.sh"), "--bundle",
-                           str(on_card), "--remove-bundle"], env=env, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            "bash",
+            str(card / "roadside" / "install.sh"),
+            "--bundle",
+            str(on_card),
+            "--remove-bundle",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert not on_card.exists()  # the private key does not stay on the FAT partition
     assert bundle.exists()
@@ -157,11 +179,11 @@ def _fake_wheel(wheelhouse: Path) -> None:
     files = {
         "roadside/__init__.py": "def main():\n    print('roadside from the wheelhouse')\n",
         "roadside-0.0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: roadside\n"
-                                             "Version: 0.0.1\n",
+        "Version: 0.0.1\n",
         "roadside-0.0.1.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\n"
-                                          "Root-Is-Purelib: true\nTag: py3-none-any\n",
+        "Root-Is-Purelib: true\nTag: py3-none-any\n",
         "roadside-0.0.1.dist-info/entry_points.txt": "[console_scripts]\n"
-                                                     "roadside = roadside:main\n",
+        "roadside = roadside:main\n",
     }
     record = "".join(f"{n},,\n" for n in files) + "roadside-0.0.1.dist-info/RECORD,,\n"
     with zipfile.ZipFile(wheelhouse / "roadside-0.0.1-py3-none-any.whl", "w") as z:
@@ -176,14 +198,11 @@ def test_install_builds_the_venv_offline_from_a_wheelhouse(bundle: Path, tmp_pat
     wheelhouse = tmp_path / "wheelhouse"
     _fake_wheel(wheelhouse)
     root = tmp_path / "root"
-    run_install(root, "--bundle", str(bundle), "--wheelhouse", str(wheelhouse),
-                skip_venv=False)
+    run_install(root, "--bundle", str(bundle), "--wheelhouse", str(wheelhouse), skip_venv=False)
     venv = root / "opt/roadside"
-    proc = subprocess.run([str(venv / "bin/roadside")], capture_output=True, text=True,
-                          check=True)
+    proc = subprocess.run([str(venv / "bin/roadside")], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "roadside from the wheelhouse"
     assert os.readlink(root / "usr/local/bin/roadside") == "/opt/roadside/bin/roadside"
     before = listing(root)
-    run_install(root, "--bundle", str(bundle), "--wheelhouse", str(wheelhouse),
-                skip_venv=False)
+    run_install(root, "--bundle", str(bundle), "--wheelhouse", str(wheelhouse), skip_venv=False)
     assert listing(root) == before

@@ -18,8 +18,16 @@ T = "roadside/v1/box/"
 
 
 def ev(i: int) -> bytes:
-    return EventMsg(id=new_id(), k="s", c="car", s=0.5, t0=float(i), t1=float(i) + 1,
-                    b=(0.1, 0.1, 0.1, 0.1), tr=i).encode()
+    return EventMsg(
+        id=new_id(),
+        k="s",
+        c="car",
+        s=0.5,
+        t0=float(i),
+        t1=float(i) + 1,
+        b=(0.1, 0.1, 0.1, 0.1),
+        tr=i,
+    ).encode()
 
 
 def count(i: int, n: int = 1) -> bytes:
@@ -212,8 +220,9 @@ def test_concurrent_producers_and_a_sender_lose_nothing(tmp_path: Path):
     assert sorted(acked) == sorted(produced) and len(set(acked)) == 900
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(st.sampled_from(["event", "count", "health"]), min_size=1, max_size=250))
 def test_policy_never_drops_events_while_cheaper_rows_remain(tmp_path: Path, kinds: list[str]):
     path = tmp_path / f"p-{new_id()}.db"
@@ -230,8 +239,9 @@ def test_policy_never_drops_events_while_cheaper_rows_remain(tmp_path: Path, kin
                 assert not [r for r in rows if r.priority > Priority.EVENT]
                 box.release()
         rows = box.take(1000)
-        kept_cars = sum(CountMsg.decode(r.payload).n["car"] for r in rows
-                        if r.priority == Priority.COUNT)
+        kept_cars = sum(
+            CountMsg.decode(r.payload).n["car"] for r in rows if r.priority == Priority.COUNT
+        )
         assert kept_cars <= cars
         if not box.stats().losses.get("count"):  # folded, maybe, but never dropped: all counted
             assert kept_cars == cars

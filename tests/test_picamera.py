@@ -50,10 +50,17 @@ def scene(footage: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def make_source(**camera: object) -> Picamera2Source:
-    cfg = SourceConfig(kind="picamera2", width=640, height=360, fps=30, lores_width=300,
-                       camera=PicameraConfig(**camera))
-    return Picamera2Source((cfg.width, cfg.height), cfg.fps, cfg.lores_width, cfg.camera,
-                           api=load_api("standin"))
+    cfg = SourceConfig(
+        kind="picamera2",
+        width=640,
+        height=360,
+        fps=30,
+        lores_width=300,
+        camera=PicameraConfig(**camera),
+    )
+    return Picamera2Source(
+        (cfg.width, cfg.height), cfg.fps, cfg.lores_width, cfg.camera, api=load_api("standin")
+    )
 
 
 def footage_frames(path: Path, size: tuple[int, int], n: int) -> list[np.ndarray]:
@@ -127,22 +134,26 @@ def test_encoded_packets_reach_the_recorder_unchanged(scene: Path) -> None:
     for i in keys:  # every keyframe carries SPS and PPS: a segment can start at any of them
         assert {5, 7, 8} <= nal_types(packets[i][0])
     decoder = av.CodecContext.create("h264", "r")
-    decoded = [f for data, _, _ in packets for p in decoder.parse(data)
-               for f in decoder.decode(p)]
+    decoded = [f for data, _, _ in packets for p in decoder.parse(data) for f in decoder.decode(p)]
     assert len(decoded) >= len(packets) - 2
     assert (decoded[0].width, decoded[0].height) == (640, 360)
 
 
 def test_night_and_manual_exposure_controls(scene: Path) -> None:
-    src = make_source(exposure_time_us=8000, analogue_gain=2.0, ae_enable=False,
-                      night_max_exposure_us=250_000, controls={"NoiseReductionMode": 2})
+    src = make_source(
+        exposure_time_us=8000,
+        analogue_gain=2.0,
+        ae_enable=False,
+        night_max_exposure_us=250_000,
+        controls={"NoiseReductionMode": 2},
+    )
     src.open()
     try:
         cam = src._cam
-        assert {k: cam.controls[k] for k in ("AeEnable", "ExposureTime", "AnalogueGain",
-                                             "NoiseReductionMode")} == {
-            "AeEnable": False, "ExposureTime": 8000, "AnalogueGain": 2.0,
-            "NoiseReductionMode": 2}
+        assert {
+            k: cam.controls[k]
+            for k in ("AeEnable", "ExposureTime", "AnalogueGain", "NoiseReductionMode")
+        } == {"AeEnable": False, "ExposureTime": 8000, "AnalogueGain": 2.0, "NoiseReductionMode": 2}
         src.set_night(True)
         assert cam.controls["FrameDurationLimits"] == (33333, 250_000)
         assert cam.controls["AeExposureMode"] == 2  # long exposures first
@@ -179,16 +190,29 @@ def test_without_picamera2_the_error_says_how_to_install(monkeypatch: pytest.Mon
 def test_agent_runs_on_the_pi_camera_path(tmp_path: Path, footage: Path) -> None:
     """``roadside agent run`` with source.kind = picamera2 (the stand-in selected the way
     gpiozero's mock pins are, by environment): real detection on lores frames."""
-    doc = agent_config(tmp_path, footage / "motorway_overpass.mp4",
-                       events={"sinks": ["console"]})
-    doc["source"] = {"kind": "picamera2", "width": 960, "height": 540, "fps": 30,
-                     "lores_width": 480, "camera": {"sensor_mode": 1}}
+    doc = agent_config(tmp_path, footage / "motorway_overpass.mp4", events={"sinks": ["console"]})
+    doc["source"] = {
+        "kind": "picamera2",
+        "width": 960,
+        "height": 540,
+        "fps": 30,
+        "lores_width": 480,
+        "camera": {"sensor_mode": 1},
+    }
     path = tmp_path / "agent.toml"
     path.write_text(tomli_w.dumps(doc))
-    env = {**os.environ, "ROADSIDE_PICAMERA2": "standin",
-           "ROADSIDE_STANDIN_SCENE": str(footage / "motorway_overpass.mp4")}
-    proc = subprocess.run([ROADSIDE, "agent", "run", "--config", str(path), "--duration", "6"],
-                          capture_output=True, text=True, timeout=120, env=env)
+    env = {
+        **os.environ,
+        "ROADSIDE_PICAMERA2": "standin",
+        "ROADSIDE_STANDIN_SCENE": str(footage / "motorway_overpass.mp4"),
+    }
+    proc = subprocess.run(
+        [ROADSIDE, "agent", "run", "--config", str(path), "--duration", "6"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(ln) for ln in proc.stdout.splitlines()]
     cars = [m for m in lines if m["type"] == "event" and m["c"] in ("car", "truck", "bus")]
@@ -228,11 +252,24 @@ def test_night_from_the_ir_schedule_reaches_the_camera(
     monkeypatch.setenv("ROADSIDE_STANDIN_SCENE", str(footage / "traffic_frames.mp4"))
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     now = dt.datetime.now()
-    doc = agent_config(tmp_path, footage / "traffic_frames.mp4", hardware={"ir_light": {
-        "mode": "schedule", "on_at": (now - dt.timedelta(hours=1)).strftime("%H:%M"),
-        "off_at": (now + dt.timedelta(hours=1)).strftime("%H:%M")}})
-    doc["source"] = {"kind": "picamera2", "width": 640, "height": 360, "fps": 30,
-                     "camera": {"night_max_exposure_us": 200_000}}
+    doc = agent_config(
+        tmp_path,
+        footage / "traffic_frames.mp4",
+        hardware={
+            "ir_light": {
+                "mode": "schedule",
+                "on_at": (now - dt.timedelta(hours=1)).strftime("%H:%M"),
+                "off_at": (now + dt.timedelta(hours=1)).strftime("%H:%M"),
+            }
+        },
+    )
+    doc["source"] = {
+        "kind": "picamera2",
+        "width": 640,
+        "height": 360,
+        "fps": 30,
+        "camera": {"night_max_exposure_us": 200_000},
+    }
     agent = Agent(parse_config(doc))
     runner = threading.Thread(target=agent.run, daemon=True)
     runner.start()

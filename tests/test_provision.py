@@ -73,8 +73,9 @@ class Creds:
     key: Path
 
 
-def _write_creds(d: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey,
-                 server_ca: bytes) -> Creds:
+def _write_creds(
+    d: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, server_ca: bytes
+) -> Creds:
     d.mkdir(parents=True, exist_ok=True)
     c = Creds(d / "ca.crt", d / "client.crt", d / "client.key")
     c.ca.write_bytes(server_ca)
@@ -98,13 +99,20 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict:
         out[name] = _write_creds(base / name, ca.issue_account(name, k.public_key()), k, station)
     other = ProjectCA.create(base / "other-ca", PASS)
     k = new_key()
-    out["foreign"] = _write_creds(base / "foreign", other.issue_device("dev-a", k.public_key()),
-                                  k, station)
+    out["foreign"] = _write_creds(
+        base / "foreign", other.issue_device("dev-a", k.public_key()), k, station
+    )
     ports = _two_ports()
-    out["files"] = write_broker_dir(ca, base / "broker", ["127.0.0.1", "localhost"],
-                                    port=ports[0], bind="127.0.0.1",
-                                    conf_dir=str(base / "broker"), station_port=ports[1],
-                                    station_bind="127.0.0.1")
+    out["files"] = write_broker_dir(
+        ca,
+        base / "broker",
+        ["127.0.0.1", "localhost"],
+        port=ports[0],
+        bind="127.0.0.1",
+        conf_dir=str(base / "broker"),
+        station_port=ports[1],
+        station_bind="127.0.0.1",
+    )
     out["ports"] = ports
     return out
 
@@ -136,8 +144,9 @@ class TwoListenerMosquitto(Mosquitto):
 
 def _mosquitto(workdir: Path, files: BrokerFiles, ports: tuple[int, int]) -> Mosquitto:
     """mosquitto with the generated listeners as is (only ports and paths are the test's)."""
-    conf = render_mosquitto_conf(files, ports[0], "127.0.0.1", str(files.directory),
-                                 ports[1], "127.0.0.1")
+    conf = render_mosquitto_conf(
+        files, ports[0], "127.0.0.1", str(files.directory), ports[1], "127.0.0.1"
+    )
     return TwoListenerMosquitto(workdir, conf, ports, "")
 
 
@@ -158,10 +167,12 @@ class Peer:
         self.acks: dict[int, mqtt.ReasonCode] = {}
         self.subacks: dict[int, list[mqtt.ReasonCode]] = {}
         self._acked = threading.Condition()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=mqtt.MQTTv5)
-        self.client.tls_set(ca_certs=str(creds.ca), certfile=str(creds.cert),
-                            keyfile=str(creds.key))
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        self.client.tls_set(
+            ca_certs=str(creds.ca), certfile=str(creds.cert), keyfile=str(creds.key)
+        )
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda c, u, m: self.messages.put(m)
         self.client.on_publish = self._on_publish
@@ -343,15 +354,22 @@ def test_names_and_inputs_are_checked() -> None:
 
 # --------------------------------------------------------------------------- agent.toml
 def test_rendered_agent_toml_is_a_valid_agent_config(tmp_path: Path) -> None:
-    text = render_agent_toml("junction-07", Broker("broker.lan", 8883),
-                             camera="rtsp://10.1.1.9/stream1",
-                             site='Passo "Alto"\nkm 7', location=(46.5, 11.35),
-                             status_led=17)
+    text = render_agent_toml(
+        "junction-07",
+        Broker("broker.lan", 8883),
+        camera="rtsp://10.1.1.9/stream1",
+        site='Passo "Alto"\nkm 7',
+        location=(46.5, 11.35),
+        status_led=17,
+    )
     doc = check_agent_toml(text)
     assert doc["source"] == {"kind": "rtsp", "url": "rtsp://10.1.1.9/stream1"}
     assert doc["mqtt"] == {
-        "host": "broker.lan", "port": 8883, "tls_ca": "/etc/roadside/tls/ca.crt",
-        "tls_cert": "/etc/roadside/tls/device.crt", "tls_key": "/etc/roadside/tls/device.key",
+        "host": "broker.lan",
+        "port": 8883,
+        "tls_ca": "/etc/roadside/tls/ca.crt",
+        "tls_cert": "/etc/roadside/tls/device.crt",
+        "tls_key": "/etc/roadside/tls/device.key",
     }
     path = tmp_path / "agent.toml"
     path.write_text(text)
@@ -407,8 +425,7 @@ def test_cloud_init_runs_install_from_the_boot_partition(pki: dict, tmp_path: Pa
     assert cmd[cmd.index("--bundle") + 1] == "/boot/firmware/roadside/junction-07.bundle.tar.gz"
     assert "--remove-bundle" in cmd
     assert 'instance-id: "roadside-junction-07-00ff' in render_meta_data("junction-07", "00ff")
-    bundle = make_bundle(pki["ca"], DeviceRequest("card-box", "x", (0, 0), Broker("b")),
-                         tmp_path)
+    bundle = make_bundle(pki["ca"], DeviceRequest("card-box", "x", (0, 0), Broker("b")), tmp_path)
     card = write_card(tmp_path / "card", "card-box", "abcd", bundle)
     assert (card / "user-data").is_file() and (card / "meta-data").is_file()
     assert os.access(card / "roadside" / "install.sh", os.X_OK)
@@ -418,31 +435,53 @@ def test_cloud_init_runs_install_from_the_boot_partition(pki: dict, tmp_path: Pa
 # --------------------------------------------------------------------------- ACL text
 def test_acl_names_the_protocol_topics() -> None:
     assert broker_mod.PREFIX == protocol.ROOT
-    assert (broker_mod.XFER_INIT, broker_mod.XFER_DATA, broker_mod.XFER_ABORT,
-            broker_mod.XFER_ACK) == (protocol.XFER_INIT, protocol.XFER_DATA,
-                                     protocol.XFER_ABORT, protocol.XFER_ACK)
-    assert (broker_mod.STATUS, broker_mod.EVENT, broker_mod.COUNT, broker_mod.HEALTH,
-            broker_mod.CMD, broker_mod.REPLY, broker_mod.XFER) == (
-        protocol.STATUS, protocol.EVENT, protocol.COUNT, protocol.HEALTH, protocol.CMD,
-        protocol.REPLY, protocol.XFER)
+    assert (
+        broker_mod.XFER_INIT,
+        broker_mod.XFER_DATA,
+        broker_mod.XFER_ABORT,
+        broker_mod.XFER_ACK,
+    ) == (protocol.XFER_INIT, protocol.XFER_DATA, protocol.XFER_ABORT, protocol.XFER_ACK)
+    assert (
+        broker_mod.STATUS,
+        broker_mod.EVENT,
+        broker_mod.COUNT,
+        broker_mod.HEALTH,
+        broker_mod.CMD,
+        broker_mod.REPLY,
+        broker_mod.XFER,
+    ) == (
+        protocol.STATUS,
+        protocol.EVENT,
+        protocol.COUNT,
+        protocol.HEALTH,
+        protocol.CMD,
+        protocol.REPLY,
+        protocol.XFER,
+    )
     acl = render_acl(["central.ingest", "officer.rossi"], ["stolen-box"])
     lines = acl.splitlines()
     assert "pattern read roadside/v1/%u/cmd/#" in lines
     assert not any(ln.startswith("pattern") and "cmd" in ln and "write" in ln for ln in lines)
     assert lines[lines.index("user stolen-box") + 1] == "topic deny #"
-    officer = lines[lines.index("user officer.rossi"):]
-    officer = officer[:next(i for i, ln in enumerate(officer) if not ln)]
+    officer = lines[lines.index("user officer.rossi") :]
+    officer = officer[: next(i for i, ln in enumerate(officer) if not ln)]
     writes = [ln for ln in officer if ln.startswith("topic write")]
     assert writes == ["topic write roadside/v1/+/cmd/#"]
     assert [ln for ln in officer if ln.startswith("topic read")] == [
-        "topic read roadside/v1/+/reply/#", "topic read roadside/v1/+/status",
-        "topic read roadside/v1/+/xfer/+/init", "topic read roadside/v1/+/xfer/+/ack"]
+        "topic read roadside/v1/+/reply/#",
+        "topic read roadside/v1/+/status",
+        "topic read roadside/v1/+/xfer/+/init",
+        "topic read roadside/v1/+/xfer/+/ack",
+    ]
     conf = render_mosquitto_conf(BrokerFiles(Path("/x")), 8883).splitlines()
-    box = conf[conf.index("listener 8883"):conf.index("listener 8884")]
-    station = conf[conf.index("listener 8884"):]
+    box = conf[conf.index("listener 8883") : conf.index("listener 8884")]
+    station = conf[conf.index("listener 8884") :]
     for block in (box, station):
-        for line in ("require_certificate true", "use_identity_as_username true",
-                     "crlfile /etc/mosquitto/roadside/crl.pem"):
+        for line in (
+            "require_certificate true",
+            "use_identity_as_username true",
+            "crlfile /etc/mosquitto/roadside/crl.pem",
+        ):
             assert line in block
     assert "cafile /etc/mosquitto/roadside/device-ca.pem" in box
     assert "use_username_as_clientid true" in box
@@ -497,8 +536,11 @@ def test_central_reads_all_devices_and_sends_commands(peers) -> None:
     b.publish("roadside/v1/dev-b/event", b"eb")
     b.publish("roadside/v1/dev-b/reply/r1", b"done")
     got = central.received()
-    assert {("roadside/v1/dev-a/event", b"ea"), ("roadside/v1/dev-b/event", b"eb"),
-            ("roadside/v1/dev-b/reply/r1", b"done")} <= set(got)
+    assert {
+        ("roadside/v1/dev-a/event", b"ea"),
+        ("roadside/v1/dev-b/event", b"eb"),
+        ("roadside/v1/dev-b/reply/r1", b"done"),
+    } <= set(got)
     a.subscribe("roadside/v1/dev-a/cmd/#")
     assert not central.publish("roadside/v1/dev-a/cmd/clip", b"c1").is_failure
     a.expect("roadside/v1/dev-a/cmd/clip", b"c1")
@@ -531,14 +573,17 @@ def test_transfers_go_box_to_station_and_acks_back(peers) -> None:
     assert a.publish("roadside/v1/dev-a/xfer/x1/ack", b"self-ack").value == NOT_AUTHORIZED
     assert a.publish("roadside/v1/dev-b/xfer/x1/d", b"other").value == NOT_AUTHORIZED
     got = central.received()
-    assert {(f"roadside/v1/dev-a/xfer/x1/{p}", p.encode()) for p in ("init", "d", "abort")} \
-        <= set(got)
+    assert {(f"roadside/v1/dev-a/xfer/x1/{p}", p.encode()) for p in ("init", "d", "abort")} <= set(
+        got
+    )
     assert not central.publish("roadside/v1/dev-a/xfer/x1/ack", b"ack").is_failure
     assert central.publish("roadside/v1/dev-a/xfer/x1/d", b"fake").value == NOT_AUTHORIZED
     assert a.received() == [("roadside/v1/dev-a/xfer/x1/ack", b"ack")]
     # The officer follows progress (init, ack), never the footage itself.
-    assert sorted(officer.received(QUIET)) == [("roadside/v1/dev-a/xfer/x1/ack", b"ack"),
-                                               ("roadside/v1/dev-a/xfer/x1/init", b"init")]
+    assert sorted(officer.received(QUIET)) == [
+        ("roadside/v1/dev-a/xfer/x1/ack", b"ack"),
+        ("roadside/v1/dev-a/xfer/x1/init", b"init"),
+    ]
 
 
 def test_officer_follows_its_request(peers) -> None:
@@ -550,8 +595,10 @@ def test_officer_follows_its_request(peers) -> None:
     b.publish("roadside/v1/dev-b/reply/r9", b"done")
     b.publish("roadside/v1/dev-b/health", b"ok")
     got = officer.received()
-    assert sorted(got) == [("roadside/v1/dev-b/reply/r9", b"done"),
-                           ("roadside/v1/dev-b/status", b"online")]
+    assert sorted(got) == [
+        ("roadside/v1/dev-b/reply/r9", b"done"),
+        ("roadside/v1/dev-b/status", b"online"),
+    ]
 
 
 def test_station_processes_keep_their_own_client_ids(peers) -> None:
@@ -625,8 +672,9 @@ NO_PASS = {"ROADSIDE_CA_PASSPHRASE": None, "ROADSIDE_CA_PASSPHRASE_FILE": None}
 
 
 def _cli(args: list[str], env: dict | None = None):
-    return CliRunner().invoke(main, ["provision", *args], env={**NO_PASS, **(env or {})},
-                              catch_exceptions=False)
+    return CliRunner().invoke(
+        main, ["provision", *args], env={**NO_PASS, **(env or {})}, catch_exceptions=False
+    )
 
 
 def test_cli_from_ca_to_revoke(tmp_path: Path) -> None:
@@ -638,12 +686,27 @@ def test_cli_from_ca_to_revoke(tmp_path: Path) -> None:
     r = _cli(["ca", "init", ca], env)
     assert r.exit_code == 0, r.output
     assert "a long enough passphrase" not in r.output  # never echoed
-    r = _cli(["broker", "--ca", ca, "--out", str(tmp_path / "brk"), "--host", "broker.lan"],
-             env)
+    r = _cli(["broker", "--ca", ca, "--out", str(tmp_path / "brk"), "--host", "broker.lan"], env)
     assert r.exit_code == 0, r.output
-    r = _cli(["device", "junction-07", "--ca", ca, "--site", "SS42 km 7",
-              "--location", "46.49,11.35", "--camera", "rtsp://cam.local/s",
-              "--out", str(tmp_path / "out"), "--cloud-init", str(tmp_path / "card")], env)
+    r = _cli(
+        [
+            "device",
+            "junction-07",
+            "--ca",
+            ca,
+            "--site",
+            "SS42 km 7",
+            "--location",
+            "46.49,11.35",
+            "--camera",
+            "rtsp://cam.local/s",
+            "--out",
+            str(tmp_path / "out"),
+            "--cloud-init",
+            str(tmp_path / "card"),
+        ],
+        env,
+    )
     assert r.exit_code == 0, r.output
     b = read_bundle(tmp_path / "out" / "junction-07.bundle.tar.gz")
     assert b.manifest["broker"] == "broker.lan:8883"  # remembered from `provision broker`
@@ -654,8 +717,22 @@ def test_cli_from_ca_to_revoke(tmp_path: Path) -> None:
     assert ((tmp_path / "acct" / "officer.rossi" / "client.key").stat().st_mode & 0o777) == 0o600
     assert "user officer.rossi" in (tmp_path / "brk" / "acl").read_text()  # ACL follows
     old = b.certificate().serial_number
-    r = _cli(["device", "junction-07", "--ca", ca, "--site", "SS42 km 7", "--location",
-              "46.49,11.35", "--out", str(tmp_path / "out"), "--replace"], env)
+    r = _cli(
+        [
+            "device",
+            "junction-07",
+            "--ca",
+            ca,
+            "--site",
+            "SS42 km 7",
+            "--location",
+            "46.49,11.35",
+            "--out",
+            str(tmp_path / "out"),
+            "--replace",
+        ],
+        env,
+    )
     assert r.exit_code == 0, r.output
     new = read_bundle(tmp_path / "out" / "junction-07.bundle.tar.gz").certificate()
     assert new.serial_number != old
@@ -670,17 +747,23 @@ def test_cli_from_ca_to_revoke(tmp_path: Path) -> None:
     assert r.exit_code == 0 and "revoked" in r.output and "officer.rossi" in r.output
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["device", "Junction 7", "--site", "x", "--location", "46,11"], "bad device name"),
-    (["device", "j7", "--site", "x", "--location", "46.5"], "bad --location"),
-    (["device", "j7", "--site", "x", "--location", "100,11"], "bad --location"),
-    (["device", "j7", "--site", "x", "--location", "46,11", "--camera", "usb"], "bad --camera"),
-    (["device", "j7", "--site", "x", "--location", "46,11", "--broker", "a b"], "bad --broker"),
-    (["account", "bob", "--out", "x"], "bad account name"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["device", "Junction 7", "--site", "x", "--location", "46,11"], "bad device name"),
+        (["device", "j7", "--site", "x", "--location", "46.5"], "bad --location"),
+        (["device", "j7", "--site", "x", "--location", "100,11"], "bad --location"),
+        (["device", "j7", "--site", "x", "--location", "46,11", "--camera", "usb"], "bad --camera"),
+        (["device", "j7", "--site", "x", "--location", "46,11", "--broker", "a b"], "bad --broker"),
+        (["account", "bob", "--out", "x"], "bad account name"),
+    ],
+)
 def test_cli_bad_input_is_one_line_error(tmp_path: Path, args: list[str], message: str) -> None:
-    r = CliRunner().invoke(main, ["provision", *args, "--ca", str(tmp_path / "none")],
-                           env={"ROADSIDE_CA_PASSPHRASE": "whatever it is"})
+    r = CliRunner().invoke(
+        main,
+        ["provision", *args, "--ca", str(tmp_path / "none")],
+        env={"ROADSIDE_CA_PASSPHRASE": "whatever it is"},
+    )
     assert r.exit_code == 2
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), r.output
@@ -690,16 +773,30 @@ def test_cli_without_passphrase_or_with_a_wrong_one(pki: dict) -> None:
     ca = str(pki["ca"].directory)
     r = CliRunner().invoke(main, ["provision", "revoke", "dev-a", "--ca", ca], env=NO_PASS)
     assert r.exit_code == 2 and r.output.strip() == (
-        "error: no CA passphrase: pass --passphrase-file FILE or set ROADSIDE_CA_PASSPHRASE")
-    r = CliRunner().invoke(main, ["provision", "revoke", "dev-a", "--ca", ca],
-                           env={**NO_PASS, "ROADSIDE_CA_PASSPHRASE": "wrong wrong wrong"})
+        "error: no CA passphrase: pass --passphrase-file FILE or set ROADSIDE_CA_PASSPHRASE"
+    )
+    r = CliRunner().invoke(
+        main,
+        ["provision", "revoke", "dev-a", "--ca", ca],
+        env={**NO_PASS, "ROADSIDE_CA_PASSPHRASE": "wrong wrong wrong"},
+    )
     assert r.exit_code == 2 and "wrong CA passphrase" in r.output
     assert len(r.output.strip().splitlines()) == 1
 
 
 def test_cli_wheelhouse_dry_run(tmp_path: Path) -> None:
-    r = _cli(["wheelhouse", "--out", str(tmp_path / "wh"), "--platform",
-              "manylinux2014_aarch64", "--python-version", "3.11", "--dry-run"])
+    r = _cli(
+        [
+            "wheelhouse",
+            "--out",
+            str(tmp_path / "wh"),
+            "--platform",
+            "manylinux2014_aarch64",
+            "--python-version",
+            "3.11",
+            "--dry-run",
+        ]
+    )
     assert r.exit_code == 0, r.output
     build, download = r.output.strip().splitlines()
     assert " -m pip wheel --no-deps --wheel-dir " in build

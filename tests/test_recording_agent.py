@@ -23,19 +23,31 @@ CLI = [sys.executable, "-c", "from roadside.cli import main; main()"]
 def run_agent(tmp_path: Path, doc: dict, *args: str, env: dict | None = None) -> None:
     cfg = tmp_path / "agent.toml"
     cfg.write_text(tomli_w.dumps(doc))
-    proc = subprocess.run([*CLI, "agent", "run", "--config", str(cfg), *args],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [*CLI, "agent", "run", "--config", str(cfg), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def test_events_mode_in_the_agent_records_around_the_pipelines_events(
-        tmp_path: Path, footage: Path) -> None:
+    tmp_path: Path, footage: Path
+) -> None:
     doc = agent_config(
-        tmp_path, footage / "motorway_overpass.mp4",
+        tmp_path,
+        footage / "motorway_overpass.mp4",
         events={"sinks": ["jsonl"], "jsonl_path": str(tmp_path / "events.jsonl")},
-        recording={"mode": "events", "segment_s": 2.0, "keyframe_s": 0.5, "pre_roll_s": 1.0,
-                   "post_roll_s": 1.0, "encoder": {"width": 480, "preset": "ultrafast"}},
+        recording={
+            "mode": "events",
+            "segment_s": 2.0,
+            "keyframe_s": 0.5,
+            "pre_roll_s": 1.0,
+            "post_roll_s": 1.0,
+            "encoder": {"width": 480, "preset": "ultrafast"},
+        },
     )
     run_agent(tmp_path, doc, "--duration", "4")  # the file played fast: a few seconds of it
 
@@ -55,14 +67,27 @@ def test_events_mode_in_the_agent_records_around_the_pipelines_events(
 
 def test_pi_camera_h264_is_written_as_is(tmp_path: Path, footage: Path) -> None:
     doc = agent_config(
-        tmp_path, footage / "motorway_overpass.mp4",
+        tmp_path,
+        footage / "motorway_overpass.mp4",
         recording={"mode": "continuous", "segment_s": 1.0, "keyframe_s": 1.0},
     )
-    doc["source"] = {"kind": "picamera2", "width": 640, "height": 360, "fps": 15.0,
-                     "camera": {"keyframe_s": 0.5, "bitrate": 1_000_000}}
-    run_agent(tmp_path, doc, "--duration", "3",
-              env={"ROADSIDE_PICAMERA2": "standin",
-                   "ROADSIDE_STANDIN_SCENE": str(footage / "motorway_overpass.mp4")})
+    doc["source"] = {
+        "kind": "picamera2",
+        "width": 640,
+        "height": 360,
+        "fps": 15.0,
+        "camera": {"keyframe_s": 0.5, "bitrate": 1_000_000},
+    }
+    run_agent(
+        tmp_path,
+        doc,
+        "--duration",
+        "3",
+        env={
+            "ROADSIDE_PICAMERA2": "standin",
+            "ROADSIDE_STANDIN_SCENE": str(footage / "motorway_overpass.mp4"),
+        },
+    )
 
     root = Path(doc["data_dir"]) / "segments"
     segs = indexed(root)

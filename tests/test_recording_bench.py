@@ -15,12 +15,16 @@ BENCH = Path(__file__).resolve().parents[1] / "bench" / "clips.py"
 
 
 def test_clips_bench_short_run() -> None:
-    proc = subprocess.run([sys.executable, str(BENCH), "--quick"], capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     last = proc.stdout.strip().splitlines()[-1]
-    m = re.fullmatch(r"RESULT cut_vs_ffmpeg=([\d.]+|nan) encode_cpu_per_s=([\d.]+) "
-                     r"events_mode_write_ratio=([\d.]+)", last)
+    m = re.fullmatch(
+        r"RESULT cut_vs_ffmpeg=([\d.]+|nan) encode_cpu_per_s=([\d.]+) "
+        r"events_mode_write_ratio=([\d.]+)",
+        last,
+    )
     assert m, last
     cut, cpu, ratio = float(m[1]), float(m[2]), float(m[3])
     assert math.isnan(cut) or cut > 0

@@ -31,13 +31,15 @@ def ring(footage: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About 33 s of the motorway clip recorded as picamera2 would hand it over."""
     packets, duration = camera_packets(footage / "motorway_overpass.mp4")
     root = tmp_path_factory.mktemp("ring") / "segments"
-    recorder = Recorder(RecordingConfig(mode="continuous", segment_s=1.0, keyframe_s=1.0),
-                        root, blocking=True)
+    recorder = Recorder(
+        RecordingConfig(mode="continuous", segment_s=1.0, keyframe_s=1.0), root, blocking=True
+    )
     recorder.start()
     for k in range(3):
         for p in packets:
-            recorder.write_packet(p.data, p.pts_s + k * duration, p.keyframe,
-                                  p.dts_s + k * duration)
+            recorder.write_packet(
+                p.data, p.pts_s + k * duration, p.keyframe, p.dts_s + k * duration
+            )
     recorder.stop()
     return root
 
@@ -46,9 +48,9 @@ def top_level_boxes(path: Path) -> list[str]:
     data = path.read_bytes()
     boxes, at = [], 0
     while at + 8 <= len(data):
-        size, kind = struct.unpack(">I4s", data[at:at + 8])
+        size, kind = struct.unpack(">I4s", data[at : at + 8])
         if size == 1:
-            size = struct.unpack(">Q", data[at + 8:at + 16])[0]
+            size = struct.unpack(">Q", data[at + 8 : at + 16])[0]
         boxes.append(kind.decode("latin-1"))
         if size < 8:
             break
@@ -63,7 +65,8 @@ def decode(path: Path) -> list[av.VideoFrame]:
 
 @pytest.mark.parametrize(("offset", "length"), [(4.5, 9.0), (6.006, 2.0), (1.0, 25.0)])
 def test_clip_starts_at_the_keyframe_before_and_covers_the_range(
-        ring: Path, tmp_path: Path, offset: float, length: float) -> None:
+    ring: Path, tmp_path: Path, offset: float, length: float
+) -> None:
     segs = indexed(ring)
     start = segs[0].start + offset
     end = start + length
@@ -72,15 +75,17 @@ def test_clip_starts_at_the_keyframe_before_and_covers_the_range(
     assert result.path.exists() and result.gaps == []
     assert start - KEYFRAME_INTERVAL - 1e-3 <= result.start <= start + 1e-3
     keyframes = [k for s in segs for k in s.keyframe_times()]
-    assert min(keyframes, key=lambda k: abs(k - result.start)) == \
-        pytest.approx(result.start, abs=1e-3)  # it starts on a keyframe
+    assert min(keyframes, key=lambda k: abs(k - result.start)) == pytest.approx(
+        result.start, abs=1e-3
+    )  # it starts on a keyframe
     assert end - FRAME <= result.end <= end + 0.25
     frames = decode(result.path)  # end to end, every picture
     assert frames[0].key_frame
     # this file has B-frames: the anchor frame of the last few may lie past the end
     assert len(frames) == pytest.approx((result.end - result.start) / FRAME, abs=3)
     assert top_level_boxes(result.path).index("moov") < top_level_boxes(result.path).index(
-        "mdat")  # faststart
+        "mdat"
+    )  # faststart
     with av.open(str(result.path)) as c:
         assert c.duration / 1e6 == pytest.approx(result.end - result.start, abs=0.2)
 
@@ -138,9 +143,12 @@ def test_low_quality_is_smaller_and_starts_where_asked(ring: Path, tmp_path: Pat
 
 # -- command line --------------------------------------------------------------------------------
 def write_config(tmp_path: Path, root: Path) -> Path:
-    doc = {"device": "box-07", "data_dir": str(tmp_path / "data"),
-           "source": {"kind": "file", "path": "unused.mp4"},
-           "recording": {"mode": "continuous", "dir": str(root), "budget_bytes": "1GiB"}}
+    doc = {
+        "device": "box-07",
+        "data_dir": str(tmp_path / "data"),
+        "source": {"kind": "file", "path": "unused.mp4"},
+        "recording": {"mode": "continuous", "dir": str(root), "budget_bytes": "1GiB"},
+    }
     path = tmp_path / "agent.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(tomli_w.dumps(doc))
@@ -163,8 +171,9 @@ def test_recordings_command_lists_ranges_bytes_and_modes(ring: Path, tmp_path: P
     assert when(indexed(ring)[0].start) in result.output
     got = json.loads(run("agent", "recordings", "--config", str(cfg), "--json").output)
     assert got["bytes"] == folder_bytes(ring)
-    assert len(got["ranges"]) == 1 and got["per_mode"]["continuous"]["segments"] == \
-        len(indexed(ring))
+    assert len(got["ranges"]) == 1 and got["per_mode"]["continuous"]["segments"] == len(
+        indexed(ring)
+    )
 
     missing = write_config(tmp_path / "other", tmp_path / "nothing-here")
     result = run("agent", "recordings", "--config", str(missing))
@@ -175,21 +184,52 @@ def test_clip_command_cuts_and_reports_errors_in_one_line(ring: Path, tmp_path: 
     cfg = write_config(tmp_path, ring)
     first = indexed(ring)[0].start
     out = tmp_path / "clip.mp4"
-    result = run("agent", "clip", "--config", str(cfg), "--from", iso(first + 5),
-                 "--to", iso(first + 12), "--out", str(out))
+    result = run(
+        "agent",
+        "clip",
+        "--config",
+        str(cfg),
+        "--from",
+        iso(first + 5),
+        "--to",
+        iso(first + 12),
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     assert out.exists() and str(out) in result.output and "gap" not in result.output
     assert len(decode(out)) > 7 * 29
 
-    result = run("agent", "clip", "--config", str(cfg), "--from", "10h15", "--to",
-                 iso(first), "--out", str(out))
+    result = run(
+        "agent",
+        "clip",
+        "--config",
+        str(cfg),
+        "--from",
+        "10h15",
+        "--to",
+        iso(first),
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         "error: --from '10h15' is not a time: use ISO 8601 such as 2026-05-12T10:14:00 "
-        "(local time; add +02:00 or Z for another zone) or epoch seconds"]
+        "(local time; add +02:00 or Z for another zone) or epoch seconds"
+    ]
 
-    result = run("agent", "clip", "--config", str(cfg), "--from", str(first - 60),
-                 "--to", str(first - 30), "--out", str(tmp_path / "x.mp4"))
+    result = run(
+        "agent",
+        "clip",
+        "--config",
+        str(cfg),
+        "--from",
+        str(first - 60),
+        "--to",
+        str(first - 30),
+        "--out",
+        str(tmp_path / "x.mp4"),
+    )
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: no footage between")

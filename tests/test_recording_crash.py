@@ -28,20 +28,34 @@ def wait_for(condition, timeout: float, proc: subprocess.Popen) -> None:
 
 def test_sigkill_mid_segment_loses_at_most_that_segment(tmp_path: Path, footage: Path) -> None:
     doc = agent_config(
-        tmp_path, footage / "motorway_overpass.mp4",
-        recording={"mode": "continuous", "segment_s": 2.0, "keyframe_s": 0.5,
-                   "encoder": {"width": 480, "preset": "ultrafast"}},
+        tmp_path,
+        footage / "motorway_overpass.mp4",
+        recording={
+            "mode": "continuous",
+            "segment_s": 2.0,
+            "keyframe_s": 0.5,
+            "encoder": {"width": 480, "preset": "ultrafast"},
+        },
     )
     doc["source"].update(pace="native", loop=True)  # like a camera: it never ends
     cfg = tmp_path / "agent.toml"
     cfg.write_text(tomli_w.dumps(doc))
     root = Path(doc["data_dir"]) / "segments"
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from roadside.cli import main; main()", "agent", "run",
-         "--config", str(cfg)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-c",
+            "from roadside.cli import main; main()",
+            "agent",
+            "run",
+            "--config",
+            str(cfg),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
+
         def mid_segment() -> bool:
             if not (root / INDEX_FILE).exists():
                 return False
@@ -70,7 +84,7 @@ def test_sigkill_mid_segment_loses_at_most_that_segment(tmp_path: Path, footage:
     after = index.all()
     index.close()
     assert not list(root.glob("*/*.ts.part"))
-    assert [s.path for s in after[:len(before)]] == [s.path for s in before]
+    assert [s.path for s in after[: len(before)]] == [s.path for s in before]
     assert len(after) == len(before) + 1  # 150 KB in, it holds whole pictures
     salvaged = after[-1]
     assert salvaged.start == pytest.approx(before[-1].end, abs=0.1)
@@ -82,5 +96,6 @@ def test_sigkill_mid_segment_loses_at_most_that_segment(tmp_path: Path, footage:
     for extra in ("", "-wal", "-shm"):
         (root / (INDEX_FILE + extra)).unlink(missing_ok=True)
     rebuilt = indexed(root)
-    assert [(s.path, s.packets, s.keyframes) for s in rebuilt] == \
-        [(s.path, s.packets, s.keyframes) for s in after]
+    assert [(s.path, s.packets, s.keyframes) for s in rebuilt] == [
+        (s.path, s.packets, s.keyframes) for s in after
+    ]

@@ -75,8 +75,9 @@ def feed(recorder: Recorder, packets: list[CameraPacket], duration: float, loops
             recorder.write_packet(p.data, p.pts_s + shift, p.keyframe, p.dts_s + shift)
 
 
-def frames(images: list[np.ndarray], n: int, fps: float = 15.0, offset=lambda i: RIGHT,
-           start: int = 0) -> Iterator[Frame]:
+def frames(
+    images: list[np.ndarray], n: int, fps: float = 15.0, offset=lambda i: RIGHT, start: int = 0
+) -> Iterator[Frame]:
     for i in range(start, start + n):
         mono = MONO0 + i / fps
         yield Frame(images[i % len(images)], mono + offset(i), mono, i)
@@ -111,8 +112,7 @@ def test_camera_packets_become_decodable_contiguous_segments(tmp_path: Path, mot
     assert not list(root.glob("*/*.part"))
 
 
-def test_index_is_rebuilt_from_the_files_when_missing_or_damaged(tmp_path: Path,
-                                                                 motorway) -> None:
+def test_index_is_rebuilt_from_the_files_when_missing_or_damaged(tmp_path: Path, motorway) -> None:
     packets, duration = motorway
     root = tmp_path / "rec"
     recorder = Recorder(config(segment_s=1.0), root, blocking=True)
@@ -142,14 +142,14 @@ def test_index_is_rebuilt_from_the_files_when_missing_or_damaged(tmp_path: Path,
 
 
 # -- retention ---------------------------------------------------------------------------------
-def test_long_fast_run_of_camera_packets_never_exceeds_the_budget(tmp_path: Path,
-                                                                  motorway) -> None:
+def test_long_fast_run_of_camera_packets_never_exceeds_the_budget(tmp_path: Path, motorway) -> None:
     packets, duration = motorway
     root = tmp_path / "rec"
     budget = 2 * 1024 * 1024
     disk = SmallDisk(root, capacity=10**12)  # a roomy disk that measures what is on it
-    recorder = Recorder(config(segment_s=1.0, budget_bytes=budget), root, blocking=True,
-                        opener=disk)
+    recorder = Recorder(
+        config(segment_s=1.0, budget_bytes=budget), root, blocking=True, opener=disk
+    )
     recorder.start()
     fed_at = time.time()  # labels count from the first packet's arrival
     feed(recorder, packets, duration, loops=10)  # ~112 s of video, ~10x the budget
@@ -167,12 +167,17 @@ def test_long_fast_run_of_camera_packets_never_exceeds_the_budget(tmp_path: Path
 
 
 def test_long_fast_run_from_a_file_source_with_encoding_stays_in_budget(
-        tmp_path: Path, footage: Path) -> None:
+    tmp_path: Path, footage: Path
+) -> None:
     root = tmp_path / "rec"
     budget = 1024 * 1024
     disk = SmallDisk(root, capacity=10**12)
-    cfg = config(segment_s=1.0, keyframe_s=0.5, budget_bytes=budget,
-                 encoder={"width": 320, "bitrate": 400_000, "fps": None, "preset": "ultrafast"})
+    cfg = config(
+        segment_s=1.0,
+        keyframe_s=0.5,
+        budget_bytes=budget,
+        encoder={"width": 320, "bitrate": 400_000, "fps": None, "preset": "ultrafast"},
+    )
     recorder = Recorder(cfg, root, blocking=True, opener=disk)
     source = FileSource(str(footage / "motorway_overpass.mp4"), loop=True, pace="fast")
     source.open()
@@ -191,8 +196,9 @@ def test_long_fast_run_from_a_file_source_with_encoding_stays_in_budget(
     assert {(s.width, s.height) for s in segs} == {(320, 180)}
     for s in segs:
         assert decoded_frames(root / s.path) == s.packets
-        assert all(b - a == pytest.approx(0.5, abs=0.05)
-                   for a, b in itertools.pairwise(s.keyframes))
+        assert all(
+            b - a == pytest.approx(0.5, abs=0.05) for a, b in itertools.pairwise(s.keyframes)
+        )
 
 
 def test_a_full_disk_evicts_and_recording_goes_on(tmp_path: Path, motorway, caplog) -> None:
@@ -200,8 +206,9 @@ def test_a_full_disk_evicts_and_recording_goes_on(tmp_path: Path, motorway, capl
     root = tmp_path / "rec"
     capacity = 1_500_000  # the card is smaller than the budget says
     disk = SmallDisk(root, capacity)
-    recorder = Recorder(config(segment_s=1.0, budget_bytes="64MiB"), root, blocking=True,
-                        opener=disk)
+    recorder = Recorder(
+        config(segment_s=1.0, budget_bytes="64MiB"), root, blocking=True, opener=disk
+    )
     recorder.start()
     with caplog.at_level(logging.WARNING, logger="roadside.agent.recording"):
         fed_at = time.time()
@@ -210,8 +217,10 @@ def test_a_full_disk_evicts_and_recording_goes_on(tmp_path: Path, motorway, capl
 
     rs = recorder.ring.stats
     assert disk.full_events >= 1 and rs.disk_full >= 1
-    assert any("disk full while recording" in r.getMessage() and "recording goes on"
-               in r.getMessage() for r in caplog.records)
+    assert any(
+        "disk full while recording" in r.getMessage() and "recording goes on" in r.getMessage()
+        for r in caplog.records
+    )
     assert recorder.stats.errors == 0 and rs.evicted > 0
     assert folder_bytes(root) <= capacity
     # the newest footage made it to disk after the disk filled up
@@ -225,8 +234,7 @@ def test_a_full_disk_evicts_and_recording_goes_on(tmp_path: Path, motorway, capl
         index.close()
 
 
-def test_free_space_for_the_outbox_is_kept_before_the_disk_fills(tmp_path: Path,
-                                                                   motorway) -> None:
+def test_free_space_for_the_outbox_is_kept_before_the_disk_fills(tmp_path: Path, motorway) -> None:
     packets, duration = motorway
     root = tmp_path / "rec"
     disk = SmallDisk(root, capacity=4_000_000)
@@ -245,8 +253,9 @@ def test_free_space_for_the_outbox_is_kept_before_the_disk_fills(tmp_path: Path,
 
 
 # -- capture is never slowed -------------------------------------------------------------------
-def test_a_stalled_disk_never_slows_capture_and_drops_are_counted(tmp_path: Path,
-                                                                  small_images) -> None:
+def test_a_stalled_disk_never_slows_capture_and_drops_are_counted(
+    tmp_path: Path, small_images
+) -> None:
     root = tmp_path / "rec"
     disk = StalledDisk()
     recorder = Recorder(config(queue_max_bytes="1MiB", keyframe_s=1.0), root, opener=disk)
@@ -270,18 +279,20 @@ def test_a_stalled_disk_never_slows_capture_and_drops_are_counted(tmp_path: Path
 
 
 # -- clock -------------------------------------------------------------------------------------
-def test_clock_sync_step_splits_segments_and_relabels_earlier_footage(tmp_path: Path,
-                                                                      small_images) -> None:
+def test_clock_sync_step_splits_segments_and_relabels_earlier_footage(
+    tmp_path: Path, small_images
+) -> None:
     root = tmp_path / "rec"
     state = {"synced": False, "mono": 0.0}
-    clock = ClockWatch(probe=lambda: state["synced"], every_s=0,
-                       monotonic=lambda: state["mono"])
-    recorder = Recorder(config(segment_s=4.0, keyframe_s=1.0, encoder={"fps": None}), root,
-                        clock=clock)
+    clock = ClockWatch(probe=lambda: state["synced"], every_s=0, monotonic=lambda: state["mono"])
+    recorder = Recorder(
+        config(segment_s=4.0, keyframe_s=1.0, encoder={"fps": None}), root, clock=clock
+    )
     recorder.start()
     jump_at = 150  # frame 150 = 10 s: NTP syncs and the clock steps from 2001 to 2026
-    for frame in frames(small_images, 300,
-                        offset=lambda i: (RIGHT if i >= jump_at else WRONG) - MONO0):
+    for frame in frames(
+        small_images, 300, offset=lambda i: (RIGHT if i >= jump_at else WRONG) - MONO0
+    ):
         state["mono"] = frame.mono  # the camera's clock is the box's monotonic clock
         if frame.index == jump_at:
             state["synced"] = True
@@ -305,22 +316,26 @@ def test_clock_sync_step_splits_segments_and_relabels_earlier_footage(tmp_path: 
     assert ranges[0].duration == pytest.approx(20.0, abs=0.1)
 
     (root / INDEX_FILE).unlink()  # labels survive in the file names
-    assert [(r.start, r.clock) for r in indexed(root)] == \
-        [(pytest.approx(s.start, abs=1e-3), s.clock) for s in segs]
+    assert [(r.start, r.clock) for r in indexed(root)] == [
+        (pytest.approx(s.start, abs=1e-3), s.clock) for s in segs
+    ]
     clip = ClipCutter(root).cut(RIGHT + 8.0, RIGHT + 12.0, tmp_path / "across.mp4")
     assert clip.gaps == [] and clip.start <= RIGHT + 8.0 and clip.end >= RIGHT + 12.0
     assert decoded_frames(clip.path) >= 4 * 15
 
 
-def test_a_clock_stepped_back_while_synced_never_corrupts_the_index(tmp_path: Path,
-                                                                    small_images) -> None:
+def test_a_clock_stepped_back_while_synced_never_corrupts_the_index(
+    tmp_path: Path, small_images
+) -> None:
     root = tmp_path / "rec"
     clock = ClockWatch(probe=lambda: True, every_s=0)
-    recorder = Recorder(config(segment_s=4.0, keyframe_s=1.0, encoder={"fps": None}), root,
-                        clock=clock)
+    recorder = Recorder(
+        config(segment_s=4.0, keyframe_s=1.0, encoder={"fps": None}), root, clock=clock
+    )
     recorder.start()
-    for frame in frames(small_images, 300,
-                        offset=lambda i: RIGHT - MONO0 - (30.0 if i >= 150 else 0.0)):
+    for frame in frames(
+        small_images, 300, offset=lambda i: RIGHT - MONO0 - (30.0 if i >= 150 else 0.0)
+    ):
         recorder.submit(frame)
     recorder.stop()
 
@@ -341,8 +356,9 @@ def test_a_clock_stepped_back_while_synced_never_corrupts_the_index(tmp_path: Pa
 
 
 # -- events ------------------------------------------------------------------------------------
-def run_with_events(recorder: Recorder, images: list[np.ndarray], seconds: float,
-                    events: list[tuple[float, float]]) -> None:
+def run_with_events(
+    recorder: Recorder, images: list[np.ndarray], seconds: float, events: list[tuple[float, float]]
+) -> None:
     """Frames at 15 fps; each event is announced 1 s after it starts (confirmation) and
     ended 0.5 s after it was last seen, like the pipeline does."""
     ids = [new_id() for _ in events]
@@ -356,11 +372,18 @@ def run_with_events(recorder: Recorder, images: list[np.ndarray], seconds: float
                 recorder.publish("event", event(eid, "e", RIGHT + t0, RIGHT + t1))
 
 
-def test_events_mode_writes_pre_roll_to_post_roll_and_nothing_else(tmp_path: Path,
-                                                                   small_images) -> None:
+def test_events_mode_writes_pre_roll_to_post_roll_and_nothing_else(
+    tmp_path: Path, small_images
+) -> None:
     root = tmp_path / "rec"
-    cfg = config(mode="events", segment_s=4.0, keyframe_s=1.0, pre_roll_s=3.0, post_roll_s=4.0,
-                 encoder={"fps": None})
+    cfg = config(
+        mode="events",
+        segment_s=4.0,
+        keyframe_s=1.0,
+        pre_roll_s=3.0,
+        post_roll_s=4.0,
+        encoder={"fps": None},
+    )
     recorder = Recorder(cfg, root, clock=ClockWatch(probe=lambda: True), blocking=True)
     recorder.start()
     run_with_events(recorder, small_images, 60.0, [(10.0, 14.0), (40.0, 41.0)])
@@ -380,8 +403,7 @@ def test_events_mode_writes_pre_roll_to_post_roll_and_nothing_else(tmp_path: Pat
         assert decoded_frames(root / s.path) == s.packets
 
 
-def test_continuous_mode_marks_footage_that_overlaps_events(tmp_path: Path,
-                                                            small_images) -> None:
+def test_continuous_mode_marks_footage_that_overlaps_events(tmp_path: Path, small_images) -> None:
     root = tmp_path / "rec"
     cfg = config(segment_s=3.0, keyframe_s=1.0, encoder={"fps": None})
     recorder = Recorder(cfg, root, clock=ClockWatch(probe=lambda: True), blocking=True)

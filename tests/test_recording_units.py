@@ -19,10 +19,20 @@ from roadside.agent.recording.segments import SegmentName
 from roadside.errors import ConfigError
 
 
-def rec(start: float, dur: float = 10.0, size: int = 100, event: bool = False,
-        clock: str = "sync") -> SegmentRecord:
-    return SegmentRecord(path=f"d/{start}.ts", start=start, end=start + dur, mono_start=start,
-                         boot="abcdef01", clock=clock, mode="cont", has_event=event, bytes=size)
+def rec(
+    start: float, dur: float = 10.0, size: int = 100, event: bool = False, clock: str = "sync"
+) -> SegmentRecord:
+    return SegmentRecord(
+        path=f"d/{start}.ts",
+        start=start,
+        end=start + dur,
+        mono_start=start,
+        boot="abcdef01",
+        clock=clock,
+        mode="cont",
+        has_event=event,
+        bytes=size,
+    )
 
 
 def test_segment_names_round_trip_and_reject_strangers() -> None:
@@ -32,8 +42,12 @@ def test_segment_names_round_trip_and_reject_strangers() -> None:
     back = SegmentName.parse(name.filename)
     assert back == name
     assert SegmentName.parse(name.but(event=False, clock="retimed").filename).clock == "retimed"
-    for bad in ("notes.txt", "1778580000123_3f2a9c1b_1234567_sync-cont.ts.part",
-                "1778580000123_XYZ_1_sync-cont.ts", "1_3f2a9c1b_1_maybe-cont.ts"):
+    for bad in (
+        "notes.txt",
+        "1778580000123_3f2a9c1b_1234567_sync-cont.ts.part",
+        "1778580000123_XYZ_1_sync-cont.ts",
+        "1_3f2a9c1b_1_maybe-cont.ts",
+    ):
         assert SegmentName.parse(bad) is None
 
 
@@ -83,11 +97,19 @@ def test_retention_picks_oldest_and_keeps_event_footage_longer() -> None:
 def test_max_age_only_applies_to_trusted_labels() -> None:
     policy = RetentionPolicy(budget_bytes=1, max_age_s=100.0, event_bonus_s=50.0)
     now = 1000.0
-    old = [rec(0.0, clock="sync"), rec(0.0, clock="nosync"), rec(0.0, clock="retimed"),
-           rec(860.0, dur=10, event=True), rec(700.0, dur=10, event=True)]
+    old = [
+        rec(0.0, clock="sync"),
+        rec(0.0, clock="nosync"),
+        rec(0.0, clock="retimed"),
+        rec(860.0, dur=10, event=True),
+        rec(700.0, dur=10, event=True),
+    ]
     expired = policy.expired(old, now)
-    assert [(r.clock, r.start) for r in expired] == [("sync", 0.0), ("retimed", 0.0),
-                                                       ("sync", 700.0)]
+    assert [(r.clock, r.start) for r in expired] == [
+        ("sync", 0.0),
+        ("retimed", 0.0),
+        ("sync", 700.0),
+    ]
     assert RetentionPolicy(budget_bytes=1).expired(old, now) == []
 
 
@@ -144,8 +166,7 @@ def test_parse_time_forms() -> None:
 
 
 def base_doc(**recording: object) -> dict:
-    return {"device": "box", "source": {"kind": "file", "path": "x.mp4"},
-            "recording": recording}
+    return {"device": "box", "source": {"kind": "file", "path": "x.mp4"}, "recording": recording}
 
 
 def test_recording_config_defaults_and_errors() -> None:

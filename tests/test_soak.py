@@ -13,15 +13,20 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "soak.py"
-RESULT = re.compile(r"RESULT lost=(\d+) dup=(\d+) clips_ok=(\d+)/(\d+) crashes=(\d+) "
-                    r"restarts=(\d+) cuts=(\d+) kills=(\d+)")
+RESULT = re.compile(
+    r"RESULT lost=(\d+) dup=(\d+) clips_ok=(\d+)/(\d+) crashes=(\d+) "
+    r"restarts=(\d+) cuts=(\d+) kills=(\d+)"
+)
 
 
 def test_short_soak_loses_nothing(tmp_path: Path, shared: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--duration", "60", "--work", str(tmp_path / "soak")],
-        capture_output=True, text=True, timeout=400,
-        env={**os.environ, "ROADSIDE_SHARED": str(shared)})
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env={**os.environ, "ROADSIDE_SHARED": str(shared)},
+    )
     report = f"{proc.stdout}\n{proc.stderr[-4000:]}"
     assert proc.returncode == 0, report
     m = RESULT.fullmatch(proc.stdout.strip().splitlines()[-1])

@@ -55,8 +55,9 @@ def verify(unit: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     text = unit.read_text()
     assert f"ExecStart={INSTALLED} " in text
     copy.write_text(text.replace(f"ExecStart={INSTALLED} ", f"ExecStart={ROADSIDE} "))
-    return subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60
+    )
 
 
 def complaints(proc: subprocess.CompletedProcess, name: str) -> list[str]:
@@ -74,8 +75,9 @@ def test_the_verifier_catches_a_misspelt_key(tmp_path: Path) -> None:
     """The check above is not vacuous: a typo in a unit is reported."""
     broken = tmp_path / "src" / "roadside-agent.service"
     broken.parent.mkdir()
-    broken.write_text((UNITS / "roadside-agent.service").read_text().replace(
-        "WatchdogSec=", "WatchdogSecs="))
+    broken.write_text(
+        (UNITS / "roadside-agent.service").read_text().replace("WatchdogSec=", "WatchdogSecs=")
+    )
     proc = verify(broken, tmp_path)
     assert any("WatchdogSecs" in ln for ln in complaints(proc, broken.name)), proc.stderr
 
@@ -122,8 +124,9 @@ def test_central_unit_runs_the_central_service() -> None:
     assert argv == [INSTALLED, "central", "run", "--config", "/etc/roadside/central.toml"]
     assert service["Restart"] == ["always"] and service["ProtectSystem"] == ["strict"]
     assert service["StateDirectory"][0] in service["ReadWritePaths"][0]
-    probe = subprocess.run([str(ROADSIDE), "central", "run", "--help"], capture_output=True,
-                           text=True, timeout=60)
+    probe = subprocess.run(
+        [str(ROADSIDE), "central", "run", "--help"], capture_output=True, text=True, timeout=60
+    )
     if "No such command 'central'" in probe.stderr:
         pytest.skip("the `roadside central` command is not part of this install")
     assert probe.returncode == 0 and "--config" in probe.stdout, probe.stderr

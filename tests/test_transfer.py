@@ -81,8 +81,9 @@ class Station:
 
     def start(self) -> Station:
         self.rx = TransferReceiver(self.root / "incoming", self.root / "files")
-        self.svc = ReceiverService(BrokerConfig(host="127.0.0.1", port=self.port), self.rx,
-                                   client_id="test-receiver").start()
+        self.svc = ReceiverService(
+            BrokerConfig(host="127.0.0.1", port=self.port), self.rx, client_id="test-receiver"
+        ).start()
         assert self.svc.connected.wait(10)
         return self
 
@@ -104,8 +105,9 @@ class Box:
     """The box side: the agent's uplink and transfer sender on a data dir."""
 
     def __init__(self, data_dir: Path, port: int, **transfer: object) -> None:
-        mqtt_cfg = MqttConfig(host="127.0.0.1", port=port, reconnect_min_s=0.1,
-                              reconnect_max_s=0.5, keepalive_s=10)
+        mqtt_cfg = MqttConfig(
+            host="127.0.0.1", port=port, reconnect_min_s=0.1, reconnect_max_s=0.5, keepalive_s=10
+        )
         self.uplink = Uplink(DEVICE, mqtt_cfg, UplinkConfig(), data_dir, heartbeat=False)
         self.sender = TransferSender(self.uplink, data_dir, TransferConfig(**transfer))
         self.finished: list[TransferRecord] = []
@@ -161,8 +163,9 @@ def station(tmp_path: Path, broker) -> Iterator[Station]:
     st.stop()
 
 
-def test_clip_arrives_intact_across_cuts(tmp_path: Path, broker, station: Station,
-                                         big_clip: Path) -> None:
+def test_clip_arrives_intact_across_cuts(
+    tmp_path: Path, broker, station: Station, big_clip: Path
+) -> None:
     shape = LinkShape(latency_s=0.02, up_kbps=6000, down_kbps=6000, down_for_s=0.3)
     with BadLink(broker.port, shape=shape) as link:
         box = Box(tmp_path / "box", link.port).start()
@@ -170,8 +173,11 @@ def test_clip_arrives_intact_across_cuts(tmp_path: Path, broker, station: Statio
             rec = box.send(big_clip)
             total = rec.chunks
             for i in range(1, 7):  # six cuts, spread over the upload by the station's progress
-                wait_until(lambda i=i: station.held(rec.xid) >= total * i // 8, 60,
-                         f"{i}/8 of the chunks at the station")
+                wait_until(
+                    lambda i=i: station.held(rec.xid) >= total * i // 8,
+                    60,
+                    f"{i}/8 of the chunks at the station",
+                )
                 if station.held(rec.xid) < total:
                     link.cut()
             wait_until(lambda: box.finished, 60, "the transfer to end")
@@ -187,14 +193,13 @@ def test_clip_arrives_intact_across_cuts(tmp_path: Path, broker, station: Statio
     assert not Path(rec.path).exists()  # the box's copy is gone once the station has it
 
 
-def write_box_config(path: Path, data_dir: Path, port: int, footage: Path,
-                     models: Path) -> None:
+def write_box_config(path: Path, data_dir: Path, port: int, footage: Path, models: Path) -> None:
     path.write_text(f"""
 device = "{DEVICE}"
 data_dir = "{data_dir}"
 [source]
 kind = "file"
-path = "{footage / 'traffic_frames.mp4'}"
+path = "{footage / "traffic_frames.mp4"}"
 loop = true
 [detector]
 models_dir = "{models}"
@@ -212,8 +217,9 @@ window = 4
 """)
 
 
-def test_box_restart_resumes_without_starting_over(tmp_path: Path, broker, station: Station,
-                                                    footage: Path, models_dir: Path) -> None:
+def test_box_restart_resumes_without_starting_over(
+    tmp_path: Path, broker, station: Station, footage: Path, models_dir: Path
+) -> None:
     """Started by ``roadside agent upload``, killed; the agent resumes it, is killed in turn,
     and the next agent run finishes it: nothing the station held is sent again."""
     clip = footage / "motorway_overpass.mp4"
@@ -226,14 +232,19 @@ def test_box_restart_resumes_without_starting_over(tmp_path: Path, broker, stati
         write_box_config(cfg, tmp_path / "box", link.port, footage, models_dir)
 
         def start(*args: str) -> subprocess.Popen:
-            return subprocess.Popen([roadside, "agent", *args, "--config", str(cfg)], cwd=ROOT,
-                                    env=env, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
+            return subprocess.Popen(
+                [roadside, "agent", *args, "--config", str(cfg)],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
         def kill_when(proc: subprocess.Popen, chunks: int) -> None:
             try:
-                wait_until(lambda: station.rx.stats.chunks >= chunks, 60,
-                         f"{chunks} chunks at the station")
+                wait_until(
+                    lambda: station.rx.stats.chunks >= chunks, 60, f"{chunks} chunks at the station"
+                )
             finally:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
@@ -260,8 +271,9 @@ def test_box_restart_resumes_without_starting_over(tmp_path: Path, broker, stati
     assert len(tap.offsets) == state["chunks"]
 
 
-def test_station_restart_mid_transfer(tmp_path: Path, broker, station: Station,
-                                      footage: Path) -> None:
+def test_station_restart_mid_transfer(
+    tmp_path: Path, broker, station: Station, footage: Path
+) -> None:
     clip = footage / "motorway_overpass.mp4"
     shape = LinkShape(latency_s=0.02, up_kbps=4000, down_kbps=4000)
     with BadLink(broker.port, shape=shape) as link:
@@ -280,8 +292,9 @@ def test_station_restart_mid_transfer(tmp_path: Path, broker, station: Station,
     assert state["dup_bytes"] < 8 * 16 * 1024
 
 
-def test_cancel_tells_the_station_to_drop_it(tmp_path: Path, broker,
-                                             station: Station, footage: Path) -> None:
+def test_cancel_tells_the_station_to_drop_it(
+    tmp_path: Path, broker, station: Station, footage: Path
+) -> None:
     shape = LinkShape(latency_s=0.02, up_kbps=2000, down_kbps=2000)
     with BadLink(broker.port, shape=shape) as link:
         box = Box(tmp_path / "box", link.port).start()
@@ -289,8 +302,11 @@ def test_cancel_tells_the_station_to_drop_it(tmp_path: Path, broker,
             rec = box.send(footage / "motorway_overpass.mp4", rq="REQ-cancel")
             wait_until(lambda: station.held(rec.xid) >= 10, 30, "10 chunks at the station")
             assert box.sender.cancel("REQ-cancel") is not None
-            wait_until(lambda: station.rx.state(rec.xid)["state"] == "fail", 30,
-                     "the station to drop the transfer")
+            wait_until(
+                lambda: station.rx.state(rec.xid)["state"] == "fail",
+                30,
+                "the station to drop the transfer",
+            )
             wait_until(lambda: box.finished, 10, "the box to end the transfer")
             assert box.sender.find("REQ-cancel").state == "failed"
         finally:
@@ -317,13 +333,15 @@ def test_deadline_fails_clearly_when_nobody_answers(tmp_path: Path, broker) -> N
     assert P.XferAbort.decode(tap.messages[0][1]).code == P.ErrorCode.DEADLINE
 
 
-def test_events_keep_flowing_during_an_upload(tmp_path: Path, broker, station: Station,
-                                              big_clip: Path) -> None:
+def test_events_keep_flowing_during_an_upload(
+    tmp_path: Path, broker, station: Station, big_clip: Path
+) -> None:
     shape = LinkShape(latency_s=0.05, up_kbps=512, down_kbps=512)
     seen: dict[str, float] = {}
     sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="events-tap")
-    sub.on_message = lambda _c, _u, m: seen.setdefault(P.EventMsg.decode(m.payload).id,
-                                                       time.monotonic())
+    sub.on_message = lambda _c, _u, m: seen.setdefault(
+        P.EventMsg.decode(m.payload).id, time.monotonic()
+    )
     sub.connect("127.0.0.1", broker.port)
     sub.subscribe(P.topic(DEVICE, P.EVENT), qos=1)
     sub.loop_start()
@@ -336,8 +354,9 @@ def test_events_keep_flowing_during_an_upload(tmp_path: Path, broker, station: S
             stop = threading.Event()
             for i in range(8):
                 eid = new_id()
-                msg = P.EventMsg(id=eid, k="s", c="car", s=0.9, t0=i, t1=i, b=(0, 0, 0.1, 0.1),
-                                 tr=i)
+                msg = P.EventMsg(
+                    id=eid, k="s", c="car", s=0.9, t0=i, t1=i, b=(0, 0, 0.1, 0.1), tr=i
+                )
                 sent[eid] = time.monotonic()
                 box.uplink.publish(P.EVENT, msg)
                 stop.wait(0.4)

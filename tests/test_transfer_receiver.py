@@ -24,11 +24,19 @@ def footage_bytes(footage: Path) -> bytes:
 
 
 def manifest(data: bytes, xid: str | None = None, q: int = 1, **extra: object) -> P.XferInit:
-    fields: dict = dict(id=xid or new_id(), kind="clip", rq=new_id(), by="officer@station",
-                        name="clip.mp4", size=len(data), sha256=hashlib.sha256(data).hexdigest(),
-                        cs=CS, t=time.time(), q=q,
-                        meta={"from": 100.0, "to": 130.0, "actual_from": 99.5,
-                              "actual_to": 130.2})
+    fields: dict = dict(
+        id=xid or new_id(),
+        kind="clip",
+        rq=new_id(),
+        by="officer@station",
+        name="clip.mp4",
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        cs=CS,
+        t=time.time(),
+        q=q,
+        meta={"from": 100.0, "to": 130.0, "actual_from": 99.5, "actual_to": 130.2},
+    )
     fields.update(extra)
     return P.XferInit(**fields)
 
@@ -38,7 +46,7 @@ def t(xid: str, part: str) -> str:
 
 
 def chunk(data: bytes, idx: int) -> bytes:
-    return P.pack_chunk(idx * CS, data[idx * CS:(idx + 1) * CS])
+    return P.pack_chunk(idx * CS, data[idx * CS : (idx + 1) * CS])
 
 
 def ack_of(out: list) -> P.XferAck:
@@ -69,7 +77,7 @@ def test_reassembles_out_of_order_with_repeats(tmp_path: Path, footage_bytes: by
     assert stored.read_bytes() == footage_bytes
     assert stored.parent.parent.name == DEVICE
     assert rx.stats.dup_chunks == 7
-    assert rx.stats.dup_bytes == sum(len(footage_bytes[i * CS:(i + 1) * CS]) for i in order[:7])
+    assert rx.stats.dup_bytes == sum(len(footage_bytes[i * CS : (i + 1) * CS]) for i in order[:7])
 
 
 def test_ack_lists_holes_and_ranges(tmp_path: Path, footage_bytes: bytes) -> None:
@@ -112,7 +120,7 @@ def test_damaged_and_impossible_chunks_are_dropped(tmp_path: Path, footage_bytes
     assert ack_of(rx.handle(t(init.id, "d"), flipped)).n == 0  # CRC mismatch
     odd = P.pack_chunk(100, footage_bytes[100:200])  # not on a chunk boundary
     assert ack_of(rx.handle(t(init.id, "d"), odd)).n == 0
-    short = P.pack_chunk(CS, footage_bytes[CS:CS + 10])  # wrong length
+    short = P.pack_chunk(CS, footage_bytes[CS : CS + 10])  # wrong length
     assert ack_of(rx.handle(t(init.id, "d"), short)).n == 0
     beyond = P.pack_chunk(init.chunks * CS, b"x" * 10)
     assert ack_of(rx.handle(t(init.id, "d"), beyond)).n == 0

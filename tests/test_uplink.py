@@ -35,14 +35,21 @@ DEVICE = "box-1"
 class Subscriber:
     """The station's side: a persistent QoS 1 session that records every message it gets."""
 
-    def __init__(self, port: int, filters: tuple[str, ...] = ("roadside/v1/#",),
-                 client_id: str = "station", tls: dict | None = None,
-                 clean: bool = False, login: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        filters: tuple[str, ...] = ("roadside/v1/#",),
+        client_id: str = "station",
+        tls: dict | None = None,
+        clean: bool = False,
+        login: tuple[str, str] | None = None,
+    ) -> None:
         self.messages: list[mqtt.MQTTMessage] = []
         self.subscribed = threading.Event()
         self._cond = threading.Condition()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
         self.client.reconnect_delay_set(0.05, 0.5)
         if tls:
             self.client.tls_set(**tls)
@@ -62,8 +69,9 @@ class Subscriber:
             self.messages.append(msg)
             self._cond.notify_all()
 
-    def wait(self, predicate: Callable[[list[mqtt.MQTTMessage]], bool],
-             timeout: float = 20.0) -> bool:
+    def wait(
+        self, predicate: Callable[[list[mqtt.MQTTMessage]], bool], timeout: float = 20.0
+    ) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not predicate(self.messages):
@@ -89,20 +97,38 @@ def kinds(msgs: list[mqtt.MQTTMessage], kind: str) -> list[mqtt.MQTTMessage]:
 
 def event(i: int, phase: str = "s") -> EventMsg:
     now = time.time()
-    return EventMsg(id=new_id(), k=phase, c="car", s=0.81, t0=round(now, 2),
-                    t1=round(now + 1, 2), b=(0.412, 0.288, 0.071, 0.064), tr=i, dir="SE",
-                    z=["left-lanes"])
+    return EventMsg(
+        id=new_id(),
+        k=phase,
+        c="car",
+        s=0.81,
+        t0=round(now, 2),
+        t1=round(now + 1, 2),
+        b=(0.412, 0.288, 0.071, 0.064),
+        tr=i,
+        dir="SE",
+        z=["left-lanes"],
+    )
 
 
 def mqtt_cfg(port: int, **kw: object) -> MqttConfig:
-    return MqttConfig(host="127.0.0.1", port=port, reconnect_min_s=0.05, reconnect_max_s=0.5,
-                      **kw)
+    return MqttConfig(host="127.0.0.1", port=port, reconnect_min_s=0.05, reconnect_max_s=0.5, **kw)
 
 
-def make_uplink(tmp_path: Path, port: int, heartbeat: bool = False,
-                uplink_cfg: UplinkConfig | None = None, **kw: object) -> Uplink:
-    return Uplink(DEVICE, mqtt_cfg(port, **kw), uplink_cfg or UplinkConfig(outbox_sync="normal"),
-                  tmp_path / "data", heartbeat=heartbeat)
+def make_uplink(
+    tmp_path: Path,
+    port: int,
+    heartbeat: bool = False,
+    uplink_cfg: UplinkConfig | None = None,
+    **kw: object,
+) -> Uplink:
+    return Uplink(
+        DEVICE,
+        mqtt_cfg(port, **kw),
+        uplink_cfg or UplinkConfig(outbox_sync="normal"),
+        tmp_path / "data",
+        heartbeat=heartbeat,
+    )
 
 
 def start_broker(workdir: Path, extra: str = "", **kw: object) -> Mosquitto:
@@ -146,9 +172,19 @@ def test_online_events_arrive_in_order_with_valid_schema(tmp_path, broker, stati
 def test_event_payload_is_compact():
     """A typical event fits the 200 B budget; even the busiest stays close to it."""
     assert len(event(7).encode()) <= 200
-    busiest = EventMsg(id=new_id(), k="e", c="motorcycle", s=0.93, t0=1795888343.66,
-                       t1=1795888399.72, b=(0.572, 0.162, 0.048, 0.043), tr=10234, dir="NW",
-                       z=["left-lanes", "right-lanes"], ns=1)
+    busiest = EventMsg(
+        id=new_id(),
+        k="e",
+        c="motorcycle",
+        s=0.93,
+        t0=1795888343.66,
+        t1=1795888399.72,
+        b=(0.572, 0.162, 0.048, 0.043),
+        tr=10234,
+        dir="NW",
+        z=["left-lanes", "right-lanes"],
+        ns=1,
+    )
     assert len(busiest.encode()) <= 224
 
 
@@ -166,8 +202,9 @@ def test_events_produced_while_broker_down_all_arrive(tmp_path, broker, station)
             up.sink.publish("event", msg)
         assert up.outbox.rows == 200  # all waiting, durable
         broker.start()
-        assert station.wait(lambda m: len({json.loads(x.payload)["id"]
-                                           for x in kinds(m, "event")}) == 200, 30)
+        assert station.wait(
+            lambda m: len({json.loads(x.payload)["id"] for x in kinds(m, "event")}) == 200, 30
+        )
         assert up.sender.drain(10)
         assert up.outbox.rows == 0
         assert up.client.state().reconnects >= 1
@@ -195,8 +232,9 @@ def test_events_nobody_heard_after_a_broker_restart_arrive(tmp_path, broker):
         assert up.sender.stats.unheard > 0  # the broker dropped them for want of a subscriber
         station = Subscriber(broker.port, shared, client_id="station-1")
         try:
-            assert station.wait(lambda m: len({json.loads(x.payload)["id"]
-                                               for x in kinds(m, "event")}) == 50, 30)
+            assert station.wait(
+                lambda m: len({json.loads(x.payload)["id"] for x in kinds(m, "event")}) == 50, 30
+            )
         finally:
             station.close()
         assert up.sender.drain(10)
@@ -206,8 +244,7 @@ def test_events_nobody_heard_after_a_broker_restart_arrive(tmp_path, broker):
 def test_a_kind_nobody_hears_is_kept_and_holds_back_no_other(tmp_path, broker):
     """The station takes events only: health messages are kept in the outbox and probed one at
     a time (not resent in bulk), while every event goes through."""
-    station = Subscriber(broker.port, ("roadside/v1/+/event",), client_id="events-only",
-                         clean=True)
+    station = Subscriber(broker.port, ("roadside/v1/+/event",), client_id="events-only", clean=True)
     up = make_uplink(tmp_path, broker.port)
     try:
         with up:
@@ -222,8 +259,9 @@ def test_a_kind_nobody_hears_is_kept_and_holds_back_no_other(tmp_path, broker):
             health_rows = up.outbox.rows
             published = up.sender.stats.published
         assert health_rows == 200  # every health message is still kept
-        assert {EventMsg.decode(m.payload).id for m in kinds(station.messages, "event")} == \
-            {m.id for m in sent}
+        assert {EventMsg.decode(m.payload).id for m in kinds(station.messages, "event")} == {
+            m.id for m in sent
+        }
         # the events, one window of health messages at most, then single probes
         assert published <= 30 + up.client.capacity + 5, published
     finally:
@@ -284,8 +322,7 @@ def test_commands_reach_subscribers_across_a_broker_restart(tmp_path, broker):
         got.append(msg)
         arrived.set()
 
-    officer = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="officer",
-                          protocol=mqtt.MQTTv5)
+    officer = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="officer", protocol=mqtt.MQTTv5)
     up.subscribe("cmd/#", on_command)  # before the link is up: sent on connect
     with up:
         assert up.client.wait_connected(10)

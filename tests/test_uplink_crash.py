@@ -61,15 +61,24 @@ else:
 """
 
 
-def child(tmp_path: Path, port: int, produce: int, name: str, exit_when_done: bool,
-          window: int):
+def child(tmp_path: Path, port: int, produce: int, name: str, exit_when_done: bool, window: int):
     script = tmp_path / "box.py"
     script.write_text(CHILD)
     ids_file = tmp_path / f"{name}.ids"
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(port), str(tmp_path / "data"), str(produce),
-         str(ids_file), "1" if exit_when_done else "0", str(window)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(script),
+            str(port),
+            str(tmp_path / "data"),
+            str(produce),
+            str(ids_file),
+            "1" if exit_when_done else "0",
+            str(window),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     return proc, ids_file
 
@@ -86,8 +95,9 @@ def test_sigkill_while_draining_loses_nothing(tmp_path: Path):
     # A narrow window keeps the drain slow enough to be caught in the middle.
     proc, ids_file = child(tmp_path, broker.port, n, "first", exit_when_done=False, window=2)
     try:
-        assert eventually(ids_file.exists, 30), \
+        assert eventually(ids_file.exists, 30), (
             proc.stderr.read() if proc.poll() is not None else ""
+        )
         produced = set(ids_file.read_text().split())
         assert len(produced) == n
         broker.start()
@@ -98,11 +108,13 @@ def test_sigkill_while_draining_loses_nothing(tmp_path: Path):
         assert at_kill < n, "the backlog drained before the kill: nothing was tested"
 
         # The broker says the box is gone: a retained offline status from the last will.
-        watcher = Subscriber(broker.port, (topic(DEVICE, "status"),), client_id="watcher",
-                             clean=True)
+        watcher = Subscriber(
+            broker.port, (topic(DEVICE, "status"),), client_id="watcher", clean=True
+        )
         try:
-            assert watcher.wait(lambda m: any(
-                StatusMsg.decode(x.payload).st == "offline" for x in m), 20)
+            assert watcher.wait(
+                lambda m: any(StatusMsg.decode(x.payload).st == "offline" for x in m), 20
+            )
             will = [StatusMsg.decode(x.payload) for x in watcher.messages][-1]
             assert will.st == "offline" and will.why == "lost"
         finally:
@@ -143,10 +155,10 @@ def outbox_events(db_path: Path) -> set[tuple[str, str]]:
 def test_agent_killed_with_a_backlog_sends_it_after_restart(tmp_path: Path, footage: Path):
     port = free_port()
     doc = agent_config(
-        tmp_path, footage / "motorway_overpass.mp4",
+        tmp_path,
+        footage / "motorway_overpass.mp4",
         events={"sinks": ["mqtt"], "count_interval_s": 2.0},
-        mqtt={"host": "127.0.0.1", "port": port, "reconnect_min_s": 0.05,
-              "reconnect_max_s": 0.5},
+        mqtt={"host": "127.0.0.1", "port": port, "reconnect_min_s": 0.05, "reconnect_max_s": 0.5},
         uplink={"health_period_s": 60.0},
     )
     doc["device"] = DEVICE
@@ -156,11 +168,16 @@ def test_agent_killed_with_a_backlog_sends_it_after_restart(tmp_path: Path, foot
     outbox = Path(doc["data_dir"]) / "outbox.db"
 
     # 1. The broker is away; the agent stores events, and is killed.
-    first = subprocess.Popen([ROADSIDE, "agent", "run", "--config", str(config)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [ROADSIDE, "agent", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert eventually(lambda: outbox.exists() and len(outbox_events(outbox)) >= 6, 90), (
-            first.stderr.read() if first.poll() is not None else "no events stored")
+            first.stderr.read() if first.poll() is not None else "no events stored"
+        )
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(10)
@@ -174,7 +191,10 @@ def test_agent_killed_with_a_backlog_sends_it_after_restart(tmp_path: Path, foot
     try:
         second = subprocess.run(
             [ROADSIDE, "agent", "run", "--config", str(config), "--duration", "4"],
-            capture_output=True, text=True, timeout=120, env={**os.environ},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ},
         )
         assert second.returncode == 0, second.stderr
         new_events = int(re.search(r"(\d+) event messages", second.stderr).group(1))
@@ -193,8 +213,9 @@ def test_agent_killed_with_a_backlog_sends_it_after_restart(tmp_path: Path, foot
         broker.stop()
 
 
-def test_a_logged_event_is_already_in_the_outbox(tmp_path: Path, models_dir: Path,
-                                                   footage: Path) -> None:
+def test_a_logged_event_is_already_in_the_outbox(
+    tmp_path: Path, models_dir: Path, footage: Path
+) -> None:
     """The agent writes each message to the outbox before any local log (jsonl, console): a
     SIGKILL between the two may leave a queued message unlogged, never a logged one unqueued,
     so the box's own log is a lower bound of what the station will get."""
@@ -203,9 +224,12 @@ def test_a_logged_event_is_already_in_the_outbox(tmp_path: Path, models_dir: Pat
     from roadside.agent.events.sinks import JsonlSink
     from roadside.agent.uplink.sink import MqttSink
 
-    doc = agent_config(tmp_path, footage / "traffic_frames.mp4",
-                       detector={"models_dir": str(models_dir)},
-                       events={"sinks": ["jsonl", "mqtt"], "jsonl_path": str(tmp_path / "e")})
+    doc = agent_config(
+        tmp_path,
+        footage / "traffic_frames.mp4",
+        detector={"models_dir": str(models_dir)},
+        events={"sinks": ["jsonl", "mqtt"], "jsonl_path": str(tmp_path / "e")},
+    )
     doc["mqtt"] = {"host": "127.0.0.1", "port": free_port()}
     agent = Agent(parse_config(doc))
     try:

@@ -21,8 +21,10 @@ def test_host_readings_from_this_machine():
 
 
 def test_cpu_temperature_prefers_the_cpu_zone(tmp_path: Path):
-    for name, kind, millideg in [("thermal_zone0", "acpitz", "27800"),
-                                 ("thermal_zone1", "x86_pkg_temp", "51250")]:
+    for name, kind, millideg in [
+        ("thermal_zone0", "acpitz", "27800"),
+        ("thermal_zone1", "x86_pkg_temp", "51250"),
+    ]:
         zone = tmp_path / name
         zone.mkdir()
         (zone / "type").write_text(kind + "\n")
@@ -41,8 +43,9 @@ def test_pi_throttled_flags(tmp_path: Path):
 
 def test_memory_from_meminfo(tmp_path: Path):
     meminfo = tmp_path / "meminfo"
-    meminfo.write_text("MemTotal:        3884096 kB\nMemFree:          512000 kB\n"
-                       "MemAvailable:    2859072 kB\n")
+    meminfo.write_text(
+        "MemTotal:        3884096 kB\nMemFree:          512000 kB\nMemAvailable:    2859072 kB\n"
+    )
     assert health.memory_mib(meminfo) == ((3884096 - 2859072) // 1024, 3884096 // 1024)
     assert health.memory_mib(tmp_path / "missing") is None
 
@@ -60,8 +63,9 @@ def test_heartbeat_message_is_compact_and_complete(tmp_path: Path):
     (tmp_path / "segments" / "s.ts").write_bytes(b"z" * 3 * 1024 * 1024)
     with Outbox(tmp_path / "outbox.db", sync="normal") as box:
         client = UplinkClient(MqttConfig(host="127.0.0.1", port=1), "box-1")
-        counters = PipelineCounters(frames_in=1500, frames_out=1490, frames_dropped=10,
-                                    detect_latency_s=0.0123)
+        counters = PipelineCounters(
+            frames_in=1500, frames_out=1490, frames_dropped=10, detect_latency_s=0.0123
+        )
         reporter = HealthReporter(tmp_path, box, client, lambda: counters)
         sent: list[HealthMsg] = []
         beat = Heartbeat(reporter, sent.append, period_s=3600)

@@ -31,44 +31,69 @@ def _name(cn: str) -> x509.Name:
 
 
 def _write(path: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
-    path.with_suffix(".key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    path.with_suffix(".key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
 def make_ca(folder: Path, cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
-                                         False), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(_name(cn))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
     _write(folder / cn, key, cert)
     return key, cert
 
 
-def make_leaf(folder: Path, cn: str, ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate],
-              server: bool = False) -> Path:
+def make_leaf(
+    folder: Path,
+    cn: str,
+    ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate],
+    server: bool = False,
+) -> Path:
     ca_key, ca_cert = ca
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
-    builder = (x509.CertificateBuilder().subject_name(_name(cn))
-               .issuer_name(ca_cert.subject).public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(minutes=5))
-               .not_valid_after(now + dt.timedelta(days=1))
-               .add_extension(x509.ExtendedKeyUsage(
-                   [ExtendedKeyUsageOID.SERVER_AUTH if server
-                    else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+    )
     if server:
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
     _write(folder / cn, key, builder.sign(ca_key, hashes.SHA256()))
     return folder / cn
 
@@ -93,20 +118,38 @@ def pki(tmp_path: Path) -> Path:
 def test_tls_with_client_certificates(tmp_path: Path, pki: Path):
     port = free_port()
     broker = start_broker(
-        tmp_path / "broker", port=port, listener=f"listener {port} 127.0.0.1",
-        extra=(f"cafile {pki / 'district-ca.crt'}\ncertfile {pki / 'broker.crt'}\n"
-               f"keyfile {pki / 'broker.key'}\nrequire_certificate true\n"
-               "use_identity_as_username true\n"),
+        tmp_path / "broker",
+        port=port,
+        listener=f"listener {port} 127.0.0.1",
+        extra=(
+            f"cafile {pki / 'district-ca.crt'}\ncertfile {pki / 'broker.crt'}\n"
+            f"keyfile {pki / 'broker.key'}\nrequire_certificate true\n"
+            "use_identity_as_username true\n"
+        ),
     )
-    station = Subscriber(port, client_id="station", tls={
-        "ca_certs": str(pki / "district-ca.crt"), "certfile": str(pki / "station.crt"),
-        "keyfile": str(pki / "station.key")})
-    good = Uplink(DEVICE, mqtt_cfg(port, tls_ca=str(pki / "district-ca.crt"),
-                                   **tls_files(pki / DEVICE)),
-                  UplinkConfig(outbox_sync="normal"), tmp_path / "good", heartbeat=False)
-    bad = Uplink("intruder", mqtt_cfg(port, tls_ca=str(pki / "district-ca.crt"),
-                                      **tls_files(pki / "intruder")),
-                 UplinkConfig(outbox_sync="normal"), tmp_path / "bad", heartbeat=False)
+    station = Subscriber(
+        port,
+        client_id="station",
+        tls={
+            "ca_certs": str(pki / "district-ca.crt"),
+            "certfile": str(pki / "station.crt"),
+            "keyfile": str(pki / "station.key"),
+        },
+    )
+    good = Uplink(
+        DEVICE,
+        mqtt_cfg(port, tls_ca=str(pki / "district-ca.crt"), **tls_files(pki / DEVICE)),
+        UplinkConfig(outbox_sync="normal"),
+        tmp_path / "good",
+        heartbeat=False,
+    )
+    bad = Uplink(
+        "intruder",
+        mqtt_cfg(port, tls_ca=str(pki / "district-ca.crt"), **tls_files(pki / "intruder")),
+        UplinkConfig(outbox_sync="normal"),
+        tmp_path / "bad",
+        heartbeat=False,
+    )
     try:
         with good, bad:
             sent = event(1)
@@ -128,21 +171,37 @@ def test_tls_with_client_certificates(tmp_path: Path, pki: Path):
 
 def test_password_login(tmp_path: Path):
     passwords = tmp_path / "passwd"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), DEVICE, "s3cret"],
-                   check=True, capture_output=True)
-    subprocess.run(["mosquitto_passwd", "-b", str(passwords), "station", "st4tion"],
-                   check=True, capture_output=True)
-    broker = start_broker(tmp_path / "broker", anonymous=False,
-                          extra=f"password_file {passwords}\n")
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(passwords), DEVICE, "s3cret"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        ["mosquitto_passwd", "-b", str(passwords), "station", "st4tion"],
+        check=True,
+        capture_output=True,
+    )
+    broker = start_broker(
+        tmp_path / "broker", anonymous=False, extra=f"password_file {passwords}\n"
+    )
     secret = tmp_path / "mqtt.password"
     secret.write_text("s3cret\n")
     station = Subscriber(broker.port, login=("station", "st4tion"))
     try:
-        good = Uplink(DEVICE, mqtt_cfg(broker.port, username=DEVICE, password_file=str(secret)),
-                      UplinkConfig(outbox_sync="normal"), tmp_path / "good", heartbeat=False)
-        bad = Uplink(DEVICE, mqtt_cfg(broker.port, username=DEVICE, password="guess",
-                                      client_id="guesser"),
-                     UplinkConfig(outbox_sync="normal"), tmp_path / "bad", heartbeat=False)
+        good = Uplink(
+            DEVICE,
+            mqtt_cfg(broker.port, username=DEVICE, password_file=str(secret)),
+            UplinkConfig(outbox_sync="normal"),
+            tmp_path / "good",
+            heartbeat=False,
+        )
+        bad = Uplink(
+            DEVICE,
+            mqtt_cfg(broker.port, username=DEVICE, password="guess", client_id="guesser"),
+            UplinkConfig(outbox_sync="normal"),
+            tmp_path / "bad",
+            heartbeat=False,
+        )
         with good, bad:
             good.sink.publish("event", event(1))
             assert station.wait(lambda m: len(kinds(m, "event")) == 1)
@@ -217,8 +276,13 @@ def test_falls_back_to_mqtt_311(tmp_path: Path):
     broker = start_broker(tmp_path / "broker")
     front = Mqtt311Front(broker.port)
     station = Subscriber(broker.port)
-    up = Uplink(DEVICE, mqtt_cfg(front.port), UplinkConfig(outbox_sync="normal"),
-                tmp_path / "data", heartbeat=False)
+    up = Uplink(
+        DEVICE,
+        mqtt_cfg(front.port),
+        UplinkConfig(outbox_sync="normal"),
+        tmp_path / "data",
+        heartbeat=False,
+    )
     try:
         with up:
             sent = [event(i) for i in range(20)]

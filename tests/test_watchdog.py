@@ -61,8 +61,9 @@ class NotifyListener(threading.Thread):
                 self.messages.append((time.monotonic(), fields))
                 self.cond.notify_all()
 
-    def wait_for(self, predicate: Callable[[list[tuple[float, dict[str, str]]]], object],
-                 timeout: float) -> object:
+    def wait_for(
+        self, predicate: Callable[[list[tuple[float, dict[str, str]]]], object], timeout: float
+    ) -> object:
         with self.cond:
             return self.cond.wait_for(lambda: predicate(self.messages), timeout)
 
@@ -89,15 +90,16 @@ class TsCamera(threading.Thread):
 
     def run(self) -> None:
         try:
-            with av.open(str(self.footage)) as src, \
-                    av.open(str(self.fifo), "w", format="mpegts") as out:
+            with (
+                av.open(str(self.footage)) as src,
+                av.open(str(self.fifo), "w", format="mpegts") as out,
+            ):
                 self._stream(src, out)
         except (BrokenPipeError, av.error.FFmpegError, OSError) as exc:
             if not self.done.is_set():
                 self.error = exc
 
-    def _stream(self, src: av.container.InputContainer,
-                out: av.container.OutputContainer) -> None:
+    def _stream(self, src: av.container.InputContainer, out: av.container.OutputContainer) -> None:
         ist = src.streams.video[0]
         ost = out.add_stream_from_template(ist)
         tb = float(ist.time_base)
@@ -149,20 +151,27 @@ def test_agent_pings_while_healthy_and_stops_when_the_camera_hangs(
     camera = TsCamera(fifo, footage / "motorway_overpass.mp4")
     camera.start()
     doc = agent_config(
-        tmp_path, fifo,
-        hardware={"watchdog": {"frame_timeout_s": 1.0, "detect_timeout_s": 5.0,
-                               "status_interval_s": 1.0}},
+        tmp_path,
+        fifo,
+        hardware={
+            "watchdog": {"frame_timeout_s": 1.0, "detect_timeout_s": 5.0, "status_interval_s": 1.0}
+        },
     )
     doc["source"] = {"kind": "device", "path": str(fifo), "reconnect_max_s": 1.0}
     env = {**os.environ, "NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "400000"}
     proc = subprocess.Popen(
         [ROADSIDE, "-v", "agent", "run", "--config", str(_write_config(tmp_path, doc))],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         # READY once the pipeline runs, then pings every half period, STATUS with fps.
         assert listener.wait_for(lambda ms: any(m.get("READY") == "1" for _, m in ms), 90), (
-            "no READY=1", listener.since(0))
+            "no READY=1",
+            listener.since(0),
+        )
         assert listener.wait_for(lambda ms: _pings([m for _, m in ms]) >= 4, 30)
         first = [m for _, m in listener.messages]
         ready_at = next(i for i, m in enumerate(first) if m.get("READY") == "1")
@@ -177,8 +186,9 @@ def test_agent_pings_while_healthy_and_stops_when_the_camera_hangs(
         ), listener.since(0)
         stalled_at = next(at for at, m in listener.messages if "stalled" in m.get("STATUS", ""))
         # Several ping periods pass without a ping while the agent is still running.
-        appeared = listener.wait_for(lambda ms: _pings([m for at, m in ms if at >= stalled_at]),
-                                     1.5)
+        appeared = listener.wait_for(
+            lambda ms: _pings([m for at, m in ms if at >= stalled_at]), 1.5
+        )
         assert not appeared, listener.since(stalled_at)
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
 
@@ -210,8 +220,11 @@ def test_notifier_speaks_to_a_socket_path_and_honours_watchdog_pid(tmp_path: Pat
     server.bind(str(path))
     server.settimeout(5)
     try:
-        env = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "2000000", "WATCHDOG_PID": str(
-            os.getpid())}
+        env = {
+            "NOTIFY_SOCKET": str(path),
+            "WATCHDOG_USEC": "2000000",
+            "WATCHDOG_PID": str(os.getpid()),
+        }
         notifier = SystemdNotifier(env)
         assert notifier.enabled and notifier.watchdog_s == 2.0
         assert notifier.send(READY=1, STATUS="running: 15.0 fps")
@@ -229,8 +242,9 @@ def test_notifier_speaks_to_a_socket_path_and_honours_watchdog_pid(tmp_path: Pat
 
 def test_liveness_follows_frames_and_the_detector() -> None:
     stats = PipelineStats()
-    judge = PipelineLiveness(stats, WatchdogConfig(frame_timeout_s=10, detect_timeout_s=30),
-                             keepalive_s=2.0)
+    judge = PipelineLiveness(
+        stats, WatchdogConfig(frame_timeout_s=10, detect_timeout_s=30), keepalive_s=2.0
+    )
     v = judge.check(now=100.0)
     assert not v.ready and v.healthy  # starting is not a fault
     assert box_state(v, None) is BoxState.STARTING

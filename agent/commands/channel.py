@@ -68,16 +68,24 @@ class ChannelStats:
 class CommandChannel:
     """Listens on ``cmd/#`` through ``uplink``; runs jobs through ``jobs`` and ``sender``."""
 
-    def __init__(self, uplink: Uplink, sender: TransferSender, cfg: CommandsConfig,
-                 data_dir: str | Path, clips: ClipMaker | None = None,
-                 latest: LatestFrame | None = None, best: BestFrames | None = None) -> None:
+    def __init__(
+        self,
+        uplink: Uplink,
+        sender: TransferSender,
+        cfg: CommandsConfig,
+        data_dir: str | Path,
+        clips: ClipMaker | None = None,
+        latest: LatestFrame | None = None,
+        best: BestFrames | None = None,
+    ) -> None:
         self.uplink = uplink
         self.sender = sender
         self.cfg = cfg
         self.requests = RequestLog(Path(data_dir) / REQUESTS_FILE)
         self.replies = Replies(uplink, self.requests)
-        self.jobs = JobRunner(cfg, uplink.device, sender, self.replies, self.requests, clips,
-                              latest, best)
+        self.jobs = JobRunner(
+            cfg, uplink.device, sender, self.replies, self.requests, clips, latest, best
+        )
         self.clips = clips
         self.stats = ChannelStats()
         self.started = time.time()
@@ -109,8 +117,9 @@ class CommandChannel:
     # -- the link thread -----------------------------------------------------------------
     def _on_message(self, inbound: Inbound) -> None:
         size = len(inbound.payload)
-        payload = inbound.payload if size <= self.cfg.max_request_bytes else \
-            inbound.payload[:HEAD_BYTES]
+        payload = (
+            inbound.payload if size <= self.cfg.max_request_bytes else inbound.payload[:HEAD_BYTES]
+        )
         arrived = self.inbox.put(inbound.topic, payload, size)
         if arrived is None:
             self.stats.dropped += 1
@@ -141,8 +150,12 @@ class CommandChannel:
             return
         requester = body.get("by") if body is not None else None
         params = body.get("p") if body is not None else None
-        earlier = self.requests.claim(rq, name, requester if isinstance(requester, str) else None,
-                                      params if isinstance(params, dict) else None)
+        earlier = self.requests.claim(
+            rq,
+            name,
+            requester if isinstance(requester, str) else None,
+            params if isinstance(params, dict) else None,
+        )
         if earlier is not None:
             self.stats.repeats += 1
             self.replies.repeat(earlier)
@@ -188,17 +201,20 @@ class CommandChannel:
         else:
             self._start_job(name, rq, cmd, params)
 
-    def _problem(self, name: str, body: dict[str, Any] | None,
-                 size: int) -> tuple[str, str] | None:
+    def _problem(self, name: str, body: dict[str, Any] | None, size: int) -> tuple[str, str] | None:
         """(code, sentence) when the request cannot be run as it is."""
         if size > self.cfg.max_request_bytes:
-            return (P.ErrorCode.TOO_LARGE, f"the request is {size} bytes; the box takes "
-                    f"{self.cfg.max_request_bytes} at most")
+            return (
+                P.ErrorCode.TOO_LARGE,
+                f"the request is {size} bytes; the box takes {self.cfg.max_request_bytes} at most",
+            )
         if body is None:
             return (P.ErrorCode.BAD_REQUEST, "the request is not a JSON object in UTF-8")
         if name not in P.COMMANDS:
-            return (P.ErrorCode.UNKNOWN_COMMAND, f"no command {name[:40]!r}: this box knows "
-                    f"{', '.join(P.COMMANDS)}")
+            return (
+                P.ErrorCode.UNKNOWN_COMMAND,
+                f"no command {name[:40]!r}: this box knows {', '.join(P.COMMANDS)}",
+            )
         try:
             cmd = P.CommandMsg.model_validate(body)
         except ValidationError as exc:
@@ -215,21 +231,28 @@ class CommandChannel:
 
     def _clip_problem(self, p: P.ClipParams) -> tuple[str, str] | None:
         if p.end - p.start > self.cfg.max_clip_s:
-            return (P.ErrorCode.TOO_LARGE, f"the range is {p.end - p.start:.0f} s; the box cuts "
-                    f"{self.cfg.max_clip_s:.0f} s at most per request")
+            return (
+                P.ErrorCode.TOO_LARGE,
+                f"the range is {p.end - p.start:.0f} s; the box cuts "
+                f"{self.cfg.max_clip_s:.0f} s at most per request",
+            )
         if p.start > time.time() + 60:
             return P.ErrorCode.OUT_OF_RANGE, "'from' is in the future"
         return None
 
     def _start_job(self, name: str, rq: str, cmd: P.CommandMsg, params: P.Params) -> None:
         if name == "clip" and self.clips is None:
-            self.replies.error(rq, P.ErrorCode.UNAVAILABLE,
-                               "this box keeps no recordings to cut clips from")
+            self.replies.error(
+                rq, P.ErrorCode.UNAVAILABLE, "this box keeps no recordings to cut clips from"
+            )
             return
         assert isinstance(params, P.ClipParams | P.SnapshotParams)
         if not self.jobs.submit(Job(rq, name, cmd.by, params)):
-            self.replies.error(rq, P.ErrorCode.BUSY, f"{self.cfg.max_jobs} requests are already "
-                               "waiting on this box: ask again later")
+            self.replies.error(
+                rq,
+                P.ErrorCode.BUSY,
+                f"{self.cfg.max_jobs} requests are already waiting on this box: ask again later",
+            )
             return
         self.replies.progress(rq, 0.0, "queued")
 
@@ -245,14 +268,20 @@ class CommandChannel:
         if earlier is not None and earlier.state == "final":
             self.replies.error(rq, P.ErrorCode.NOT_FOUND, f"request {target} has already ended")
         else:
-            self.replies.error(rq, P.ErrorCode.NOT_FOUND,
-                               f"no clip or snapshot request or transfer {target} is running")
+            self.replies.error(
+                rq,
+                P.ErrorCode.NOT_FOUND,
+                f"no clip or snapshot request or transfer {target} is running",
+            )
 
     def _status(self) -> dict[str, Any]:
         status: dict[str, Any] = {
-            "t": round(time.time(), 3), "sw": __version__,
-            "up": round(time.time() - self.started, 1), "jobs": self.jobs.waiting,
-            "transfers": self.sender.active(), "link": int(self.uplink.connected),
+            "t": round(time.time(), 3),
+            "sw": __version__,
+            "up": round(time.time() - self.started, 1),
+            "jobs": self.jobs.waiting,
+            "transfers": self.sender.active(),
+            "link": int(self.uplink.connected),
         }
         retained = getattr(self.clips, "retained", None)
         if callable(retained):
@@ -270,8 +299,9 @@ class CommandChannel:
                 self._recover_one(req)
             except Exception as exc:
                 log.exception("cannot resume request %s", req.rq)
-                self.replies.error(req.rq, P.ErrorCode.FAILED,
-                                   f"interrupted by a restart and not resumed: {exc}")
+                self.replies.error(
+                    req.rq, P.ErrorCode.FAILED, f"interrupted by a restart and not resumed: {exc}"
+                )
 
     def _recover_one(self, req: Request) -> None:
         if req.xid is not None:

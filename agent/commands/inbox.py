@@ -44,8 +44,7 @@ class CommandInbox:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.limit = limit
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
-                                   timeout=30)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -56,8 +55,9 @@ class CommandInbox:
         with self._lock:
             if self._count >= self.limit:
                 return None
-            cur = self._db.execute("INSERT INTO inbox (topic, payload, size) VALUES (?, ?, ?)",
-                                   (topic, payload, size))
+            cur = self._db.execute(
+                "INSERT INTO inbox (topic, payload, size) VALUES (?, ?, ?)", (topic, payload, size)
+            )
             self._count += 1
             return Arrived(int(cur.lastrowid or 0), topic, payload, size)
 

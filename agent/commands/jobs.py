@@ -65,9 +65,17 @@ class JobRunner:
     running and not yet uploading) is guarded by ``_lock``.
     """
 
-    def __init__(self, cfg: CommandsConfig, device: str, sender: TransferSender,
-                 replies: Replies, requests: RequestLog, clips: ClipMaker | None = None,
-                 latest: LatestFrame | None = None, best: BestFrames | None = None) -> None:
+    def __init__(
+        self,
+        cfg: CommandsConfig,
+        device: str,
+        sender: TransferSender,
+        replies: Replies,
+        requests: RequestLog,
+        clips: ClipMaker | None = None,
+        latest: LatestFrame | None = None,
+        best: BestFrames | None = None,
+    ) -> None:
         self.cfg = cfg
         self.device = device
         self.sender = sender
@@ -142,8 +150,7 @@ class JobRunner:
         p = job.params
         assert isinstance(p, ClipParams)
         if self.clips is None:
-            raise ClipError("this box keeps no recordings to cut clips from",
-                            ErrorCode.UNAVAILABLE)
+            raise ClipError("this box keeps no recordings to cut clips from", ErrorCode.UNAVAILABLE)
         self.replies.progress(job.rq, 0.0, "cutting the clip")
         out = self.sender.outgoing / f"{job.rq}.mp4"
         try:
@@ -154,14 +161,21 @@ class JobRunner:
             if p.max_bytes is not None and size > p.max_bytes:
                 raise ClipError(
                     f"the clip is {_mb(size)}, over the {_mb(p.max_bytes)} asked for at most: "
-                    "ask for a shorter range or quality 'low'", ErrorCode.TOO_LARGE)
+                    "ask for a shorter range or quality 'low'",
+                    ErrorCode.TOO_LARGE,
+                )
         except BaseException:
             with contextlib.suppress(OSError):
                 out.unlink()
             raise
-        meta = {"from": p.start, "to": p.end, "actual_from": round(cut.start, 3),
-                "actual_to": round(cut.end, 3), "quality": p.quality,
-                "gaps": [[round(a, 3), round(b, 3)] for a, b in cut.gaps]}
+        meta = {
+            "from": p.start,
+            "to": p.end,
+            "actual_from": round(cut.start, 3),
+            "actual_to": round(cut.end, 3),
+            "quality": p.quality,
+            "gaps": [[round(a, 3), round(b, 3)] for a, b in cut.gaps],
+        }
         name = f"{self.device}_{_stamp(cut.start)}_{_stamp(cut.end)}.mp4"
         self._upload(job, cut.path, "clip", name, meta)
 
@@ -171,13 +185,19 @@ class JobRunner:
         if p.event is not None:
             jpeg = self.best.get(p.event) if self.best is not None else None
             if jpeg is None:
-                raise ClipError(f"no best frame is kept for event {p.event} (the box keeps the "
-                                f"last {self.cfg.best_frames} events)", ErrorCode.NOT_FOUND)
+                raise ClipError(
+                    f"no best frame is kept for event {p.event} (the box keeps the "
+                    f"last {self.cfg.best_frames} events)",
+                    ErrorCode.NOT_FOUND,
+                )
             at = ulid_time(p.event)
             meta = {"event": p.event, "t": at}
         else:
-            got = latest_jpeg(self.latest, self.cfg.snapshot_width, self.cfg.snapshot_quality) \
-                if self.latest is not None else None
+            got = (
+                latest_jpeg(self.latest, self.cfg.snapshot_width, self.cfg.snapshot_quality)
+                if self.latest is not None
+                else None
+            )
             if got is None:
                 raise ClipError("the camera has given no frame yet", ErrorCode.UNAVAILABLE)
             jpeg, at = got
@@ -187,8 +207,7 @@ class JobRunner:
         self._upload(job, out, "snapshot", f"{self.device}_{_stamp(at)}.jpg", meta)
 
     def _upload(self, job: Job, path: Path, kind: str, name: str, meta: dict) -> None:
-        rec = self.sender.send_file(path, kind, name, rq=job.rq, requester=job.requester,
-                                    meta=meta)
+        rec = self.sender.send_file(path, kind, name, rq=job.rq, requester=job.requester, meta=meta)
         self.requests.running(job.rq, rec.xid)
         self.replies.progress(job.rq, 0.0, f"uploading {_mb(rec.size)}", rec.xid)
 
@@ -207,12 +226,20 @@ def finish(replies: Replies, rec: TransferRecord) -> None:
     assert rec.rq is not None
     if rec.state == "done":
         took = (rec.finished or time.time()) - rec.created
-        replies.done(rec.rq, {"xid": rec.xid, "name": rec.name, "bytes": rec.size,
-                              "sha256": rec.sha256, "took_s": round(took, 1), **rec.meta},
-                     rec.xid)
+        replies.done(
+            rec.rq,
+            {
+                "xid": rec.xid,
+                "name": rec.name,
+                "bytes": rec.size,
+                "sha256": rec.sha256,
+                "took_s": round(took, 1),
+                **rec.meta,
+            },
+            rec.xid,
+        )
     else:
-        replies.error(rec.rq, rec.code or ErrorCode.FAILED, rec.msg or "the upload failed",
-                      rec.xid)
+        replies.error(rec.rq, rec.code or ErrorCode.FAILED, rec.msg or "the upload failed", rec.xid)
 
 
 def _stamp(t: float) -> str:

@@ -42,16 +42,16 @@ class Replies:
 
     def error(self, rq: str, code: str, msg: str, xid: str | None = None) -> bool:
         log.info("request %s: %s: %s", rq, code, msg)
-        return self._final(ReplyMsg(id=new_id(), rq=rq, st="error", code=code,
-                                    msg=msg[:MSG_MAX], xid=xid))
+        return self._final(
+            ReplyMsg(id=new_id(), rq=rq, st="error", code=code, msg=msg[:MSG_MAX], xid=xid)
+        )
 
     def progress(self, rq: str, pg: float | None, msg: str, xid: str | None = None) -> None:
         """A progress note; skipped while the link is down (only the present matters)."""
         if not self.uplink.connected:
             return
         pg = None if pg is None else round(min(1.0, max(0.0, pg)), 3)
-        self._send(ReplyMsg(id=new_id(), rq=rq, st="progress", pg=pg, msg=msg[:MSG_MAX],
-                            xid=xid))
+        self._send(ReplyMsg(id=new_id(), rq=rq, st="progress", pg=pg, msg=msg[:MSG_MAX], xid=xid))
 
     def repeat(self, earlier: Request) -> None:
         """A request id seen before: its stored final reply again (same message id), or a
@@ -59,8 +59,9 @@ class Replies:
         if earlier.reply is not None:
             self._send(earlier.reply)
         else:
-            self.progress(earlier.rq, None, "already running: this request id was seen before",
-                          earlier.xid)
+            self.progress(
+                earlier.rq, None, "already running: this request id was seen before", earlier.xid
+            )
 
     def _final(self, reply: ReplyMsg) -> bool:
         if not self.requests.finish(reply):

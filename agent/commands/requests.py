@@ -56,20 +56,21 @@ class RequestLog:
     def __init__(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
-                                   timeout=30)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a request seen is never run twice
         self._db.executescript(_SCHEMA)
 
-    def claim(self, rq: str, name: str, requester: str | None,
-              params: dict[str, Any] | None) -> Request | None:
+    def claim(
+        self, rq: str, name: str, requester: str | None, params: dict[str, Any] | None
+    ) -> Request | None:
         """Record a new request id; returns None when it is new, else the earlier request."""
         with self._lock:
             cur = self._db.execute(
                 "INSERT OR IGNORE INTO requests (rq, name, requester, params, state, created) "
                 "VALUES (?, ?, ?, ?, 'accepted', ?)",
-                (rq, name[:64], requester, _json(params), time.time()))
+                (rq, name[:64], requester, _json(params), time.time()),
+            )
             if cur.rowcount == 1:
                 return None
         return self.get(rq)
@@ -78,35 +79,44 @@ class RequestLog:
         with self._lock:
             self._db.execute(
                 "UPDATE requests SET state = 'running', xid = ? WHERE rq = ? AND state != 'final'",
-                (xid, rq))
+                (xid, rq),
+            )
 
     def finish(self, reply: ReplyMsg) -> bool:
         """Store the final reply; False when the request already had one (send nothing)."""
         with self._lock:
-            return self._db.execute(
-                "UPDATE requests SET state = 'final', reply = ?, finished = ? "
-                "WHERE rq = ? AND state != 'final'",
-                (reply.model_dump_json(exclude_none=True), time.time(), reply.rq)).rowcount == 1
+            return (
+                self._db.execute(
+                    "UPDATE requests SET state = 'final', reply = ?, finished = ? "
+                    "WHERE rq = ? AND state != 'final'",
+                    (reply.model_dump_json(exclude_none=True), time.time(), reply.rq),
+                ).rowcount
+                == 1
+            )
 
     def get(self, rq: str) -> Request | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT rq, name, requester, params, state, xid, reply, created FROM requests "
-                "WHERE rq = ?", (rq,)).fetchone()
+                "WHERE rq = ?",
+                (rq,),
+            ).fetchone()
         return None if row is None else _request(row)
 
     def unfinished(self) -> list[Request]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT rq, name, requester, params, state, xid, reply, created FROM requests "
-                "WHERE state != 'final' ORDER BY created").fetchall()
+                "WHERE state != 'final' ORDER BY created"
+            ).fetchall()
         return [_request(r) for r in rows]
 
     def prune(self, older_than_s: float) -> int:
         with self._lock:
             return self._db.execute(
                 "DELETE FROM requests WHERE state = 'final' AND created < ?",
-                (time.time() - older_than_s,)).rowcount
+                (time.time() - older_than_s,),
+            ).rowcount
 
     def close(self) -> None:
         with self._lock:
@@ -125,5 +135,13 @@ def _json(value: Any) -> str | None:
 
 def _request(row: tuple) -> Request:
     rq, name, requester, params, state, xid, reply, created = row
-    return Request(rq, name, requester, json.loads(params) if params else None, state, xid,
-                   ReplyMsg.model_validate_json(reply) if reply else None, created)
+    return Request(
+        rq,
+        name,
+        requester,
+        json.loads(params) if params else None,
+        state,
+        xid,
+        ReplyMsg.model_validate_json(reply) if reply else None,
+        created,
+    )

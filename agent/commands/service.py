@@ -23,18 +23,28 @@ from roadside.agent.uplink import Uplink
 class CommandService:
     """Owns the transfer sender and the command channel; ``start`` before the uplink."""
 
-    def __init__(self, cfg: AgentConfig, uplink: Uplink, pipeline: Pipeline | None = None,
-                 clips: ClipMaker | None = None) -> None:
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        uplink: Uplink,
+        pipeline: Pipeline | None = None,
+        clips: ClipMaker | None = None,
+    ) -> None:
         c = cfg.commands
         self.latest = pipeline.latest if pipeline is not None else LatestFrame()
-        self.best = BestFrames(Path(cfg.data_dir) / "bestframes", c.best_frames,
-                               c.snapshot_width, c.snapshot_quality,
-                               also=[Path(cfg.data_dir) / TAMPER_SNAPSHOTS])
+        self.best = BestFrames(
+            Path(cfg.data_dir) / "bestframes",
+            c.best_frames,
+            c.snapshot_width,
+            c.snapshot_quality,
+            also=[Path(cfg.data_dir) / TAMPER_SNAPSHOTS],
+        )
         if pipeline is not None:
             pipeline.observers.append(self.best.observe)
         self.sender = TransferSender(uplink, cfg.data_dir, cfg.transfer)
-        self.channel = CommandChannel(uplink, self.sender, c, cfg.data_dir, clips=clips,
-                                      latest=self.latest, best=self.best)
+        self.channel = CommandChannel(
+            uplink, self.sender, c, cfg.data_dir, clips=clips, latest=self.latest, best=self.best
+        )
 
     def start(self) -> None:
         self.sender.start()

@@ -31,8 +31,9 @@ def encode_jpeg(image: np.ndarray, width: int, quality: int) -> bytes:
     """A JPEG of ``image`` (BGR) scaled down to ``width`` (never up)."""
     h, w = image.shape[:2]
     if w > width:
-        image = cv2.resize(image, (width, max(1, round(h * width / w))),
-                           interpolation=cv2.INTER_AREA)
+        image = cv2.resize(
+            image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA
+        )
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("the frame could not be encoded as JPEG")
@@ -63,8 +64,14 @@ class BestFrames:
     in-memory map is guarded by ``_lock``; files are written before they are listed.
     """
 
-    def __init__(self, folder: str | Path, keep: int, width: int, quality: int,
-                 also: Iterable[str | Path] = ()) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        keep: int,
+        width: int,
+        quality: int,
+        also: Iterable[str | Path] = (),
+    ) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         # Other folders of per-event pictures, looked up by event id (the tamper pictures).
@@ -90,10 +97,12 @@ class BestFrames:
                 cand = self._live.get(track.track_id)
                 if cand is not None and track.event_id is not None:
                     cand.event_id = track.event_id
-                if track.best_time == frame.time and (cand is None
-                                                      or track.best_score > cand.score):
+                if track.best_time == frame.time and (
+                    cand is None or track.best_score > cand.score
+                ):
                     self._live[track.track_id] = _Candidate(
-                        track.best_score, _scaled(frame.image, self.width), track.event_id)
+                        track.best_score, _scaled(frame.image, self.width), track.event_id
+                    )
             for tid in [t for t in self._live if t not in alive]:
                 cand = self._live.pop(tid)
                 if cand.event_id is not None:

@@ -34,7 +34,11 @@ class CountWindow:
         """Close the current window now (also at shutdown); None when it never opened."""
         if self.start is None:
             return None
-        msg = CountMsg(id=new_id(t), t0=round(self.start, 2), t1=round(t, 2),
-                       n=dict(sorted(self.counts.items())))
+        msg = CountMsg(
+            id=new_id(t),
+            t0=round(self.start, 2),
+            t1=round(t, 2),
+            n=dict(sorted(self.counts.items())),
+        )
         self.start, self.counts = t, Counter()
         return msg

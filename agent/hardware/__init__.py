@@ -9,5 +9,10 @@ from roadside.agent.hardware.liveness import BoxState, LinkSummary, PipelineLive
 from roadside.agent.hardware.watchdog import SystemdNotifier, Watchdog
 
 __all__ = [
-    "BoxState", "LinkSummary", "PipelineLiveness", "SystemdNotifier", "Watchdog", "link_probe",
+    "BoxState",
+    "LinkSummary",
+    "PipelineLiveness",
+    "SystemdNotifier",
+    "Watchdog",
+    "link_probe",
 ]

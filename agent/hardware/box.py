@@ -101,7 +101,8 @@ class BoxHardware:
             log.warning(
                 "hardware.watchdog.frame_timeout_s (%.0f s) is not below systemd's WatchdogSec "
                 "(%.0f s): a stalled camera is caught by systemd's timer instead",
-                wd.frame_timeout_s, period,
+                wd.frame_timeout_s,
+                period,
             )
 
     def _build_ir(self, cfg: AgentConfig, pipeline: Pipeline) -> None:

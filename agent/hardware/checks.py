@@ -38,8 +38,9 @@ def gpio(hw: HardwareConfig) -> str:
             if hw.status_led is not None:
                 devices.append(LED(hw.status_led.pin, active_high=hw.status_led.active_high))
             if hw.ir_light is not None and hw.ir_light.pin is not None:
-                devices.append(DigitalOutputDevice(hw.ir_light.pin,
-                                                   active_high=hw.ir_light.active_high))
+                devices.append(
+                    DigitalOutputDevice(hw.ir_light.pin, active_high=hw.ir_light.active_high)
+                )
             door = ""
             if hw.tamper is not None:
                 switch = Button(hw.tamper.pin, pull_up=hw.tamper.pull_up)
@@ -143,6 +144,8 @@ def power() -> str:
     if flags & health.THROTTLED_NOW:
         problems.append("throttled NOW")
     if problems:
-        raise CheckWarning(f"{shown}, {', '.join(problems)} (flags {flags:#x}): use the official "
-                       "power supply and a short thick cable")
+        raise CheckWarning(
+            f"{shown}, {', '.join(problems)} (flags {flags:#x}): use the official "
+            "power supply and a short thick cable"
+        )
     return f"{shown}, power good (flags {flags:#x})"

@@ -81,8 +81,9 @@ def throttled(sysfs: Path = PI_THROTTLED) -> int | None:
     if vcgencmd is None:
         return None
     try:
-        out = subprocess.run([vcgencmd, "get_throttled"], capture_output=True, text=True,
-                             timeout=2, check=True).stdout
+        out = subprocess.run(
+            [vcgencmd, "get_throttled"], capture_output=True, text=True, timeout=2, check=True
+        ).stdout
         return int(out.strip().split("=", 1)[1], 16)  # "throttled=0x50005"
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return None

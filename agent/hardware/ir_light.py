@@ -155,8 +155,12 @@ class IrLight(threading.Thread):
         self.night = night
         self.switches += 1
         level = self.meter.level
-        log.info("%s: IR light %s (scene level %s)", "night" if night else "day",
-                 "on" if night else "off", "n/a" if level is None else f"{level:.0f}")
+        log.info(
+            "%s: IR light %s (scene level %s)",
+            "night" if night else "day",
+            "on" if night else "off",
+            "n/a" if level is None else f"{level:.0f}",
+        )
         if self.relay is not None:
             self.relay.value = night
         for listener in self.listeners:

@@ -73,9 +73,7 @@ class PipelineLiveness:
     while nothing moves, but never longer than the keepalive.
     """
 
-    def __init__(
-        self, stats: PipelineStats, cfg: WatchdogConfig, keepalive_s: float = 0.0
-    ) -> None:
+    def __init__(self, stats: PipelineStats, cfg: WatchdogConfig, keepalive_s: float = 0.0) -> None:
         self.stats = stats
         self.frame_timeout_s = cfg.frame_timeout_s
         self.detect_bound_s = keepalive_s + cfg.detect_timeout_s

@@ -125,8 +125,14 @@ class TamperSwitch:
     def _send(self, phase: str, now: float) -> None:
         assert self.event_id is not None and self.opened_at is not None
         msg = EventMsg(
-            id=self.event_id, k=phase, c=TAMPER_CLASS, s=1.0, t0=round(self.opened_at, 2),
-            t1=round(now, 2), b=WHOLE_FRAME, tr=0,
+            id=self.event_id,
+            k=phase,
+            c=TAMPER_CLASS,
+            s=1.0,
+            t0=round(self.opened_at, 2),
+            t1=round(now, 2),
+            b=WHOLE_FRAME,
+            tr=0,
         )
         self.events += 1
         try:

@@ -192,11 +192,13 @@ class Watchdog(threading.Thread):
             self._fps_mark = (now, stats.frames)
         elif self.fps == 0.0 and stats.started_mono:
             self.fps = stats.fps
-        return ", ".join((
-            f"running: {self.fps:.1f} fps",
-            f"detector {stats.detect_latency_s * 1000:.0f} ms",
-            link.describe() if link is not None else "no uplink",
-        ))
+        return ", ".join(
+            (
+                f"running: {self.fps:.1f} fps",
+                f"detector {stats.detect_latency_s * 1000:.0f} ms",
+                link.describe() if link is not None else "no uplink",
+            )
+        )
 
     def _log_health(self, verdict: Verdict) -> None:
         if verdict.healthy != self._healthy:

@@ -72,34 +72,54 @@ def recordings(config_path: Path, show_all: bool, as_json: bool) -> None:
     cfg = load_config(config_path)
     folder = _folder(cfg)
     if not folder.is_dir():
-        raise RecordingError(f"no recordings folder at {folder} (recording.mode is "
-                             f"{cfg.recording.mode!r}; the agent creates it when it records)")
+        raise RecordingError(
+            f"no recordings folder at {folder} (recording.mode is "
+            f"{cfg.recording.mode!r}; the agent creates it when it records)"
+        )
     with open_index(folder) as index:
         records = index.all()
         ranges = index.ranges()
     used = sum(r.bytes for r in records)
     modes: dict[str, dict[str, float]] = {}
     for r in records:
-        m = modes.setdefault(MODE_NAMES.get(r.mode, r.mode),
-                             {"segments": 0, "seconds": 0.0, "bytes": 0})
+        m = modes.setdefault(
+            MODE_NAMES.get(r.mode, r.mode), {"segments": 0, "seconds": 0.0, "bytes": 0}
+        )
         m["segments"] += 1
         m["seconds"] += r.duration
         m["bytes"] += r.bytes
     if as_json:
-        click.echo(json.dumps({
-            "folder": str(folder), "mode": cfg.recording.mode, "bytes": used,
-            "budget_bytes": int(cfg.recording.budget_bytes),
-            "ranges": [{"from": r.start, "to": r.end, "bytes": r.bytes, "segments": r.segments,
-                        "modes": sorted(MODE_NAMES.get(m, m) for m in r.modes),
-                        "clock": _clock(r)} for r in ranges],
-            "per_mode": modes,
-        }, indent=1))
+        click.echo(
+            json.dumps(
+                {
+                    "folder": str(folder),
+                    "mode": cfg.recording.mode,
+                    "bytes": used,
+                    "budget_bytes": int(cfg.recording.budget_bytes),
+                    "ranges": [
+                        {
+                            "from": r.start,
+                            "to": r.end,
+                            "bytes": r.bytes,
+                            "segments": r.segments,
+                            "modes": sorted(MODE_NAMES.get(m, m) for m in r.modes),
+                            "clock": _clock(r),
+                        }
+                        for r in ranges
+                    ],
+                    "per_mode": modes,
+                },
+                indent=1,
+            )
+        )
         return
     console = Console(file=sys.stdout, width=110)
     budget = int(cfg.recording.budget_bytes)
-    console.print(f"recordings in {folder}: {_size(used)} of {_size(budget)} "
-                  f"({100 * used / budget:.0f} %), {len(records)} segments, "
-                  f"recording.mode = {cfg.recording.mode}")
+    console.print(
+        f"recordings in {folder}: {_size(used)} of {_size(budget)} "
+        f"({100 * used / budget:.0f} %), {len(records)} segments, "
+        f"recording.mode = {cfg.recording.mode}"
+    )
     if not ranges:
         console.print("no footage retained")
         return
@@ -108,8 +128,14 @@ def recordings(config_path: Path, show_all: bool, as_json: bool) -> None:
     for col in ("from", "to", "length", "size", "mode", "clock"):
         table.add_column(col)
     for r in shown:
-        table.add_row(when(r.start), when(r.end), _length(r.duration), _size(r.bytes),
-                      ", ".join(sorted(MODE_NAMES.get(m, m) for m in r.modes)), _clock(r))
+        table.add_row(
+            when(r.start),
+            when(r.end),
+            _length(r.duration),
+            _size(r.bytes),
+            ", ".join(sorted(MODE_NAMES.get(m, m) for m in r.modes)),
+            _clock(r),
+        )
     console.print(table)
     if len(shown) < len(ranges):
         console.print(f"({len(ranges) - len(shown)} earlier ranges not shown: --all)")
@@ -118,20 +144,35 @@ def recordings(config_path: Path, show_all: bool, as_json: bool) -> None:
         per_mode.add_column(col)
     for name, m in sorted(modes.items()):
         rate = m["bytes"] / m["seconds"] * 3600 if m["seconds"] else 0.0
-        per_mode.add_row(name, str(int(m["segments"])), _length(m["seconds"]),
-                         _size(m["bytes"]), _size(rate))
+        per_mode.add_row(
+            name, str(int(m["segments"])), _length(m["seconds"]), _size(m["bytes"]), _size(rate)
+        )
     console.print(per_mode)
 
 
 @click.command()
 @config_option
-@click.option("--from", "from_", required=True, metavar="TIME",
-              help="Start: ISO 8601 (local time unless an offset is given) or epoch seconds.")
+@click.option(
+    "--from",
+    "from_",
+    required=True,
+    metavar="TIME",
+    help="Start: ISO 8601 (local time unless an offset is given) or epoch seconds.",
+)
 @click.option("--to", "to", required=True, metavar="TIME", help="End, in the same forms.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The MP4 file to write.")
-@click.option("--quality", type=click.Choice(QUALITIES), default="original", show_default=True,
-              help="original: stream copy; low: smaller (640 px, 10 fps) for slow links.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The MP4 file to write.",
+)
+@click.option(
+    "--quality",
+    type=click.Choice(QUALITIES),
+    default="original",
+    show_default=True,
+    help="original: stream copy; low: smaller (640 px, 10 fps) for slow links.",
+)
 def clip(config_path: Path, from_: str, to: str, out: Path, quality: str) -> None:
     """Cut footage from --from to --to into one MP4, without re-encoding."""
     cfg = load_config(config_path)
@@ -142,11 +183,16 @@ def clip(config_path: Path, from_: str, to: str, out: Path, quality: str) -> Non
     if not folder.is_dir():
         raise RecordingError(f"no recordings folder at {folder}: this box holds no recordings")
     result = ClipCutter(folder).cut(start, end, out, quality)
-    click.echo(f"{result.path}: {when(result.start)} to {when(result.end)} "
-               f"({result.end - result.start:.1f} s, {_size(result.bytes)}, "
-               f"{result.segments} segments, {quality})")
+    click.echo(
+        f"{result.path}: {when(result.start)} to {when(result.end)} "
+        f"({result.end - result.start:.1f} s, {_size(result.bytes)}, "
+        f"{result.segments} segments, {quality})"
+    )
     for a, b in result.gaps:
         click.echo(f"gap: {when(a)} to {when(b)} ({b - a:.1f} s without footage)")
     if not result.clock_synced:
-        click.echo("note: some of this footage was recorded before the clock was "
-                   "synchronised; its times may be wrong", err=True)
+        click.echo(
+            "note: some of this footage was recorded before the clock was "
+            "synchronised; its times may be wrong",
+            err=True,
+        )

@@ -171,8 +171,9 @@ def keyframe_at_or_before(seg: SegmentRecord, t: float) -> float:
     return before[-1] if before else times[0]
 
 
-def find_gaps(spans: list[_Span], start: float, end: float,
-              tolerance: float = GAP_TOLERANCE_S) -> list[tuple[float, float]]:
+def find_gaps(
+    spans: list[_Span], start: float, end: float, tolerance: float = GAP_TOLERANCE_S
+) -> list[tuple[float, float]]:
     """Holes in [start, end] that the spans (in order) do not cover, longer than tolerance."""
     gaps: list[tuple[float, float]] = []
     covered_to = start
@@ -247,9 +248,15 @@ class ClipCutter:
                 tmp.unlink()
         covered = (spans[0].start, max(s.end for s in spans))
         return ClipResult(
-            path=out, start=covered[0], end=covered[1], gaps=find_gaps(spans, start, end),
-            requested=(start, end), bytes=out.stat().st_size, segments=len(spans),
-            quality=quality, clock_synced=all(s.clock != "nosync" for s in segments),
+            path=out,
+            start=covered[0],
+            end=covered[1],
+            gaps=find_gaps(spans, start, end),
+            requested=(start, end),
+            bytes=out.stat().st_size,
+            segments=len(spans),
+            quality=quality,
+            clock_synced=all(s.clock != "nosync" for s in segments),
         )
 
     @staticmethod
@@ -259,8 +266,9 @@ class ClipCutter:
         return NoFootageError(start, end, (ranges[0].start, ranges[-1].end), len(ranges))
 
     # -- stream copy ----------------------------------------------------------------------
-    def _copy(self, segments: list[SegmentRecord], start: float, end: float,
-              tmp: Path) -> list[_Span]:
+    def _copy(
+        self, segments: list[SegmentRecord], start: float, end: float, tmp: Path
+    ) -> list[_Span]:
         spans: list[_Span] = []
         from_key: float | None = keyframe_at_or_before(segments[0], start)
         out: Any = None
@@ -279,8 +287,9 @@ class ClipCutter:
                         if pic.dts > end and pic.pts > end:
                             break  # (a B-frame shown before the end is decoded after it)
                         if out is None:
-                            out = av.open(str(tmp), "w", format="mp4",
-                                          options={"movflags": "+faststart"})
+                            out = av.open(
+                                str(tmp), "w", format="mp4", options={"movflags": "+faststart"}
+                            )
                             stream = out.add_stream_from_template(reader.stream)
                             origin = pic.dts
                         dts = round((pic.dts - origin) * TICKS)
@@ -307,8 +316,9 @@ class ClipCutter:
         return spans
 
     # -- transcode down -------------------------------------------------------------------
-    def _transcode(self, segments: list[SegmentRecord], start: float, end: float,
-                   tmp: Path) -> list[_Span]:
+    def _transcode(
+        self, segments: list[SegmentRecord], start: float, end: float, tmp: Path
+    ) -> list[_Span]:
         spans: list[_Span] = []
         from_key: float | None = keyframe_at_or_before(segments[0], start)
         encoder = _LowEncoder(self.low, tmp)
@@ -334,8 +344,9 @@ class ClipCutter:
         return spans
 
     @staticmethod
-    def _decoded(reader: SegmentReader, from_key: float | None, end: float
-                 ) -> Iterator[tuple[float, av.VideoFrame]]:
+    def _decoded(
+        reader: SegmentReader, from_key: float | None, end: float
+    ) -> Iterator[tuple[float, av.VideoFrame]]:
         decoder = reader.stream.codec_context
         for pic in reader.pictures(from_key):
             if pic.dts > end and pic.pts > end:
@@ -366,8 +377,9 @@ class _LowEncoder:
             return False
         if self._out is None:
             self._open(frame.width, frame.height, t)
-        small = frame.reformat(width=self._stream.width, height=self._stream.height,
-                               format="yuv420p")
+        small = frame.reformat(
+            width=self._stream.width, height=self._stream.height, format="yuv420p"
+        )
         pts = max(self._last_pts + 1, round((t - self._origin) * TICKS))
         small.pts, small.time_base = pts, TIME_BASE
         self._last_pts, self._last_t = pts, t
@@ -386,8 +398,7 @@ class _LowEncoder:
     def _open(self, width: int, height: int, t: float) -> None:
         w = min(self.low.max_width, width)
         size = even_size(w, round(height * w / width))
-        self._out = av.open(str(self.path), "w", format="mp4",
-                            options={"movflags": "+faststart"})
+        self._out = av.open(str(self.path), "w", format="mp4", options={"movflags": "+faststart"})
         stream = self._out.add_stream("libx264", rate=round(self.low.max_fps))
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"

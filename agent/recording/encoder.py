@@ -117,8 +117,11 @@ class FrameEncoder:
         self._last_ticks = ticks
         av_frame.pts = ticks
         av_frame.time_base = TIME_BASE
-        if self._force_key or self._last_key is None or \
-                frame.mono - self._last_key >= self.keyframe_s - 1e-3:
+        if (
+            self._force_key
+            or self._last_key is None
+            or frame.mono - self._last_key >= self.keyframe_s - 1e-3
+        ):
             av_frame.pict_type = PictureType.I
             self._last_key = frame.mono
             self._force_key = False
@@ -164,8 +167,14 @@ class FrameEncoder:
         self._next_due = None
         self._last_key = None
         self.generation += 1
-        log.info("recording encoder: libx264 %s %dx%d, %s fps, %d kbit/s, keyframe every %.1f s",
-                 cfg.preset, *self._size, cfg.fps or "source", kbps, self.keyframe_s)
+        log.info(
+            "recording encoder: libx264 %s %dx%d, %s fps, %d kbit/s, keyframe every %.1f s",
+            cfg.preset,
+            *self._size,
+            cfg.fps or "source",
+            kbps,
+            self.keyframe_s,
+        )
 
     def _due(self, mono: float) -> bool:
         """Keep to cfg.fps: take a frame when its time has come, skip the ones in between."""
@@ -175,8 +184,7 @@ class FrameEncoder:
         if self._next_due is not None and mono < self._next_due - period / 4:
             return False
         due = self._next_due
-        self._next_due = due + period if due is not None and mono - due < period \
-            else mono + period
+        self._next_due = due + period if due is not None and mono - due < period else mono + period
         return True
 
     def _packets(self, packets: list[av.Packet]) -> list[EncodedPacket]:
@@ -185,8 +193,14 @@ class FrameEncoder:
             if p.pts is None:
                 continue
             dts = p.dts if p.dts is not None else p.pts
-            out.append(EncodedPacket(bytes(p), self._mono0 + p.pts / TICKS,
-                                     self._mono0 + dts / TICKS, bool(p.is_keyframe)))
+            out.append(
+                EncodedPacket(
+                    bytes(p),
+                    self._mono0 + p.pts / TICKS,
+                    self._mono0 + dts / TICKS,
+                    bool(p.is_keyframe),
+                )
+            )
         return out
 
 

@@ -33,14 +33,17 @@ class NoFootageError(RecordingError):
 
     code = ErrorCode.OUT_OF_RANGE
 
-    def __init__(self, start: float, end: float, retained: tuple[float, float] | None,
-                 ranges: int = 0) -> None:
+    def __init__(
+        self, start: float, end: float, retained: tuple[float, float] | None, ranges: int = 0
+    ) -> None:
         self.start, self.end, self.retained = start, end, retained
         asked = f"no footage between {when(start)} and {when(end)}"
         if retained is None:
             held = "this box holds no recordings"
         else:
-            held = (f"this box holds {when(retained[0])} to {when(retained[1])} "
-                    f"({ranges} range{'s' if ranges != 1 else ''}; "
-                    "`roadside agent recordings` lists them)")
+            held = (
+                f"this box holds {when(retained[0])} to {when(retained[1])} "
+                f"({ranges} range{'s' if ranges != 1 else ''}; "
+                "`roadside agent recordings` lists them)"
+            )
         super().__init__(f"{asked}: {held}")

@@ -40,6 +40,7 @@ class EventWindow:
     def _expire(self, t: float) -> None:
         stale = [eid for eid, t0 in self._open.items() if t - t0 > MAX_EVENT_S]
         for eid in stale:
-            log.warning("event %s has had no end for %.0f s: recording it no longer", eid,
-                        MAX_EVENT_S)
+            log.warning(
+                "event %s has had no end for %.0f s: recording it no longer", eid, MAX_EVENT_S
+            )
             self.end(eid, t)

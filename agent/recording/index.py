@@ -63,8 +63,22 @@ CREATE INDEX IF NOT EXISTS segments_start ON segments (start);
 CREATE INDEX IF NOT EXISTS segments_evict ON segments (has_event, start);
 """
 
-_COLUMNS = ("id", "path", "start", "end", "mono_start", "boot", "clock", "mode", "has_event",
-            "bytes", "keyframes", "packets", "width", "height")
+_COLUMNS = (
+    "id",
+    "path",
+    "start",
+    "end",
+    "mono_start",
+    "boot",
+    "clock",
+    "mode",
+    "has_event",
+    "bytes",
+    "keyframes",
+    "packets",
+    "width",
+    "height",
+)
 
 
 class IndexDamaged(Exception):
@@ -128,18 +142,24 @@ class Range:
         return self.end - self.start
 
 
-def merge_ranges(records: Iterable[SegmentRecord],
-                 tolerance: float = GAP_TOLERANCE_S) -> list[Range]:
+def merge_ranges(
+    records: Iterable[SegmentRecord], tolerance: float = GAP_TOLERANCE_S
+) -> list[Range]:
     """Segments (sorted by start) joined into ranges of continuous footage."""
     out: list[Range] = []
     for r in records:
         if out and r.start - out[-1].end <= tolerance:
             last = out[-1]
-            out[-1] = Range(last.start, max(last.end, r.end), last.bytes + r.bytes,
-                            last.segments + 1, last.modes | {r.mode}, last.clocks | {r.clock})
+            out[-1] = Range(
+                last.start,
+                max(last.end, r.end),
+                last.bytes + r.bytes,
+                last.segments + 1,
+                last.modes | {r.mode},
+                last.clocks | {r.clock},
+            )
         else:
-            out.append(Range(r.start, r.end, r.bytes, 1, frozenset({r.mode}),
-                             frozenset({r.clock})))
+            out.append(Range(r.start, r.end, r.bytes, 1, frozenset({r.mode}), frozenset({r.clock})))
     return out
 
 
@@ -151,8 +171,13 @@ class SegmentIndex:
         self._db = db
 
     # -- reading ------------------------------------------------------------------------
-    def _select(self, where: str = "", params: Iterable[object] = (),
-                order: str = "start, id", limit: int | None = None) -> list[SegmentRecord]:
+    def _select(
+        self,
+        where: str = "",
+        params: Iterable[object] = (),
+        order: str = "start, id",
+        limit: int | None = None,
+    ) -> list[SegmentRecord]:
         sql = f"SELECT {', '.join(_COLUMNS)} FROM segments"
         if where:
             sql += f" WHERE {where}"
@@ -174,11 +199,13 @@ class SegmentIndex:
     def of_boot(self, boot: str, clock: str) -> list[SegmentRecord]:
         return self._select("boot = ? AND clock = ?", (boot, clock))
 
-    def ending_before(self, t: float, clocks: tuple[str, ...], has_event: bool
-                      ) -> list[SegmentRecord]:
+    def ending_before(
+        self, t: float, clocks: tuple[str, ...], has_event: bool
+    ) -> list[SegmentRecord]:
         marks = ", ".join("?" for _ in clocks)
-        return self._select(f"end < ? AND has_event = ? AND clock IN ({marks})",
-                            (t, int(has_event), *clocks))
+        return self._select(
+            f"end < ? AND has_event = ? AND clock IN ({marks})", (t, int(has_event), *clocks)
+        )
 
     def total_bytes(self) -> int:
         return int(self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM segments").fetchone()[0])
@@ -204,9 +231,21 @@ class SegmentIndex:
                 "INSERT OR REPLACE INTO segments (path, start, end, mono_start, boot, clock, "
                 "mode, has_event, bytes, keyframes, packets, width, height) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (rec.path, rec.start, rec.end, rec.mono_start, rec.boot, rec.clock, rec.mode,
-                 int(rec.has_event), rec.bytes, json.dumps(rec.keyframes), rec.packets,
-                 rec.width, rec.height),
+                (
+                    rec.path,
+                    rec.start,
+                    rec.end,
+                    rec.mono_start,
+                    rec.boot,
+                    rec.clock,
+                    rec.mode,
+                    int(rec.has_event),
+                    rec.bytes,
+                    json.dumps(rec.keyframes),
+                    rec.packets,
+                    rec.width,
+                    rec.height,
+                ),
             )
         rec.id = cur.lastrowid
         return int(cur.lastrowid or 0)
@@ -239,8 +278,7 @@ class SegmentIndex:
         ``recover_parts`` also salvages ``.part`` files a crash left: only the recorder may
         ask for it, when it starts (a reader would take the recorder's segment in progress).
         """
-        on_disk = {p.relative_to(self.root).as_posix()
-                   for p in self.root.glob(f"*/*{SUFFIX}")}
+        on_disk = {p.relative_to(self.root).as_posix() for p in self.root.glob(f"*/*{SUFFIX}")}
         known = self.paths()
         gone = known - on_disk
         if gone:
@@ -277,10 +315,19 @@ def record_from_file(root: Path, rel: str) -> SegmentRecord | None:
     if probe is None:
         return None
     return SegmentRecord(
-        path=rel, start=name.start, end=name.start + probe.duration, mono_start=name.mono,
-        boot=name.boot, clock=name.clock, mode=name.mode, has_event=name.event,
-        bytes=path.stat().st_size, keyframes=probe.keyframes, packets=probe.packets,
-        width=probe.width, height=probe.height,
+        path=rel,
+        start=name.start,
+        end=name.start + probe.duration,
+        mono_start=name.mono,
+        boot=name.boot,
+        clock=name.clock,
+        mode=name.mode,
+        has_event=name.event,
+        bytes=path.stat().st_size,
+        keyframes=probe.keyframes,
+        packets=probe.packets,
+        width=probe.width,
+        height=probe.height,
     )
 
 
@@ -304,8 +351,10 @@ def _check(db: sqlite3.Connection) -> None:
         db.executescript(_SCHEMA)
         if version == 0:
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        db.execute("SELECT id, path, start, end, mono_start, boot, clock, mode, has_event, "
-                   "bytes, keyframes, packets, width, height FROM segments LIMIT 1").fetchall()
+        db.execute(
+            "SELECT id, path, start, end, mono_start, boot, clock, mode, has_event, "
+            "bytes, keyframes, packets, width, height FROM segments LIMIT 1"
+        ).fetchall()
     except sqlite3.DatabaseError as exc:
         raise IndexDamaged(str(exc)) from None
 
@@ -324,8 +373,9 @@ def rebuild(index: SegmentIndex, recover_parts: bool) -> int:
     started = time.monotonic()
     _rows_dropped, added = index.reconcile(recover_parts)
     if added:
-        log.warning("index rebuilt from %d segment files in %.1f s", added,
-                    time.monotonic() - started)
+        log.warning(
+            "index rebuilt from %d segment files in %.1f s", added, time.monotonic() - started
+        )
     return added
 
 

@@ -30,8 +30,13 @@ class RecentClips:
     recorder thread's state (atomic), and each index read opens its own connection.
     """
 
-    def __init__(self, cutter: ClipCutter, segment_s: float, writing: Callable[[], bool],
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        cutter: ClipCutter,
+        segment_s: float,
+        writing: Callable[[], bool],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.cutter = cutter
         self.segment_s = segment_s
         self.writing = writing

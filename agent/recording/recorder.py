@@ -149,9 +149,17 @@ class Recorder:
     for tests and benchmarks; the defaults are the real ones.
     """
 
-    def __init__(self, cfg: RecordingConfig, root: Path, *, blocking: bool = False,
-                 clock: ClockWatch | None = None, opener: Opener = SegmentFile,
-                 free_space: FreeSpace = disk_free, now: Now = system_now) -> None:
+    def __init__(
+        self,
+        cfg: RecordingConfig,
+        root: Path,
+        *,
+        blocking: bool = False,
+        clock: ClockWatch | None = None,
+        opener: Opener = SegmentFile,
+        free_space: FreeSpace = disk_free,
+        now: Now = system_now,
+    ) -> None:
         if cfg.mode == "off":
             raise ValueError("recording.mode is 'off': there is nothing to record")
         self.cfg = cfg
@@ -160,12 +168,16 @@ class Recorder:
         self.stats = RecorderStats()
         self.clock = clock or ClockWatch()
         self.now = now
-        policy = RetentionPolicy(int(cfg.budget_bytes),
-                                 cfg.max_age_days * 86400 if cfg.max_age_days else None,
-                                 cfg.event_bonus_days * 86400, int(cfg.keep_free_bytes))
+        policy = RetentionPolicy(
+            int(cfg.budget_bytes),
+            cfg.max_age_days * 86400 if cfg.max_age_days else None,
+            cfg.event_bonus_days * 86400,
+            int(cfg.keep_free_bytes),
+        )
         try:
-            self.ring = SegmentRing(root, policy, cfg.segment_s, self.clock.boot, opener,
-                                    free_space)
+            self.ring = SegmentRing(
+                root, policy, cfg.segment_s, self.clock.boot, opener, free_space
+            )
         except OSError as exc:
             raise RecordingError(
                 f"cannot use the recordings folder {root}: {exc.strerror or exc} (check "
@@ -215,9 +227,14 @@ class Recorder:
             wall, mono = self.now()
             self.ring.retime(wall - mono)
         self._thread.start()
-        log.info("recording (%s) into %s: %.1f GB budget, %.1f GB in use, clock %s",
-                 self.mode, self.root, self.cfg.budget_bytes / 1e9, self.ring.bytes_used / 1e9,
-                 "synchronised" if synced else "NOT synchronised")
+        log.info(
+            "recording (%s) into %s: %.1f GB budget, %.1f GB in use, clock %s",
+            self.mode,
+            self.root,
+            self.cfg.budget_bytes / 1e9,
+            self.ring.bytes_used / 1e9,
+            "synchronised" if synced else "NOT synchronised",
+        )
 
     def stop(self, timeout: float = 30.0) -> None:
         """Write what is queued, finish the segment in progress, close the index."""
@@ -228,8 +245,11 @@ class Recorder:
         if self._thread.is_alive():
             self._thread.join(timeout)
             if self._thread.is_alive():
-                log.error("recorder still busy after %.0f s: its segment in progress is "
-                          "recovered at the next start", timeout)
+                log.error(
+                    "recorder still busy after %.0f s: its segment in progress is "
+                    "recovered at the next start",
+                    timeout,
+                )
         elif self._thread.ident is None:  # never started
             self.ring.close()
 
@@ -253,8 +273,9 @@ class Recorder:
             self.stats.dropped += 1
             self.stats.dropped_bytes += frame.image.nbytes
 
-    def write_packet(self, data: bytes, pts_s: float, keyframe: bool,
-                     dts_s: float | None = None) -> None:
+    def write_packet(
+        self, data: bytes, pts_s: float, keyframe: bool, dts_s: float | None = None
+    ) -> None:
         """Queue one H.264 access unit from a camera encoder (see the module doc)."""
         self.stats.packets += 1
         if self._stopped:
@@ -266,8 +287,7 @@ class Recorder:
                 return
             self._skip_to_keyframe = False
         wall, mono = self.now()
-        item = _Packet(bytes(data), pts_s, pts_s if dts_s is None else dts_s, keyframe,
-                       wall, mono)
+        item = _Packet(bytes(data), pts_s, pts_s if dts_s is None else dts_s, keyframe, wall, mono)
         if not self._queue.put(("packet", item), len(item.data)):
             self.stats.dropped += 1
             self.stats.dropped_bytes += len(item.data)
@@ -313,9 +333,14 @@ class Recorder:
         self.ring.close()
         self.preroll.clear()
         rs = self.ring.stats
-        log.info("recording stopped: %d segments, %.1f MB written, %d evicted, %d dropped, "
-                 "%d disk-full", rs.segments, rs.bytes_written / 1e6, rs.evicted,
-                 self.stats.dropped, rs.disk_full)
+        log.info(
+            "recording stopped: %d segments, %.1f MB written, %d evicted, %d dropped, %d disk-full",
+            rs.segments,
+            rs.bytes_written / 1e6,
+            rs.evicted,
+            self.stats.dropped,
+            rs.disk_full,
+        )
 
     def _on_frame(self, frame: Frame) -> None:
         self._observe_clock(frame.time, frame.mono)
@@ -352,15 +377,21 @@ class Recorder:
         synced = self.clock.synced_at(mono)
         if step is not None:
             self.stats.clock_steps += 1
-            log.warning("wall clock stepped by %+.1f s (%s): footage from here on is a new "
-                        "segment", step.step_s, "synchronised" if synced else "not synchronised")
+            log.warning(
+                "wall clock stepped by %+.1f s (%s): footage from here on is a new segment",
+                step.step_s,
+                "synchronised" if synced else "not synchronised",
+            )
         if synced and (step is not None or not self._synced):
             assert self.anchor.offset is not None
             self.ring.retime(self.anchor.offset)
         self._synced = synced
         assert self.anchor.offset is not None
-        label = SegmentLabel(self.anchor.offset, "sync" if synced else "nosync",
-                             "event" if self.mode == "events" else "cont")
+        label = SegmentLabel(
+            self.anchor.offset,
+            "sync" if synced else "nosync",
+            "event" if self.mode == "events" else "cont",
+        )
         if label != self._label:
             self.encoder.force_keyframe()
             self._label = label
@@ -373,4 +404,3 @@ class Recorder:
             if self.ring.recording:
                 self.ring.close_segment(end=pkt.pts)
             self.preroll.add(pkt)
-

@@ -44,8 +44,9 @@ class RetentionPolicy:
         """Bytes to free so that the filesystem keeps ``keep_free_bytes`` free."""
         return max(0, self.keep_free_bytes - free_bytes)
 
-    def pick(self, plain: Sequence[SegmentRecord], events: Sequence[SegmentRecord],
-             need_bytes: int) -> list[SegmentRecord]:
+    def pick(
+        self, plain: Sequence[SegmentRecord], events: Sequence[SegmentRecord], need_bytes: int
+    ) -> list[SegmentRecord]:
         """The segments to evict to free ``need_bytes``, from the oldest of each kind.
 
         ``plain`` and ``events`` are each sorted oldest first (the index gives them so);

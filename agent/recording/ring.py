@@ -82,8 +82,15 @@ class RingStats:
 class SegmentRing:
     """The recordings folder ``root``: its segments, its index and its budget."""
 
-    def __init__(self, root: Path, policy: RetentionPolicy, segment_s: float, boot: str,
-                 opener: Opener = SegmentFile, free_space: FreeSpace = disk_free) -> None:
+    def __init__(
+        self,
+        root: Path,
+        policy: RetentionPolicy,
+        segment_s: float,
+        boot: str,
+        opener: Opener = SegmentFile,
+        free_space: FreeSpace = disk_free,
+    ) -> None:
         self.root = root
         self.free_space = free_space
         self.policy = policy
@@ -117,8 +124,10 @@ class SegmentRing:
     def write(self, pkt: EncodedPacket, label: SegmentLabel) -> None:
         """Add one packet; a new segment starts at a keyframe when one is due."""
         try:
-            if self._writer is not None and pkt.keyframe and (
-                label != self._label or pkt.pts - self._writer.start >= self.segment_s
+            if (
+                self._writer is not None
+                and pkt.keyframe
+                and (label != self._label or pkt.pts - self._writer.start >= self.segment_s)
             ):
                 self._finish(end=pkt.pts)
             if self._writer is None:
@@ -182,8 +191,9 @@ class SegmentRing:
             return
         horizon = now - self.policy.max_age_s
         old = self.index.ending_before(horizon, ("sync", "retimed"), has_event=False)
-        old += self.index.ending_before(horizon - self.policy.event_bonus_s,
-                                        ("sync", "retimed"), has_event=True)
+        old += self.index.ending_before(
+            horizon - self.policy.event_bonus_s, ("sync", "retimed"), has_event=True
+        )
         expired = self.policy.expired(old, now)
         if expired:
             self._evict(expired, "older than the maximum age")
@@ -195,11 +205,16 @@ class SegmentRing:
                 self._template = StreamTemplate(pkt.data)
             except (ValueError, av.FFmpegError) as exc:
                 self.stats.waiting_keyframe += 1
-                self._log_error("keyframe without stream headers, waiting for the next: %s",
-                                exc)
+                self._log_error("keyframe without stream headers, waiting for the next: %s", exc)
                 return False
-        name = SegmentName(start=label.offset + pkt.pts, boot=self.boot, mono=pkt.pts,
-                           clock=label.clock, mode=label.mode, event=label.mode == "event")
+        name = SegmentName(
+            start=label.offset + pkt.pts,
+            boot=self.boot,
+            mono=pkt.pts,
+            clock=label.clock,
+            mode=label.mode,
+            event=label.mode == "event",
+        )
         part = self.root / (name.relpath + ".part")
         self._writer = SegmentWriter(part, self._template, self.opener)
         self._name, self._label, self._open_event = name, label, name.event
@@ -223,10 +238,19 @@ class SegmentRing:
         os.replace(writer.part, final)
         fsync_dir(final.parent)
         rec = SegmentRecord(
-            path=final_name.relpath, start=start, end=start + summary.end - summary.start,
-            mono_start=summary.start, boot=self.boot, clock=clock, mode=name.mode,
-            has_event=self._open_event, bytes=summary.bytes, keyframes=summary.keyframes,
-            packets=summary.packets, width=self._template.width, height=self._template.height,
+            path=final_name.relpath,
+            start=start,
+            end=start + summary.end - summary.start,
+            mono_start=summary.start,
+            boot=self.boot,
+            clock=clock,
+            mode=name.mode,
+            has_event=self._open_event,
+            bytes=summary.bytes,
+            keyframes=summary.keyframes,
+            packets=summary.packets,
+            width=self._template.width,
+            height=self._template.height,
         )
         self._index_add(rec)
         self._closed_bytes += rec.bytes
@@ -247,8 +271,12 @@ class SegmentRing:
                 self.index.add(rec)
             except sqlite3.Error as again:
                 self.stats.write_errors += 1
-                self._log_error("segment %s kept on disk but not indexed (%s); the index "
-                                "takes it back at the next start", rec.path, again)
+                self._log_error(
+                    "segment %s kept on disk but not indexed (%s); the index "
+                    "takes it back at the next start",
+                    rec.path,
+                    again,
+                )
 
     def _rename(self, rec: SegmentRecord, new: SegmentName) -> None:
         """Relabel a closed segment: its file name first, then its row (a crash between
@@ -273,8 +301,11 @@ class SegmentRing:
                 self.index.update(old_rel, rec)
         except sqlite3.Error as exc:
             self.stats.write_errors += 1
-            self._log_error("index could not follow the relabel of %s (%s); fixed at the "
-                            "next start", rec.path, exc)
+            self._log_error(
+                "index could not follow the relabel of %s (%s); fixed at the next start",
+                rec.path,
+                exc,
+            )
         if old_path.parent != new_path.parent:
             with contextlib.suppress(OSError):
                 old_path.parent.rmdir()
@@ -283,14 +314,18 @@ class SegmentRing:
         excess = self.policy.excess(self.bytes_used + RESERVE_BYTES)
         if not excess:
             return
-        victims = self.policy.pick(self.index.oldest(False, 64), self.index.oldest(True, 64),
-                                   excess)
+        victims = self.policy.pick(
+            self.index.oldest(False, 64), self.index.oldest(True, 64), excess
+        )
         if victims:
             self._evict(victims, "over the budget")
         elif not self._warned_small:
             self._warned_small = True
-            log.warning("recording budget (%d bytes) is smaller than one segment: raise "
-                        "recording.budget_bytes", self.policy.budget_bytes)
+            log.warning(
+                "recording budget (%d bytes) is smaller than one segment: raise "
+                "recording.budget_bytes",
+                self.policy.budget_bytes,
+            )
 
     def _keep_free(self) -> None:
         """Leave ``keep_free_bytes`` free on the filesystem (the outbox shares the card)."""
@@ -300,20 +335,26 @@ class SegmentRing:
             return
         if not short:
             return
-        victims = self.policy.pick(self.index.oldest(False, 256), self.index.oldest(True, 256),
-                                   short)
+        victims = self.policy.pick(
+            self.index.oldest(False, 256), self.index.oldest(True, 256), short
+        )
         freed = self._evict(victims, "the filesystem is low on space")
         self.stats.low_space += 1
-        self._log_error("filesystem low on space (%d MB short of recording.keep_free_bytes): "
-                        "evicted %d segments (%.1f MB)", short // 10**6, len(victims),
-                        freed / 1e6)
+        self._log_error(
+            "filesystem low on space (%d MB short of recording.keep_free_bytes): "
+            "evicted %d segments (%.1f MB)",
+            short // 10**6,
+            len(victims),
+            freed / 1e6,
+        )
 
     def _make_room(self) -> tuple[int, int]:
         """After ENOSPC: free two segments' worth or 5 % of the budget, whichever is more."""
         count = max(1, self.index.count())
         want = max(2 * self._closed_bytes // count, self.policy.budget_bytes // 20)
-        victims = self.policy.pick(self.index.oldest(False, 256), self.index.oldest(True, 256),
-                                   want)
+        victims = self.policy.pick(
+            self.index.oldest(False, 256), self.index.oldest(True, 256), want
+        )
         return len(victims), self._evict(victims, "the disk is full")
 
     def _evict(self, victims: list[SegmentRecord], why: str) -> int:
@@ -329,8 +370,9 @@ class SegmentRing:
         try:
             self.index.remove(r.path for r in victims)
         except sqlite3.Error as exc:
-            self._log_error("index could not forget evicted segments (%s); fixed at the next "
-                            "start", exc)
+            self._log_error(
+                "index could not forget evicted segments (%s); fixed at the next start", exc
+            )
         self._closed_bytes = max(0, self._closed_bytes - freed)
         self.stats.evicted += len(victims)
         self.stats.evicted_bytes += freed
@@ -345,13 +387,19 @@ class SegmentRing:
         if exc.errno in DISK_FULL:
             self.stats.disk_full += 1
             count, freed = self._make_room()
-            log.warning("disk full while recording %s: dropped it (%d KB), evicted %d "
-                        "segments (%.1f MB) to make room; recording goes on", where,
-                        lost // 1024, count, freed / 1e6)
+            log.warning(
+                "disk full while recording %s: dropped it (%d KB), evicted %d "
+                "segments (%.1f MB) to make room; recording goes on",
+                where,
+                lost // 1024,
+                count,
+                freed / 1e6,
+            )
         else:
             self.stats.write_errors += 1
-            self._log_error("cannot write %s: %s; recording resumes at the next keyframe",
-                            where, exc)
+            self._log_error(
+                "cannot write %s: %s; recording resumes at the next keyframe", where, exc
+            )
 
     def _log_error(self, msg: str, *args: object) -> None:
         now = time.monotonic()

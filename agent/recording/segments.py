@@ -76,8 +76,14 @@ class SegmentName:
         m = _NAME.match(filename)
         if m is None:
             return None
-        return cls(int(m["start"]) / 1000, m["boot"], int(m["mono"]) / 1000,
-                   m["clock"], m["mode"], bool(m["ev"]))  # type: ignore[arg-type]
+        return cls(
+            int(m["start"]) / 1000,
+            m["boot"],
+            int(m["mono"]) / 1000,
+            m["clock"],
+            m["mode"],
+            bool(m["ev"]),
+        )  # type: ignore[arg-type]
 
     def but(self, **changes: object) -> SegmentName:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -144,8 +150,9 @@ class SegmentWriter:
         part.parent.mkdir(parents=True, exist_ok=True)
         self.file = opener(part)
         try:
-            self._out = av.open(self.file, "w", format="mpegts",
-                                container_options={"flush_packets": "1"})
+            self._out = av.open(
+                self.file, "w", format="mpegts", container_options={"flush_packets": "1"}
+            )
             self._stream = self._out.add_stream_from_template(template.stream)
         except BaseException:
             self.file.close()
@@ -294,8 +301,11 @@ def recover_partial(part: Path, final: Path) -> SegmentProbe | None:
             part.unlink()
         with contextlib.suppress(OSError):
             tmp.unlink()
-        log.info("partial segment %s: %s", part.name,
-                 f"kept {kept} packets" if kept else "dropped (nothing whole in it)")
+        log.info(
+            "partial segment %s: %s",
+            part.name,
+            f"kept {kept} packets" if kept else "dropped (nothing whole in it)",
+        )
 
 
 def fsync_dir(path: Path) -> None:

@@ -47,8 +47,9 @@ def camera_packets(video: Path) -> tuple[list[CameraPacket], float]:
                 if q.pts is None or not q.size:
                     continue
                 dts = q.dts if q.dts is not None else q.pts
-                out.append(CameraPacket(bytes(q), float(q.pts * tb), float(dts * tb),
-                                        bool(q.is_keyframe)))
+                out.append(
+                    CameraPacket(bytes(q), float(q.pts * tb), float(dts * tb), bool(q.is_keyframe))
+                )
         rate = float(v.average_rate or 30)
     t0 = min(p.pts_s for p in out)
     out = [CameraPacket(p.data, p.pts_s - t0, p.dts_s - t0, p.keyframe) for p in out]

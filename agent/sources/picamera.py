@@ -217,9 +217,14 @@ class Picamera2Source:
                 cam.close()
                 raise SourceError(f"the Pi camera refused its configuration: {exc}") from None
             self._cam = cam
-            log.info("Pi camera %s (%s): main %dx%d, lores %dx%d at %.1f fps",
-                     cam.camera_properties.get("Model", "?"), self.api.name, *self.size,
-                     *self.lores, self.fps)
+            log.info(
+                "Pi camera %s (%s): main %dx%d, lores %dx%d at %.1f fps",
+                cam.camera_properties.get("Model", "?"),
+                self.api.name,
+                *self.size,
+                *self.lores,
+                self.fps,
+            )
             if self.packet_sink is not None:
                 self._start_encoder()
 

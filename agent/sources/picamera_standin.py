@@ -28,12 +28,33 @@ import numpy as np
 SCENE_ENV = "ROADSIDE_STANDIN_SCENE"
 
 SENSOR_MODES: list[dict[str, Any]] = [
-    {"format": "SRGGB10_CSI2P", "unpacked": "SRGGB10", "bit_depth": 10, "size": (1536, 864),
-     "fps": 120.13, "crop_limits": (768, 432, 3072, 1728), "exposure_limits": (9, None)},
-    {"format": "SRGGB10_CSI2P", "unpacked": "SRGGB10", "bit_depth": 10, "size": (2304, 1296),
-     "fps": 56.03, "crop_limits": (0, 0, 4608, 2592), "exposure_limits": (13, None)},
-    {"format": "SRGGB10_CSI2P", "unpacked": "SRGGB10", "bit_depth": 10, "size": (4608, 2592),
-     "fps": 14.35, "crop_limits": (0, 0, 4608, 2592), "exposure_limits": (26, None)},
+    {
+        "format": "SRGGB10_CSI2P",
+        "unpacked": "SRGGB10",
+        "bit_depth": 10,
+        "size": (1536, 864),
+        "fps": 120.13,
+        "crop_limits": (768, 432, 3072, 1728),
+        "exposure_limits": (9, None),
+    },
+    {
+        "format": "SRGGB10_CSI2P",
+        "unpacked": "SRGGB10",
+        "bit_depth": 10,
+        "size": (2304, 1296),
+        "fps": 56.03,
+        "crop_limits": (0, 0, 4608, 2592),
+        "exposure_limits": (13, None),
+    },
+    {
+        "format": "SRGGB10_CSI2P",
+        "unpacked": "SRGGB10",
+        "bit_depth": 10,
+        "size": (4608, 2592),
+        "fps": 14.35,
+        "crop_limits": (0, 0, 4608, 2592),
+        "exposure_limits": (26, None),
+    },
 ]
 
 CAMERA_CONTROLS: dict[str, tuple[Any, Any, Any]] = {
@@ -75,8 +96,12 @@ class Output:
         self.recording = False
 
     def outputframe(
-        self, frame: bytes | None, keyframe: bool = True, timestamp: int | None = None,
-        packet: Any = None, audio: bool = False,
+        self,
+        frame: bytes | None,
+        keyframe: bool = True,
+        timestamp: int | None = None,
+        packet: Any = None,
+        audio: bool = False,
     ) -> None:
         """Receives one encoded frame; ``timestamp`` in microseconds."""
 
@@ -92,9 +117,14 @@ class H264Encoder:
     """
 
     def __init__(
-        self, bitrate: int | None = None, repeat: bool = True, iperiod: int | None = None,
-        framerate: float | None = None, enable_sps_framerate: bool = False,
-        qp: int | None = None, profile: str | None = None,
+        self,
+        bitrate: int | None = None,
+        repeat: bool = True,
+        iperiod: int | None = None,
+        framerate: float | None = None,
+        enable_sps_framerate: bool = False,
+        qp: int | None = None,
+        profile: str | None = None,
     ) -> None:
         self.bitrate = bitrate
         self.repeat = repeat
@@ -154,8 +184,9 @@ class H264Encoder:
             ts_us = sensor_ns // 1000
             if self.firsttimestamp is None:
                 self.firsttimestamp = ts_us
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:, :, :3]),
-                                               format="bgr24")
+            frame = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(image[:, :, :3]), format="bgr24"
+            )
             frame.pts = ts_us - self.firsttimestamp
             for packet in self._codec.encode(frame):
                 self._emit(packet)
@@ -222,7 +253,9 @@ class Picamera2:
             raise IndexError("list index out of range")
         self.camera_num = camera_num
         self.camera_properties: dict[str, Any] = {
-            "Model": "imx708-standin", "PixelArraySize": (4608, 2592), "Location": 2,
+            "Model": "imx708-standin",
+            "PixelArraySize": (4608, 2592),
+            "Location": 2,
         }
         self.sensor_modes = [dict(m) for m in SENSOR_MODES]
         self.camera_controls = dict(CAMERA_CONTROLS)
@@ -242,19 +275,38 @@ class Picamera2:
 
     # -- configuration ------------------------------------------------------------------
     def create_video_configuration(
-        self, main: dict | None = None, lores: dict | None = None, raw: dict | None = None,
-        transform: Transform | None = None, colour_space: Any = None, buffer_count: int = 6,
-        controls: dict | None = None, display: str | None = "main", encode: str | None = "main",
-        queue: bool = True, sensor: dict | None = None, use_case: str = "video",
+        self,
+        main: dict | None = None,
+        lores: dict | None = None,
+        raw: dict | None = None,
+        transform: Transform | None = None,
+        colour_space: Any = None,
+        buffer_count: int = 6,
+        controls: dict | None = None,
+        display: str | None = "main",
+        encode: str | None = "main",
+        queue: bool = True,
+        sensor: dict | None = None,
+        use_case: str = "video",
     ) -> dict[str, Any]:
         main = {"format": "XBGR8888", "size": (1280, 720), **(main or {})}
         config: dict[str, Any] = {
-            "use_case": use_case, "transform": transform or Transform(),
-            "colour_space": colour_space, "buffer_count": buffer_count, "queue": queue,
-            "main": main, "lores": None, "raw": raw, "display": display, "encode": encode,
+            "use_case": use_case,
+            "transform": transform or Transform(),
+            "colour_space": colour_space,
+            "buffer_count": buffer_count,
+            "queue": queue,
+            "main": main,
+            "lores": None,
+            "raw": raw,
+            "display": display,
+            "encode": encode,
             "sensor": dict(sensor or {}),
-            "controls": {"NoiseReductionMode": 1, "FrameDurationLimits": (33333, 33333),
-                         **(controls or {})},
+            "controls": {
+                "NoiseReductionMode": 1,
+                "FrameDurationLimits": (33333, 33333),
+                **(controls or {}),
+            },
         }
         if lores is not None:
             config["lores"] = {"format": "YUV420", "size": (640, 480), **lores}
@@ -332,8 +384,9 @@ class Picamera2:
         self.stop()
         self.closed = True
 
-    def capture_arrays(self, names: list[str] | None = None, wait: float | None = None,
-                       signal_function: Any = None) -> tuple[list[np.ndarray], dict[str, Any]]:
+    def capture_arrays(
+        self, names: list[str] | None = None, wait: float | None = None, signal_function: Any = None
+    ) -> tuple[list[np.ndarray], dict[str, Any]]:
         """The next frame's arrays for ``names`` and its metadata (blocks like the camera)."""
         names = names or ["main"]
         deadline = None if wait is None else time.monotonic() + wait
@@ -352,8 +405,14 @@ class Picamera2:
             raise RuntimeError(f"Stream {missing[0]} is not configured")
         return [arrays[n].copy() for n in names], dict(metadata)
 
-    def start_encoder(self, encoder: Any = None, output: Any = None, pts: Any = None,
-                      quality: Any = None, name: str | None = None) -> None:
+    def start_encoder(
+        self,
+        encoder: Any = None,
+        output: Any = None,
+        pts: Any = None,
+        quality: Any = None,
+        name: str | None = None,
+    ) -> None:
         if encoder is None:
             raise RuntimeError("No encoder specified")
         if self.camera_config is None:
@@ -371,8 +430,11 @@ class Picamera2:
         self._encoders[encoder] = name
 
     def stop_encoder(self, encoders: Any = None) -> None:
-        chosen = list(self._encoders) if encoders is None else (
-            encoders if isinstance(encoders, list) else [encoders])
+        chosen = (
+            list(self._encoders)
+            if encoders is None
+            else (encoders if isinstance(encoders, list) else [encoders])
+        )
         for encoder in chosen:
             if self._encoders.pop(encoder, None) is not None:
                 encoder.stop()

@@ -195,8 +195,7 @@ class TransferSender:
         self.uplink.subscribe(f"{P.XFER}/+/{P.XFER_ACK}", self._on_ack)
         self.uplink.client.listeners.connected.append(self._on_connected)
         self.uplink.add_bulk(self)
-        self._thread = threading.Thread(target=self._run_clock, name="transfer-clock",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run_clock, name="transfer-clock", daemon=True)
         self._thread.start()
         if self._live:
             log.info("resuming %d transfer(s)", len(self._live))
@@ -215,9 +214,18 @@ class TransferSender:
         self.store.close()
 
     # -- the command side ----------------------------------------------------------------
-    def send_file(self, path: str | Path, kind: str, name: str, *, rq: str | None = None,
-                  requester: str | None = None, meta: dict[str, Any] | None = None,
-                  owned: bool = True, deadline_s: float | None = None) -> TransferRecord:
+    def send_file(
+        self,
+        path: str | Path,
+        kind: str,
+        name: str,
+        *,
+        rq: str | None = None,
+        requester: str | None = None,
+        meta: dict[str, Any] | None = None,
+        owned: bool = True,
+        deadline_s: float | None = None,
+    ) -> TransferRecord:
         """Start uploading ``path``; returns its record (``xid`` names the transfer).
 
         ``owned`` files are deleted once the transfer ends either way.
@@ -226,10 +234,19 @@ class TransferSender:
         size = path.stat().st_size
         now = time.time()
         rec = TransferRecord(
-            xid=new_id(), kind=kind, path=str(path), name=name, size=size,
-            sha256=sha256_file(path), cs=self.cfg.chunk_kib * 1024, created=now,
-            exp=now + (deadline_s or self.cfg.deadline_s), rq=rq, requester=requester,
-            meta=dict(meta or {}), owned=owned,
+            xid=new_id(),
+            kind=kind,
+            path=str(path),
+            name=name,
+            size=size,
+            sha256=sha256_file(path),
+            cs=self.cfg.chunk_kib * 1024,
+            created=now,
+            exp=now + (deadline_s or self.cfg.deadline_s),
+            rq=rq,
+            requester=requester,
+            meta=dict(meta or {}),
+            owned=owned,
         )
         rec.acked = bytearray((rec.chunks + 7) // 8)
         self.store.add(rec)
@@ -244,7 +261,8 @@ class TransferSender:
         """Stop the transfer with this transfer id or request id; None when none is running."""
         with self._lock:
             live = self._live.get(target) or next(
-                (lv for lv in self._live.values() if lv.rec.rq == target), None)
+                (lv for lv in self._live.values() if lv.rec.rq == target), None
+            )
             if live is None:
                 return None
             self._end(live, "failed", P.ErrorCode.CANCELLED, why)
@@ -255,7 +273,8 @@ class TransferSender:
         """A transfer by id or request id, running or finished."""
         with self._lock:
             live = self._live.get(target) or next(
-                (lv for lv in self._live.values() if lv.rec.rq == target), None)
+                (lv for lv in self._live.values() if lv.rec.rq == target), None
+            )
             if live is not None:
                 return live.rec
         return self.store.get(target) or self.store.for_request(target)
@@ -263,9 +282,17 @@ class TransferSender:
     def active(self) -> list[dict[str, Any]]:
         """Running transfers, for the status command."""
         with self._lock:
-            return [{"xid": lv.rec.xid, "rq": lv.rec.rq, "kind": lv.rec.kind,
-                     "bytes": lv.rec.size, "pg": round(lv.fraction, 3), "phase": lv.phase}
-                    for lv in self._ordered()]
+            return [
+                {
+                    "xid": lv.rec.xid,
+                    "rq": lv.rec.rq,
+                    "kind": lv.rec.kind,
+                    "bytes": lv.rec.size,
+                    "pg": round(lv.fraction, 3),
+                    "phase": lv.phase,
+                }
+                for lv in self._ordered()
+            ]
 
     # -- BulkSource (the uplink's sender thread) -----------------------------------------
     def next_message(self) -> BulkMessage | None:
@@ -339,8 +366,12 @@ class TransferSender:
             if ack.st == "done":
                 self._end(live, "done")
             elif ack.st == "fail":
-                self._end(live, "failed", ack.code or P.ErrorCode.FAILED,
-                          ack.msg or "the station gave up the transfer")
+                self._end(
+                    live,
+                    "failed",
+                    ack.code or P.ErrorCode.FAILED,
+                    ack.msg or "the station gave up the transfer",
+                )
             elif ack.st == "unknown":
                 if live.phase != "hello" or not live.hold:
                     self._ask(live, hold=True)
@@ -355,21 +386,36 @@ class TransferSender:
 
     def _ordered(self) -> list[_Live]:
         """Snapshots first (small, urgent), then oldest first."""
-        return sorted(self._live.values(),
-                      key=lambda lv: (lv.rec.kind != "snapshot", lv.rec.created))
+        return sorted(
+            self._live.values(), key=lambda lv: (lv.rec.kind != "snapshot", lv.rec.created)
+        )
 
     def _hello(self, live: _Live, now: float) -> BulkMessage:
         live.q += 1
         live.init_inflight = True
-        live.hello_due = now + min(HELLO_MAX_S, HELLO_FIRST_S * 2 ** live.hello_tries)
+        live.hello_due = now + min(HELLO_MAX_S, HELLO_FIRST_S * 2**live.hello_tries)
         live.hello_tries += 1
         self.stats.hellos += 1
         rec = live.rec
-        init = P.XferInit(id=rec.xid, kind=rec.kind, rq=rec.rq, by=rec.requester, name=rec.name,
-                          size=rec.size, sha256=rec.sha256, cs=rec.cs, t=rec.created,
-                          exp=rec.exp, q=live.q, meta=rec.meta)
-        return BulkMessage(P.xfer_topic(self.device, rec.xid, P.XFER_INIT), init.encode(),
-                           token=("init", rec.xid, live.q, 0))
+        init = P.XferInit(
+            id=rec.xid,
+            kind=rec.kind,
+            rq=rec.rq,
+            by=rec.requester,
+            name=rec.name,
+            size=rec.size,
+            sha256=rec.sha256,
+            cs=rec.cs,
+            t=rec.created,
+            exp=rec.exp,
+            q=live.q,
+            meta=rec.meta,
+        )
+        return BulkMessage(
+            P.xfer_topic(self.device, rec.xid, P.XFER_INIT),
+            init.encode(),
+            token=("init", rec.xid, live.q, 0),
+        )
 
     def _next_chunk(self, live: _Live) -> int | None:
         while live.retx:
@@ -406,8 +452,11 @@ class TransferSender:
         self.stats.chunks_sent += 1
         self.stats.chunk_bytes_sent += length
         live.dirty = True
-        return BulkMessage(P.xfer_topic(self.device, rec.xid, P.XFER_DATA),
-                           P.pack_chunk(idx * rec.cs, data), token=("d", rec.xid, idx, live.seq))
+        return BulkMessage(
+            P.xfer_topic(self.device, rec.xid, P.XFER_DATA),
+            P.pack_chunk(idx * rec.cs, data),
+            token=("d", rec.xid, idx, live.seq),
+        )
 
     def _ask(self, live: _Live, hold: bool) -> None:
         """Ask the station what it holds; until it answers, in-flight chunks are in limbo."""
@@ -461,12 +510,14 @@ class TransferSender:
         if frac >= 1.0:
             return
         if frac - live.progress_at >= PROGRESS_STEP or (
-                now - live.progress_mono >= PROGRESS_EVERY_S and frac > live.progress_at):
+            now - live.progress_mono >= PROGRESS_EVERY_S and frac > live.progress_at
+        ):
             live.progress_at, live.progress_mono = frac, now
             self._events.append(("progress", live.rec, frac))
 
-    def _end(self, live: _Live, state: str, code: str | None = None,
-             msg: str | None = None) -> None:
+    def _end(
+        self, live: _Live, state: str, code: str | None = None, msg: str | None = None
+    ) -> None:
         rec = live.rec
         rec.state = state  # type: ignore[assignment]
         rec.code, rec.msg, rec.finished = code, msg, time.time()
@@ -489,8 +540,9 @@ class TransferSender:
             return None
         if len(rec.acked) < (rec.chunks + 7) // 8:
             rec.acked = bytearray((rec.chunks + 7) // 8)
-        live = _Live(rec=rec, hold=resumed, hello_due=time.monotonic(),
-                     sent=bytearray(len(rec.acked)))
+        live = _Live(
+            rec=rec, hold=resumed, hello_due=time.monotonic(), sent=bytearray(len(rec.acked))
+        )
         live.acked_count = sum(bin(b).count("1") for b in rec.acked)
         live.hi = rec.chunks if live.acked_count else 0
         return live
@@ -516,15 +568,25 @@ class TransferSender:
         with self._lock:
             for live in list(self._live.values()):
                 if wall >= live.rec.exp:
-                    self._end(live, "failed", P.ErrorCode.DEADLINE,
-                              f"the upload did not finish within {self._limit(live)}")
+                    self._end(
+                        live,
+                        "failed",
+                        P.ErrorCode.DEADLINE,
+                        f"the upload did not finish within {self._limit(live)}",
+                    )
                     aborts.append(live.rec)
                     continue
                 waiting = live.outstanding or live.limbo or live.acked_count == live.rec.chunks
-                if (live.phase == "send" and waiting
-                        and now - live.last_news > self.cfg.ack_timeout_s):
-                    log.info("transfer %s: no word from the station for %.0f s: asking",
-                             live.rec.xid, now - live.last_news)
+                if (
+                    live.phase == "send"
+                    and waiting
+                    and now - live.last_news > self.cfg.ack_timeout_s
+                ):
+                    log.info(
+                        "transfer %s: no word from the station for %.0f s: asking",
+                        live.rec.xid,
+                        now - live.last_news,
+                    )
                     live.last_news = now
                     self._ask(live, hold=True)
                 if live.dirty and now - live.saved_mono >= SAVE_EVERY_S:
@@ -535,17 +597,20 @@ class TransferSender:
         for kind, rec, frac in events:
             if kind == "finished":
                 self.store.save(rec)
-                if rec.state == "failed" and rec.code in (P.ErrorCode.CANCELLED,
-                                                          P.ErrorCode.DEADLINE):
+                if rec.state == "failed" and rec.code in (
+                    P.ErrorCode.CANCELLED,
+                    P.ErrorCode.DEADLINE,
+                ):
                     aborts.append(rec)
                 if rec.owned:
                     with contextlib.suppress(FileNotFoundError):
                         Path(rec.path).unlink()
             self._notify(kind, rec, frac)
         for rec in {r.xid: r for r in aborts}.values():
-            self.uplink.publish(f"{P.XFER}/{rec.xid}/{P.XFER_ABORT}",
-                                P.XferAbort(id=new_id(), code=rec.code or P.ErrorCode.FAILED,
-                                            msg=rec.msg or ""))
+            self.uplink.publish(
+                f"{P.XFER}/{rec.xid}/{P.XFER_ABORT}",
+                P.XferAbort(id=new_id(), code=rec.code or P.ErrorCode.FAILED, msg=rec.msg or ""),
+            )
 
     def _notify(self, kind: str, rec: TransferRecord, frac: float) -> None:
         listeners = self.on_finished if kind == "finished" else self.on_progress

@@ -87,8 +87,9 @@ class TransferStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                                   timeout=30)
+        self._db = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=30
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
@@ -99,9 +100,24 @@ class TransferStore:
                 "INSERT INTO transfers (xid, kind, rq, requester, path, name, size, sha256, cs,"
                 " created, exp, meta, owned, state, acked, sent_bytes) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (rec.xid, rec.kind, rec.rq, rec.requester, rec.path, rec.name, rec.size,
-                 rec.sha256, rec.cs, rec.created, rec.exp, json.dumps(rec.meta),
-                 int(rec.owned), rec.state, bytes(rec.acked), rec.sent_bytes),
+                (
+                    rec.xid,
+                    rec.kind,
+                    rec.rq,
+                    rec.requester,
+                    rec.path,
+                    rec.name,
+                    rec.size,
+                    rec.sha256,
+                    rec.cs,
+                    rec.created,
+                    rec.exp,
+                    json.dumps(rec.meta),
+                    int(rec.owned),
+                    rec.state,
+                    bytes(rec.acked),
+                    rec.sent_bytes,
+                ),
             )
 
     def save(self, rec: TransferRecord) -> None:
@@ -110,8 +126,15 @@ class TransferStore:
             self._db.execute(
                 "UPDATE transfers SET state = ?, acked = ?, sent_bytes = ?, code = ?, msg = ?, "
                 "finished = ? WHERE xid = ?",
-                (rec.state, bytes(rec.acked), rec.sent_bytes, rec.code, rec.msg, rec.finished,
-                 rec.xid),
+                (
+                    rec.state,
+                    bytes(rec.acked),
+                    rec.sent_bytes,
+                    rec.code,
+                    rec.msg,
+                    rec.finished,
+                    rec.xid,
+                ),
             )
 
     def get(self, xid: str) -> TransferRecord | None:
@@ -130,7 +153,8 @@ class TransferStore:
         with self._lock:
             return self._db.execute(
                 "DELETE FROM transfers WHERE state != 'sending' AND finished < ?",
-                (time.time() - older_than_s,)).rowcount
+                (time.time() - older_than_s,),
+            ).rowcount
 
     def close(self) -> None:
         with self._lock:
@@ -142,12 +166,29 @@ class TransferStore:
                 "SELECT xid, kind, rq, requester, path, name, size, sha256, cs, created, exp, "
                 "meta, owned, state, acked, sent_bytes, code, msg, finished "
                 f"FROM transfers {where}",
-                args).fetchall()
+                args,
+            ).fetchall()
         return [
-            TransferRecord(xid=r[0], kind=r[1], rq=r[2], requester=r[3], path=r[4], name=r[5],
-                           size=r[6], sha256=r[7], cs=r[8], created=r[9], exp=r[10],
-                           meta=json.loads(r[11]), owned=bool(r[12]), state=r[13],
-                           acked=bytearray(r[14]), sent_bytes=r[15], code=r[16], msg=r[17],
-                           finished=r[18])
+            TransferRecord(
+                xid=r[0],
+                kind=r[1],
+                rq=r[2],
+                requester=r[3],
+                path=r[4],
+                name=r[5],
+                size=r[6],
+                sha256=r[7],
+                cs=r[8],
+                created=r[9],
+                exp=r[10],
+                meta=json.loads(r[11]),
+                owned=bool(r[12]),
+                state=r[13],
+                acked=bytearray(r[14]),
+                sent_bytes=r[15],
+                code=r[16],
+                msg=r[17],
+                finished=r[18],
+            )
             for r in rows
         ]

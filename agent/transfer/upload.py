@@ -22,8 +22,9 @@ from roadside.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def upload(cfg: AgentConfig, path: Path | None, timeout: float | None = None,
-           kind: str = "clip") -> list[TransferRecord]:
+def upload(
+    cfg: AgentConfig, path: Path | None, timeout: float | None = None, kind: str = "clip"
+) -> list[TransferRecord]:
     """Resume stored uploads, start one for ``path`` (a copy; unless one of the same file is
     already running), and wait until all have ended or ``timeout`` passes."""
     if cfg.mqtt is None:

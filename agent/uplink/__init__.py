@@ -12,7 +12,22 @@ from roadside.agent.uplink.sink import MqttSink
 from roadside.agent.uplink.status import StatusReporter
 
 __all__ = [
-    "BulkMessage", "BulkSource", "HealthReporter", "Heartbeat", "Inbound", "LinkState",
-    "MqttSink", "Outbox", "OutboxRow", "OutboxStats", "PipelineCounters", "Priority", "Sender",
-    "Sent", "StatusReporter", "Uplink", "UplinkClient", "priority_of",
+    "BulkMessage",
+    "BulkSource",
+    "HealthReporter",
+    "Heartbeat",
+    "Inbound",
+    "LinkState",
+    "MqttSink",
+    "Outbox",
+    "OutboxRow",
+    "OutboxStats",
+    "PipelineCounters",
+    "Priority",
+    "Sender",
+    "Sent",
+    "StatusReporter",
+    "Uplink",
+    "UplinkClient",
+    "priority_of",
 ]

@@ -115,16 +115,16 @@ class UplinkClient:
     so the broker finds the box's session again).
     """
 
-    def __init__(self, cfg: MqttConfig, device: str,
-                 status: StatusReporter | None = None) -> None:
+    def __init__(self, cfg: MqttConfig, device: str, status: StatusReporter | None = None) -> None:
         self.cfg = cfg
         self.device = device
         self.client_id = cfg.client_id or device
         self.status = status
         self.status_topic = topic(device, STATUS)
         self.listeners = _Listeners()
-        self._protocol = (MQTTProtocolVersion.MQTTv311 if cfg.protocol == "3.1.1"
-                          else MQTTProtocolVersion.MQTTv5)
+        self._protocol = (
+            MQTTProtocolVersion.MQTTv311 if cfg.protocol == "3.1.1" else MQTTProtocolVersion.MQTTv5
+        )
         self._password = self._read_password(cfg)
         self._backoff = Backoff(cfg.reconnect_min_s, cfg.reconnect_max_s)
         # Written by the link thread only; other threads read a whole snapshot (one reference).
@@ -214,16 +214,19 @@ class UplinkClient:
         self.wake()
 
     # -- for code on the link thread (ticks and callbacks) ------------------------------
-    def publish(self, topic_name: str, payload: bytes, qos: int = 1,
-                retain: bool = False) -> Sent | None:
+    def publish(
+        self, topic_name: str, payload: bytes, qos: int = 1, retain: bool = False
+    ) -> Sent | None:
         """Hand one message to paho; None when the link is down (nothing was queued).
 
         Link thread only (ticks and callbacks): other threads put messages in the outbox.
         The broker's acknowledgement arrives later through ``listeners.acked``.
         """
         if threading.current_thread() is not self._thread:
-            raise RuntimeError("UplinkClient.publish runs on the link thread; other threads "
-                               "store messages in the outbox (Uplink.publish)")
+            raise RuntimeError(
+                "UplinkClient.publish runs on the link thread; other threads "
+                "store messages in the outbox (Uplink.publish)"
+            )
         if not self._connected_evt.is_set() or self._paho is None:
             return None
         info = self._paho.publish(topic_name, payload, qos=qos, retain=retain)
@@ -260,8 +263,13 @@ class UplinkClient:
         if self._protocol == MQTTProtocolVersion.MQTTv5:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = self.cfg.session_expiry_s
-            client.connect(self.cfg.host, self.cfg.effective_port, self.cfg.keepalive_s,
-                           clean_start=False, properties=props)
+            client.connect(
+                self.cfg.host,
+                self.cfg.effective_port,
+                self.cfg.keepalive_s,
+                clean_start=False,
+                properties=props,
+            )
         else:
             client.connect(self.cfg.host, self.cfg.effective_port, self.cfg.keepalive_s)
         return client
@@ -291,8 +299,9 @@ class UplinkClient:
         pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0  # decrypted, unread
         wlist = [sock] if client.want_write() else []
         try:
-            readable, writable, _ = select.select([sock, self._wake_r], wlist, [],
-                                                  0.0 if pending else self.idle_turn_s)
+            readable, writable, _ = select.select(
+                [sock, self._wake_r], wlist, [], 0.0 if pending else self.idle_turn_s
+            )
         except (OSError, ValueError, TypeError):  # the socket closed under us
             return MQTTErrorCode.MQTT_ERR_CONN_LOST
         if self._wake_r in readable:
@@ -315,8 +324,9 @@ class UplinkClient:
     def _close(self, client: mqtt.Client) -> None:
         """The end of a stop: the goodbye status if the link is up, then DISCONNECT."""
         if self._connected_evt.is_set() and self.status is not None:
-            info = client.publish(self.status_topic, self.status.offline("stop"), qos=1,
-                                  retain=True)
+            info = client.publish(
+                self.status_topic, self.status.offline("stop"), qos=1, retain=True
+            )
             deadline = time.monotonic() + STATUS_ACK_TIMEOUT_S
             while not info.is_published() and time.monotonic() < deadline:
                 if client.loop(timeout=CLOSE_TURN_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -330,8 +340,11 @@ class UplinkClient:
 
     def _downgraded(self) -> bool:
         """After a refusal of MQTT 5 (protocol "auto"), rebuild the client for 3.1.1."""
-        if (self.cfg.protocol != "auto" or self._protocol != MQTTProtocolVersion.MQTTv5
-                or "unsupported protocol" not in self._state.last_error.lower()):
+        if (
+            self.cfg.protocol != "auto"
+            or self._protocol != MQTTProtocolVersion.MQTTv5
+            or "unsupported protocol" not in self._state.last_error.lower()
+        ):
             return False
         log.warning("broker %s refuses MQTT 5: using MQTT 3.1.1", self.cfg.host)
         self._protocol = MQTTProtocolVersion.MQTTv311
@@ -388,15 +401,26 @@ class UplinkClient:
     def _lost(self, client: mqtt.Client, why: str) -> None:
         """The connection ended (paho has already called ``_on_disconnect`` if it was up)."""
         if self._connected_evt.is_set():  # paho ended it without telling: tidy up the same way
-            self._on_disconnect(client, None, mqtt.DisconnectFlags(False),
-                                ReasonCode(PacketTypes.DISCONNECT, "Unspecified error"), None)
+            self._on_disconnect(
+                client,
+                None,
+                mqtt.DisconnectFlags(False),
+                ReasonCode(PacketTypes.DISCONNECT, "Unspecified error"),
+                None,
+            )
         elif not self._attempt_failed and not self._was_connected:
             # Refused before CONNACK, e.g. a TLS alert after the handshake: paho logged why.
             self._failed(self._paho_error or why)
 
     # -- paho callbacks (link thread) ---------------------------------------------------
-    def _on_connect(self, client: mqtt.Client, _userdata: object, flags: mqtt.ConnectFlags,
-                    reason: ReasonCode, properties: Properties | None) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         if reason.is_failure:
             self._failed(f"broker refused the connection: {reason}")
             return
@@ -406,9 +430,13 @@ class UplinkClient:
         self._epoch += 1
         self._was_connected = True
         self._state = LinkState(
-            connected=True, connects=self._state.connects + 1, failures=self._state.failures,
+            connected=True,
+            connects=self._state.connects + 1,
+            failures=self._state.failures,
             protocol="5" if self._protocol == MQTTProtocolVersion.MQTTv5 else "3.1.1",
-            window=window, since=time.monotonic(), session_present=flags.session_present,
+            window=window,
+            since=time.monotonic(),
+            session_present=flags.session_present,
         )
         self._backoff.reset()
         if self.status is not None:
@@ -421,9 +449,14 @@ class UplinkClient:
         for listener in self.listeners.connected:
             listener(self._epoch, flags.session_present)
         self._connected_evt.set()  # after the listeners: waiters see a link ready to send
-        log.info("connected to %s:%s (MQTT %s, session %s, window %d)", self.cfg.host,
-                 self.cfg.effective_port, self._state.protocol,
-                 "resumed" if flags.session_present else "new", window)
+        log.info(
+            "connected to %s:%s (MQTT %s, session %s, window %d)",
+            self.cfg.host,
+            self.cfg.effective_port,
+            self._state.protocol,
+            "resumed" if flags.session_present else "new",
+            window,
+        )
 
     def _on_log(self, _client: mqtt.Client, _userdata: object, level: int, text: str) -> None:
         """paho's own log: errors become the reason of a failed attempt, the rest is debug."""
@@ -431,23 +464,38 @@ class UplinkClient:
             self._paho_error = text
         paho_log.debug("%s", text)
 
-    def _on_disconnect(self, _client: mqtt.Client, _userdata: object,
-                       _flags: mqtt.DisconnectFlags, reason: ReasonCode,
-                       _properties: Properties | None) -> None:
+    def _on_disconnect(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
         was_up = self._connected_evt.is_set()
         self._connected_evt.clear()
         if not was_up:
             return
         stopping = self._stop.is_set()
-        self._state = replace(self._state, connected=False, since=time.monotonic(),
-                              last_error="" if stopping else f"link lost: {reason}")
+        self._state = replace(
+            self._state,
+            connected=False,
+            since=time.monotonic(),
+            last_error="" if stopping else f"link lost: {reason}",
+        )
         if not stopping:
             log.warning("link to %s lost: %s", self.cfg.host, reason)
         for listener in self.listeners.disconnected:
             listener()
 
-    def _on_publish(self, _client: mqtt.Client, _userdata: object, mid: int,
-                    reason: ReasonCode, _properties: Properties | None) -> None:
+    def _on_publish(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        mid: int,
+        reason: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
         accepted = not reason.is_failure
         heard = reason.value != NO_MATCHING_SUBSCRIBERS
         if not accepted:
@@ -455,10 +503,16 @@ class UplinkClient:
         for listener in self.listeners.acked:
             listener(mid, self._epoch, accepted, heard)
 
-    def _on_message(self, _client: mqtt.Client, _userdata: object,
-                    message: mqtt.MQTTMessage) -> None:
-        inbound = Inbound(message.topic, message.payload, message.qos, message.retain,
-                          getattr(message, "properties", None))
+    def _on_message(
+        self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
+    ) -> None:
+        inbound = Inbound(
+            message.topic,
+            message.payload,
+            message.qos,
+            message.retain,
+            getattr(message, "properties", None),
+        )
         with self._subs_lock:
             subs = list(self._subs.items())
         for topic_filter, (callback, _qos) in subs:

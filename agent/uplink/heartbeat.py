@@ -62,9 +62,14 @@ class HealthReporter:
     ``pipeline`` returns the pipeline's counters, or None before it runs.
     """
 
-    def __init__(self, data_dir: str | Path, outbox: Outbox, client: UplinkClient | None,
-                 pipeline: PipelineProbe | None = None,
-                 segments_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        outbox: Outbox,
+        client: UplinkClient | None,
+        pipeline: PipelineProbe | None = None,
+        segments_dir: str | Path | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.segments_dir = Path(segments_dir) if segments_dir else self.data_dir / "segments"
         self.outbox = outbox
@@ -85,8 +90,9 @@ class HealthReporter:
             ld=None if host.load_1m is None else round(host.load_1m, 2),
             tc=host.cpu_temp_c,
             thr=host.throttled,
-            mem=None if host.mem_total_mib is None else (host.mem_used_mib or 0,
-                                                          host.mem_total_mib),
+            mem=None
+            if host.mem_total_mib is None
+            else (host.mem_used_mib or 0, host.mem_total_mib),
             dk=self._disk(),
             fi=counters.frames_in if counters else None,
             fo=counters.frames_out if counters else None,
@@ -114,8 +120,9 @@ class HealthReporter:
 class Heartbeat:
     """A thread that emits one health message at start and then every ``period_s``."""
 
-    def __init__(self, reporter: HealthReporter, emit: Callable[[HealthMsg], None],
-                 period_s: float) -> None:
+    def __init__(
+        self, reporter: HealthReporter, emit: Callable[[HealthMsg], None], period_s: float
+    ) -> None:
         self.reporter = reporter
         self.emit = emit
         self.period_s = period_s

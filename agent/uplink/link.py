@@ -49,10 +49,12 @@ class Uplink:
         self.cfg = uplink_cfg
         self.data_dir = Path(data_dir)
         try:
-            self.outbox = Outbox(self.data_dir / OUTBOX_FILE,
-                                 max_rows=uplink_cfg.outbox_max_rows,
-                                 max_bytes=uplink_cfg.outbox_max_bytes,
-                                 sync=uplink_cfg.outbox_sync)
+            self.outbox = Outbox(
+                self.data_dir / OUTBOX_FILE,
+                max_rows=uplink_cfg.outbox_max_rows,
+                max_bytes=uplink_cfg.outbox_max_bytes,
+                sync=uplink_cfg.outbox_sync,
+            )
         except (OSError, sqlite3.OperationalError) as exc:
             raise ConfigError(
                 f"data_dir = {str(self.data_dir)!r}: cannot keep the outbox there ({exc}); "
@@ -64,15 +66,15 @@ class Uplink:
         self.heartbeat: Heartbeat | None = None
         if heartbeat:
             reporter = HealthReporter(self.data_dir, self.outbox, self.client, pipeline)
-            self.heartbeat = Heartbeat(reporter, lambda msg: self.publish(HEALTH, msg),
-                                       uplink_cfg.health_period_s)
+            self.heartbeat = Heartbeat(
+                reporter, lambda msg: self.publish(HEALTH, msg), uplink_cfg.health_period_s
+            )
 
     @classmethod
     def from_config(cls, cfg: AgentConfig, pipeline: PipelineProbe | None = None) -> Uplink:
         if cfg.mqtt is None:
             raise ValueError("the uplink needs an [mqtt] section")
-        status = StatusReporter(__version__, cfg.detector.model,
-                                config_hash(cfg.model_dump_json()))
+        status = StatusReporter(__version__, cfg.detector.model, config_hash(cfg.model_dump_json()))
         return cls(cfg.device, cfg.mqtt, cfg.uplink, cfg.data_dir, status, pipeline)
 
     # -- for the rest of the agent ------------------------------------------------------
@@ -112,8 +114,10 @@ class Uplink:
             self.heartbeat.stop()
         flush = self.client.connected and self.cfg.stop_flush_s > 0
         if flush and not self.sender.drain(self.cfg.stop_flush_s):
-            log.info("stopping with %d messages still queued: they go after the next start",
-                         self.outbox.pending())
+            log.info(
+                "stopping with %d messages still queued: they go after the next start",
+                self.outbox.pending(),
+            )
         self.client.stop()
         self.outbox.close()
 

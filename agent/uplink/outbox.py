@@ -162,8 +162,9 @@ class Outbox:
             raise  # locked, unreadable, no space: not corruption; never move the file aside
         except sqlite3.DatabaseError as exc:
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            log.error("outbox %s is unreadable (%s): moved to %s, starting empty",
-                      self.path, exc, aside)
+            log.error(
+                "outbox %s is unreadable (%s): moved to %s, starting empty", self.path, exc, aside
+            )
             for suffix in ("", "-wal", "-shm"):
                 src = Path(f"{self.path}{suffix}")
                 if src.exists():
@@ -199,8 +200,9 @@ class Outbox:
         """Call ``listener()`` (from the putting thread) after every stored message."""
         self._listeners.append(listener)
 
-    def put(self, topic: str, payload: bytes, priority: int, kind: str,
-            retain: bool = False) -> int:
+    def put(
+        self, topic: str, payload: bytes, priority: int, kind: str, retain: bool = False
+    ) -> int:
         """Store one message; returns its row id. With sync="full" it is on disk on return."""
         size = len(topic.encode()) + len(payload)
         with self._lock:
@@ -243,8 +245,9 @@ class Outbox:
                     stream.ahead.clear()
                     stream.cursor = 0
 
-    def take(self, limit: int, skip: Collection[int] = (),
-             only: int | None = None) -> list[OutboxRow]:
+    def take(
+        self, limit: int, skip: Collection[int] = (), only: int | None = None
+    ) -> list[OutboxRow]:
         """Lease up to ``limit`` rows not in flight, most urgent first (see the module doc),
         leaving the priorities in ``skip`` alone (or taking only priority ``only``)."""
         out: list[OutboxRow] = []
@@ -261,8 +264,9 @@ class Outbox:
                     self._take_from(prio, False, 0, self._live_mark, limit - len(out), out)
         return out
 
-    def _take_from(self, prio: int, live: bool, after: int, upto: int, want: int,
-                   out: list[OutboxRow]) -> None:
+    def _take_from(
+        self, prio: int, live: bool, after: int, upto: int, want: int, out: list[OutboxRow]
+    ) -> None:
         """Lease rows with after < id <= upto at one priority, in id order, skipping rows in
         flight; reads the file ``READ_AHEAD`` rows at a time."""
         stream = self._streams.setdefault((prio, live), _Stream())
@@ -278,8 +282,10 @@ class Outbox:
                 ).fetchall()
                 if not rows:
                     return
-                stream.ahead.extend(OutboxRow(rid, prio, topic, bytes(payload), bool(retain))
-                                    for rid, topic, payload, retain in rows)
+                stream.ahead.extend(
+                    OutboxRow(rid, prio, topic, bytes(payload), bool(retain))
+                    for rid, topic, payload, retain in rows
+                )
                 stream.cursor = rows[-1][0]
             row = stream.ahead.popleft()
             if row.id in self._leased or row.id in self._acked:
@@ -312,8 +318,10 @@ class Outbox:
                 if lease is not None:
                     self._forget(lease)
                     self._acked.add(rid)
-            if self._acked and (len(self._acked) >= ACK_BATCH
-                                or time.monotonic() - self._acked_flush_mono >= ACK_FLUSH_S):
+            if self._acked and (
+                len(self._acked) >= ACK_BATCH
+                or time.monotonic() - self._acked_flush_mono >= ACK_FLUSH_S
+            ):
                 self._delete_acked()
 
     def flush(self) -> None:
@@ -346,8 +354,7 @@ class Outbox:
 
     # -- bounded size -------------------------------------------------------------------
     def _over(self, extra_rows: int = 0, extra_bytes: int = 0) -> bool:
-        return (self.rows + extra_rows > self.max_rows
-                or self._bytes + extra_bytes > self.max_bytes)
+        return self.rows + extra_rows > self.max_rows or self._bytes + extra_bytes > self.max_bytes
 
     def _make_room(self, extra_rows: int, extra_bytes: int) -> None:
         """Fold and drop, least urgent priority first, until 95 % of the bounds are free."""
@@ -380,7 +387,8 @@ class Outbox:
         freed_rows = freed_bytes = 0
         for rowid, kind, size in self._db.execute(
             "SELECT id, kind, length(CAST(topic AS BLOB)) + length(payload) FROM outbox "
-            "WHERE priority = ? ORDER BY id", (prio,)
+            "WHERE priority = ? ORDER BY id",
+            (prio,),
         ):
             if need_rows - freed_rows <= 0 and need_bytes - freed_bytes <= 0:
                 break
@@ -398,8 +406,7 @@ class Outbox:
         self._count[prio] -= freed_rows
         self._bytes -= freed_bytes
         if doomed:
-            log.warning("outbox full: dropped %s", ", ".join(f"{n} {k}" for k, n in
-                                                           losses.items()))
+            log.warning("outbox full: dropped %s", ", ".join(f"{n} {k}" for k, n in losses.items()))
         return freed_rows, freed_bytes
 
     def _fold_counts(self, need_rows: int, need_bytes: int) -> tuple[int, int]:
@@ -411,7 +418,8 @@ class Outbox:
         first = max(self._fresh_from, self._tried_upto.get(Priority.COUNT, 0) + 1)
         rows = self._db.execute(
             "SELECT id, topic, payload FROM outbox WHERE priority = ? AND kind = 'count' "
-            "AND id >= ? ORDER BY id", (int(Priority.COUNT), first),
+            "AND id >= ? ORDER BY id",
+            (int(Priority.COUNT), first),
         ).fetchall()
         freed_rows = freed_bytes = 0
         for (id_a, topic_a, pay_a), (id_b, topic_b, pay_b) in zip(
@@ -428,8 +436,9 @@ class Outbox:
             totals = dict(a.n)
             for label, n in b.n.items():
                 totals[label] = totals.get(label, 0) + n
-            joined = CountMsg(id=new_id(), t0=min(a.t0, b.t0), t1=max(a.t1, b.t1),
-                              n=totals).encode()
+            joined = CountMsg(
+                id=new_id(), t0=min(a.t0, b.t0), t1=max(a.t1, b.t1), n=totals
+            ).encode()
             self._db.execute("UPDATE outbox SET payload = ? WHERE id = ?", (joined, id_a))
             self._db.execute("DELETE FROM outbox WHERE id = ?", (id_b,))
             freed_rows += 1
@@ -438,8 +447,7 @@ class Outbox:
             self._add_losses({FOLD: freed_rows})
             self._count[Priority.COUNT] -= freed_rows
             self._bytes -= freed_bytes
-            log.warning("outbox full: folded %d count messages into their neighbours",
-                        freed_rows)
+            log.warning("outbox full: folded %d count messages into their neighbours", freed_rows)
         return freed_rows, freed_bytes
 
     def _add_losses(self, losses: dict[str, int]) -> None:

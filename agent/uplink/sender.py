@@ -33,7 +33,6 @@ UNHEARD_MIN_S = 1.0  # first pause after a message nobody was subscribed to
 UNHEARD_MAX_S = 60.0  # longest such pause (it doubles while nobody hears)
 
 
-
 @dataclass(frozen=True, slots=True)
 class BulkMessage:
     """One message from a bulk source; ``token`` is the source's own handle for it."""
@@ -220,8 +219,7 @@ class Sender:
             self.stats.acked += len(done)
         for prio in heard - unheard.keys():
             if self._quiet.pop(prio, None) is not None:
-                log.warning("%s: messages of priority %d are heard again", self.client.device,
-                            prio)
+                log.warning("%s: messages of priority %d are heard again", self.client.device, prio)
         for prio, rows in unheard.items():
             self._pause_unheard(prio, rows)
 
@@ -232,8 +230,12 @@ class Sender:
         self.stats.unheard += len(rows)
         quiet = self._quiet.get(prio)
         if quiet is None:
-            log.warning("%s: nobody subscribes to messages of priority %d at the broker: "
-                        "keeping them, probing again one at a time", self.client.device, prio)
+            log.warning(
+                "%s: nobody subscribes to messages of priority %d at the broker: "
+                "keeping them, probing again one at a time",
+                self.client.device,
+                prio,
+            )
             quiet = self._quiet[prio] = _Quiet(0.0, 0.0)
         quiet.pause_s = min(UNHEARD_MAX_S, max(UNHEARD_MIN_S, quiet.pause_s * 2))
         quiet.until = time.monotonic() + quiet.pause_s
@@ -249,8 +251,9 @@ class Sender:
             if sent is None:  # the link went down: give the rest back
                 self.outbox.release([r.id for r in rows[i:]])
                 return
-            self._inflight[sent.mid] = _InFlight(sent.epoch, row_id=row.id,
-                                                 priority=row.priority, retain=row.retain)
+            self._inflight[sent.mid] = _InFlight(
+                sent.epoch, row_id=row.id, priority=row.priority, retain=row.retain
+            )
             self.stats.published += 1
         if len(rows) == room or not self._bulk:
             return  # urgent rows may still wait: bulk only when the outbox is empty

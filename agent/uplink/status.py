@@ -17,16 +17,30 @@ def config_hash(config_json: str) -> str:
 class StatusReporter:
     """Builds status payloads; each has a fresh id (the will is rebuilt at every connect)."""
 
-    def __init__(self, software: str | None = None, model: str | None = None,
-                 config: str | None = None) -> None:
+    def __init__(
+        self, software: str | None = None, model: str | None = None, config: str | None = None
+    ) -> None:
         self.software = software
         self.model = model
         self.config = config
 
     def online(self) -> bytes:
-        return StatusMsg(id=new_id(), st="online", t=round(time.time(), 2), sw=self.software,
-                         m=self.model, cfg=self.config).encode()
+        return StatusMsg(
+            id=new_id(),
+            st="online",
+            t=round(time.time(), 2),
+            sw=self.software,
+            m=self.model,
+            cfg=self.config,
+        ).encode()
 
     def offline(self, why: str) -> bytes:
-        return StatusMsg(id=new_id(), st="offline", t=round(time.time(), 2), why=why,
-                         sw=self.software, m=self.model, cfg=self.config).encode()
+        return StatusMsg(
+            id=new_id(),
+            st="offline",
+            t=round(time.time(), 2),
+            why=why,
+            sw=self.software,
+            m=self.model,
+            cfg=self.config,
+        ).encode()

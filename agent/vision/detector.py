@@ -133,8 +133,12 @@ class Detector:
         if self._yolox is not None:
             h, w = image.shape[:2]
             found = self._yolox(
-                get(self._outputs[0]["index"])[0], ratio, (w, h), self.wanted,
-                self.min_score, self.cfg.nms_iou,
+                get(self._outputs[0]["index"])[0],
+                ratio,
+                (w, h),
+                self.wanted,
+                self.min_score,
+                self.cfg.nms_iou,
             )
         else:
             boxes, classes, scores, count = (get(self._outputs[i]["index"]) for i in range(4))

@@ -16,8 +16,9 @@ import numpy as np
 from roadside.agent.config import TrackerConfig
 from roadside.agent.vision.decoders import Detection
 
-VEHICLES = frozenset({"bicycle", "motorcycle", "car", "bus", "truck", "sedan",
-                      "pickup_suv_van", "large_veh_bus"})
+VEHICLES = frozenset(
+    {"bicycle", "motorcycle", "car", "bus", "truck", "sedan", "pickup_suv_van", "large_veh_bus"}
+)
 
 Box = tuple[float, float, float, float]
 

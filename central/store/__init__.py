@@ -23,8 +23,9 @@ class Store:
             self.applied = migrate(self.engine)
         except sa.exc.OperationalError as exc:
             self.engine.dispose()
-            raise DatabaseError(f"cannot open the database {self.safe_url}: "
-                                f"{str(exc.orig).strip().splitlines()[0]}") from None
+            raise DatabaseError(
+                f"cannot open the database {self.safe_url}: {str(exc.orig).strip().splitlines()[0]}"
+            ) from None
         self.audit = AuditLog(self.engine)
         self.clips = ClipRecords(self.engine)
 

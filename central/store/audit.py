@@ -35,16 +35,35 @@ class AuditLog:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
-    def open(self, request_id: str, requester: str, action: str, device: str | None,
-             params: dict[str, Any], state: str = "sent") -> None:
+    def open(
+        self,
+        request_id: str,
+        requester: str,
+        action: str,
+        device: str | None,
+        params: dict[str, Any],
+        state: str = "sent",
+    ) -> None:
         with self.engine.begin() as conn:
-            conn.execute(T.audit.insert().values(
-                id=request_id, at=time.time(), requester=requester, action=action,
-                device=device, params=params, state=state,
-            ))
+            conn.execute(
+                T.audit.insert().values(
+                    id=request_id,
+                    at=time.time(),
+                    requester=requester,
+                    action=action,
+                    device=device,
+                    params=params,
+                    state=state,
+                )
+            )
 
-    def update(self, request_id: str, state: str, result: dict[str, Any] | None = None,
-               detail: str | None = None) -> bool:
+    def update(
+        self,
+        request_id: str,
+        state: str,
+        result: dict[str, Any] | None = None,
+        detail: str | None = None,
+    ) -> bool:
         """Record progress or the end; returns False when the row was already closed."""
         values: dict[str, Any] = {"state": state}
         if result is not None:
@@ -61,16 +80,31 @@ class AuditLog:
             )
         return done.rowcount > 0
 
-    def record(self, requester: str, action: str, params: dict[str, Any],
-               result: dict[str, Any] | None = None, device: str | None = None) -> str:
+    def record(
+        self,
+        requester: str,
+        action: str,
+        params: dict[str, Any],
+        result: dict[str, Any] | None = None,
+        device: str | None = None,
+    ) -> str:
         """A request answered by the station alone (a query): opened and closed at once."""
         from roadside.ids import new_id
 
         request_id = new_id()
         now = time.time()
         with self.engine.begin() as conn:
-            conn.execute(T.audit.insert().values(
-                id=request_id, at=now, requester=requester, action=action, device=device,
-                params=params, state="answered", result=result, finished=now,
-            ))
+            conn.execute(
+                T.audit.insert().values(
+                    id=request_id,
+                    at=now,
+                    requester=requester,
+                    action=action,
+                    device=device,
+                    params=params,
+                    state="answered",
+                    result=result,
+                    finished=now,
+                )
+            )
         return request_id

@@ -64,18 +64,35 @@ class Batch:
         if held is not None and not (held["phase"] == "s" and msg.k == "e"):
             return
         self.events[msg.id] = {
-            "id": msg.id, "device": device, "phase": msg.k, "cls": msg.c, "score": msg.s,
-            "t0": msg.t0, "t1": msg.t1, "box": list(msg.b), "track": msg.tr,
-            "direction": msg.dir, "zones": msg.z, "unsynced": bool(msg.ns),
-            "received": received, "updated": received,
+            "id": msg.id,
+            "device": device,
+            "phase": msg.k,
+            "cls": msg.c,
+            "score": msg.s,
+            "t0": msg.t0,
+            "t1": msg.t1,
+            "box": list(msg.b),
+            "track": msg.tr,
+            "direction": msg.dir,
+            "zones": msg.z,
+            "unsynced": bool(msg.ns),
+            "received": received,
+            "updated": received,
         }
 
     def add_count(self, device: str, msg: CountMsg, received: float) -> None:
         self.touch(device, received)
-        self.counts.setdefault(msg.id, {
-            "id": msg.id, "device": device, "t0": msg.t0, "t1": msg.t1, "n": dict(msg.n),
-            "received": received,
-        })
+        self.counts.setdefault(
+            msg.id,
+            {
+                "id": msg.id,
+                "device": device,
+                "t0": msg.t0,
+                "t1": msg.t1,
+                "n": dict(msg.n),
+                "received": received,
+            },
+        )
 
     def add_health(self, device: str, msg: HealthMsg, received: float) -> None:
         seen = self.touch(device, received)
@@ -88,8 +105,15 @@ class Batch:
     def add_status(self, device: str, msg: StatusMsg, received: float) -> None:
         seen = self.touch(device, received)
         body = msg.model_dump(exclude_none=True, exclude={"v", "id"})
-        row = {"id": msg.id, "device": device, "st": msg.st, "why": msg.why, "t": msg.t,
-               "received": received, "body": body}
+        row = {
+            "id": msg.id,
+            "device": device,
+            "st": msg.st,
+            "why": msg.why,
+            "t": msg.t,
+            "received": received,
+            "body": body,
+        }
         self.statuses.setdefault(msg.id, row)
         if seen.status is None or received >= seen.status["received"]:
             seen.status = row
@@ -101,5 +125,6 @@ class Batch:
             self.replies[request_id] = update
 
     def add_reject(self, topic: str, payload: bytes, reason: str, received: float) -> None:
-        self.rejects.append({"topic": topic, "payload": payload, "reason": reason[:500],
-                             "received": received})
+        self.rejects.append(
+            {"topic": topic, "payload": payload, "reason": reason[:500], "received": received}
+        )

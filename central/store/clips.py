@@ -31,16 +31,35 @@ class ClipRecords:
         self.engine = engine
         self._insert = _upsert_dialect(engine)
 
-    def started(self, device: str, xid: str, kind: str, *, request_id: str | None = None,
-                requester: str | None = None, name: str | None = None,
-                size: int | None = None, sha256: str | None = None,
-                meta: dict[str, Any] | None = None, path: str | None = None) -> None:
+    def started(
+        self,
+        device: str,
+        xid: str,
+        kind: str,
+        *,
+        request_id: str | None = None,
+        requester: str | None = None,
+        name: str | None = None,
+        size: int | None = None,
+        sha256: str | None = None,
+        meta: dict[str, Any] | None = None,
+        path: str | None = None,
+    ) -> None:
         """A manifest arrived; a repeated one (after a reconnect) changes nothing."""
         meta = dict(meta or {})
         row = {
-            "id": xid, "request_id": request_id, "device": device, "kind": kind,
-            "requester": requester, "name": name, "bytes": size, "sha256": sha256,
-            "meta": meta, "path": path, "state": "receiving", "created": time.time(),
+            "id": xid,
+            "request_id": request_id,
+            "device": device,
+            "kind": kind,
+            "requester": requester,
+            "name": name,
+            "bytes": size,
+            "sha256": sha256,
+            "meta": meta,
+            "path": path,
+            "state": "receiving",
+            "created": time.time(),
             "asked_from": _number(meta, "from", "asked_from"),
             "asked_to": _number(meta, "to", "asked_to"),
             "actual_from": _number(meta, "actual_from", "t0"),
@@ -48,19 +67,28 @@ class ClipRecords:
             "quality": meta.get("quality") if isinstance(meta.get("quality"), str) else None,
         }
         with self.engine.begin() as conn:
-            conn.execute(self._insert(T.clips).values(**row)
-                         .on_conflict_do_nothing(index_elements=[T.clips.c.id]))
+            conn.execute(
+                self._insert(T.clips)
+                .values(**row)
+                .on_conflict_do_nothing(index_elements=[T.clips.c.id])
+            )
 
     def finished(self, xid: str, path: str, size: int, sha256: str) -> None:
         """The whole file is stored at ``path`` and its sha256 matched."""
         with self.engine.begin() as conn:
-            conn.execute(T.clips.update().where(T.clips.c.id == xid).values(
-                state="done", path=path, bytes=size, sha256=sha256, finished=time.time()))
+            conn.execute(
+                T.clips.update()
+                .where(T.clips.c.id == xid)
+                .values(state="done", path=path, bytes=size, sha256=sha256, finished=time.time())
+            )
 
     def failed(self, xid: str, reason: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(T.clips.update().where(T.clips.c.id == xid, T.clips.c.state != "done")
-                         .values(state="failed", finished=time.time(), detail=reason))
+            conn.execute(
+                T.clips.update()
+                .where(T.clips.c.id == xid, T.clips.c.state != "done")
+                .values(state="failed", finished=time.time(), detail=reason)
+            )
 
     def get(self, xid: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -70,8 +98,13 @@ class ClipRecords:
     def for_request(self, request_id: str) -> dict[str, Any] | None:
         """The newest file received for an officer request, if any."""
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(T.clips).where(T.clips.c.request_id == request_id)
-                .order_by(T.clips.c.created.desc())
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(T.clips)
+                    .where(T.clips.c.request_id == request_id)
+                    .order_by(T.clips.c.created.desc())
+                )
+                .mappings()
+                .first()
+            )
         return dict(row) if row else None

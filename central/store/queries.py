@@ -47,8 +47,9 @@ def event(conn: sa.Connection, event_id: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-def audit(conn: sa.Connection, since: float | None = None, limit: int = 200,
-          request_id: str | None = None) -> list[dict[str, Any]]:
+def audit(
+    conn: sa.Connection, since: float | None = None, limit: int = 200, request_id: str | None = None
+) -> list[dict[str, Any]]:
     q = sa.select(T.audit)
     if since is not None:
         q = q.where(T.audit.c.at >= since)
@@ -67,6 +68,14 @@ def table_counts(conn: sa.Connection) -> dict[str, int]:
     """Rows per table (the service's log line and the tests)."""
     return {
         t.name: conn.scalar(sa.select(sa.func.count()).select_from(t)) or 0
-        for t in (T.devices, T.events, T.counts, T.health, T.status_log, T.audit, T.clips,
-                  T.rejects)
+        for t in (
+            T.devices,
+            T.events,
+            T.counts,
+            T.health,
+            T.status_log,
+            T.audit,
+            T.clips,
+            T.rejects,
+        )
     }

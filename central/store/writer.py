@@ -46,19 +46,35 @@ class BatchWriter:
         ev = ins(T.events)
         event_upsert = ev.on_conflict_do_update(
             index_elements=[T.events.c.id],
-            set_={c: ev.excluded[c] for c in (
-                "phase", "cls", "score", "t0", "t1", "box", "track", "direction", "zones",
-                "unsynced", "updated")},
+            set_={
+                c: ev.excluded[c]
+                for c in (
+                    "phase",
+                    "cls",
+                    "score",
+                    "t0",
+                    "t1",
+                    "box",
+                    "track",
+                    "direction",
+                    "zones",
+                    "unsynced",
+                    "updated",
+                )
+            },
             where=(T.events.c.phase == "s") & (ev.excluded.phase == "e"),
         )
         dv = ins(T.devices)
         d, x = T.devices.c, dv.excluded
         status_newer = x.status_rx.is_not(None) & (
-            d.status_rx.is_(None) | (x.status_rx >= d.status_rx))
+            d.status_rx.is_(None) | (x.status_rx >= d.status_rx)
+        )
         health_newer = x.health_id.is_not(None) & (
-            d.health_id.is_(None) | (x.health_id > d.health_id))
+            d.health_id.is_(None) | (x.health_id > d.health_id)
+        )
         device_set: dict[str, Any] = {
-            "last_seen": _newer_case(x.last_seen > d.last_seen, x.last_seen, d.last_seen)}
+            "last_seen": _newer_case(x.last_seen > d.last_seen, x.last_seen, d.last_seen)
+        }
         for col in ("online", "status_id", "status_at", "status_rx", "status"):
             device_set[col] = _newer_case(status_newer, x[col], d[col])
         for col in ("health_id", "health_at", "health"):
@@ -67,8 +83,7 @@ class BatchWriter:
             "events": event_upsert,
             "counts": ins(T.counts).on_conflict_do_nothing(index_elements=[T.counts.c.id]),
             "health": ins(T.health).on_conflict_do_nothing(index_elements=[T.health.c.id]),
-            "status": ins(T.status_log).on_conflict_do_nothing(
-                index_elements=[T.status_log.c.id]),
+            "status": ins(T.status_log).on_conflict_do_nothing(index_elements=[T.status_log.c.id]),
             "devices": dv.on_conflict_do_update(index_elements=[d.device], set_=device_set),
         }
 
@@ -76,17 +91,22 @@ class BatchWriter:
         """Store the batch in one transaction; raises sqlalchemy errors for the caller's retry."""
         st = self._statements
         devices = self._device_rows(batch.devices)
-        with self.engine.connect().execution_options(sqlite_immediate=True) as conn, \
-                conn.begin():
+        with self.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
             for name, rows in (
-                ("events", batch.events), ("counts", batch.counts), ("health", batch.health),
+                ("events", batch.events),
+                ("counts", batch.counts),
+                ("health", batch.health),
             ):
                 if rows:
                     conn.execute(st[name], [rows[k] for k in sorted(rows)])
             if batch.statuses:
-                conn.execute(st["status"], [
-                    {k: v for k, v in batch.statuses[i].items() if k != "body"}
-                    for i in sorted(batch.statuses)])
+                conn.execute(
+                    st["status"],
+                    [
+                        {k: v for k, v in batch.statuses[i].items() if k != "body"}
+                        for i in sorted(batch.statuses)
+                    ],
+                )
             if devices:
                 conn.execute(st["devices"], devices)
             for request_id in sorted(batch.replies):
@@ -101,18 +121,29 @@ class BatchWriter:
         for device in sorted(touched):
             seen = touched[device]
             written = self._last_seen_written.get(device)
-            if (seen.status is None and seen.health is None and written is not None
-                    and seen.last_seen - written < LAST_SEEN_RESOLUTION_S):
+            if (
+                seen.status is None
+                and seen.health is None
+                and written is not None
+                and seen.last_seen - written < LAST_SEEN_RESOLUTION_S
+            ):
                 continue
             st, he = seen.status, seen.health
-            rows.append({
-                "device": device, "first_seen": seen.last_seen, "last_seen": seen.last_seen,
-                "online": None if st is None else st["st"] == "online",
-                "status_id": st and st["id"], "status_at": st and st["t"],
-                "status_rx": st and st["received"], "status": st and st["body"],
-                "health_id": he and he["id"], "health_at": he and he["t"],
-                "health": he and he["body"],
-            })
+            rows.append(
+                {
+                    "device": device,
+                    "first_seen": seen.last_seen,
+                    "last_seen": seen.last_seen,
+                    "online": None if st is None else st["st"] == "online",
+                    "status_id": st and st["id"],
+                    "status_at": st and st["t"],
+                    "status_rx": st and st["received"],
+                    "status": st and st["body"],
+                    "health_id": he and he["id"],
+                    "health_at": he and he["t"],
+                    "health": he and he["body"],
+                }
+            )
         return rows
 
     @staticmethod

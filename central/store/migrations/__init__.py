@@ -36,13 +36,12 @@ def _step(version: int, module: ModuleType) -> Migration:
     return Migration(version, module.DESCRIPTION, module.upgrade)
 
 
-MIGRATIONS: tuple[Migration, ...] = (
-    _step(1, v001_initial),
-)
+MIGRATIONS: tuple[Migration, ...] = (_step(1, v001_initial),)
 LATEST = MIGRATIONS[-1].version
 
 schema_version = sa.Table(
-    "schema_version", sa.MetaData(),
+    "schema_version",
+    sa.MetaData(),
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("applied", sa.Double, nullable=False),
@@ -72,7 +71,10 @@ def migrate(engine: sa.Engine) -> list[int]:
             if step.version <= have:
                 continue
             step.upgrade(conn)
-            conn.execute(schema_version.insert().values(
-                version=step.version, description=step.description, applied=time.time()))
+            conn.execute(
+                schema_version.insert().values(
+                    version=step.version, description=step.description, applied=time.time()
+                )
+            )
             applied.append(step.version)
     return applied

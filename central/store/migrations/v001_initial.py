@@ -17,16 +17,22 @@ def upgrade(conn: sa.Connection) -> None:
     DEVICE = sa.String(63)
 
     sa.Table(
-        "devices", metadata,
+        "devices",
+        metadata,
         sa.Column("device", DEVICE, primary_key=True),
         sa.Column("first_seen", sa.Double, nullable=False),
-        sa.Column("last_seen", sa.Double, nullable=False, doc="last message of any kind, "
-                  "station clock"),
+        sa.Column(
+            "last_seen", sa.Double, nullable=False, doc="last message of any kind, station clock"
+        ),
         sa.Column("online", sa.Boolean, nullable=True, doc="from the newest status message"),
         sa.Column("status_id", ID, nullable=True),
         sa.Column("status_at", sa.Double, nullable=True, doc="box clock"),
-        sa.Column("status_rx", sa.Double, nullable=True,
-                  doc="station clock: the status received last wins"),
+        sa.Column(
+            "status_rx",
+            sa.Double,
+            nullable=True,
+            doc="station clock: the status received last wins",
+        ),
         sa.Column("status", sa.JSON(none_as_null=True), nullable=True),
         sa.Column("health_id", ID, nullable=True),
         sa.Column("health_at", sa.Double, nullable=True, doc="box clock"),
@@ -34,7 +40,8 @@ def upgrade(conn: sa.Connection) -> None:
     )
 
     sa.Table(
-        "events", metadata,
+        "events",
+        metadata,
         sa.Column("id", ID, primary_key=True, doc="the event id, shared by its start and end"),
         sa.Column("device", DEVICE, nullable=False),
         sa.Column("phase", sa.String(1), nullable=False, doc="s: started (ongoing), e: ended"),
@@ -55,7 +62,8 @@ def upgrade(conn: sa.Connection) -> None:
     )
 
     sa.Table(
-        "counts", metadata,
+        "counts",
+        metadata,
         sa.Column("id", ID, primary_key=True),
         sa.Column("device", DEVICE, nullable=False),
         sa.Column("t0", sa.Double, nullable=False),
@@ -66,7 +74,8 @@ def upgrade(conn: sa.Connection) -> None:
     )
 
     sa.Table(
-        "health", metadata,
+        "health",
+        metadata,
         sa.Column("id", ID, primary_key=True),
         sa.Column("device", DEVICE, nullable=False),
         sa.Column("t", sa.Double, nullable=False, doc="box clock"),
@@ -76,7 +85,8 @@ def upgrade(conn: sa.Connection) -> None:
     )
 
     sa.Table(
-        "status_log", metadata,
+        "status_log",
+        metadata,
         sa.Column("id", ID, primary_key=True),
         sa.Column("device", DEVICE, nullable=False),
         sa.Column("st", sa.String(8), nullable=False, doc="online / offline"),
@@ -87,15 +97,20 @@ def upgrade(conn: sa.Connection) -> None:
     )
 
     sa.Table(
-        "audit", metadata,
+        "audit",
+        metadata,
         sa.Column("id", sa.String(64), primary_key=True, doc="the request id"),
         sa.Column("at", sa.Double, nullable=False),
         sa.Column("requester", sa.String(128), nullable=False, doc="user@host of the officer"),
         sa.Column("action", sa.String(32), nullable=False, doc="clip, snapshot, events, …"),
         sa.Column("device", DEVICE, nullable=True),
         sa.Column("params", sa.JSON, nullable=False),
-        sa.Column("state", sa.String(16), nullable=False,
-                  doc="sent, working, done, error, timeout, answered"),
+        sa.Column(
+            "state",
+            sa.String(16),
+            nullable=False,
+            doc="sent, working, done, error, timeout, answered",
+        ),
         sa.Column("result", sa.JSON(none_as_null=True), nullable=True),
         sa.Column("detail", sa.Text, nullable=True, doc="a sentence for people: why it failed"),
         sa.Column("finished", sa.Double, nullable=True),
@@ -103,7 +118,8 @@ def upgrade(conn: sa.Connection) -> None:
     )
 
     sa.Table(
-        "clips", metadata,
+        "clips",
+        metadata,
         sa.Column("id", ID, primary_key=True, doc="the transfer id"),
         sa.Column("request_id", sa.String(64), nullable=True, doc="the officer request"),
         sa.Column("device", DEVICE, nullable=False),
@@ -118,8 +134,12 @@ def upgrade(conn: sa.Connection) -> None:
         sa.Column("sha256", sa.String(64), nullable=True),
         sa.Column("path", sa.Text, nullable=True),
         sa.Column("name", sa.String(128), nullable=True, doc="file name the box gave"),
-        sa.Column("meta", sa.JSON(none_as_null=True), nullable=True,
-                  doc="what the box says the file is (ranges, gaps, event)"),
+        sa.Column(
+            "meta",
+            sa.JSON(none_as_null=True),
+            nullable=True,
+            doc="what the box says the file is (ranges, gaps, event)",
+        ),
         sa.Column("state", sa.String(16), nullable=False, doc="receiving, done, failed"),
         sa.Column("detail", sa.Text, nullable=True, doc="failed: why, for people"),
         sa.Column("created", sa.Double, nullable=False),
@@ -128,7 +148,8 @@ def upgrade(conn: sa.Connection) -> None:
     )
 
     sa.Table(
-        "rejects", metadata,
+        "rejects",
+        metadata,
         sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("topic", sa.Text, nullable=False),
         sa.Column("payload", sa.LargeBinary, nullable=False),
