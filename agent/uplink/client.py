@@ -40,8 +40,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from roadside.agent.config import MqttConfig
 from roadside.agent.protocol import STATUS, topic
-from roadside.agent.uplink.backoff import Backoff
 from roadside.agent.uplink.status import StatusReporter
+from roadside.backoff import Backoff
 from roadside.errors import ConfigError
 
 log = logging.getLogger(__name__)

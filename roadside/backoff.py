@@ -1,5 +1,5 @@
-"""Reconnect waits: exponential, capped, with jitter so a district's boxes do not all return
-to the broker in the same second after it comes back."""
+"""Retry waits for every retry loop: exponential, capped, with jitter, so a district's boxes
+do not all return to the broker in the same second after it comes back."""
 
 from __future__ import annotations
 
