@@ -8,7 +8,6 @@ import threading
 from types import FrameType
 
 from roadside.agent.commands.service import CommandService
-from roadside.agent.config import AgentConfig
 from roadside.agent.events.sinks import ConsoleSink, JsonlSink, Sink
 from roadside.agent.hardware.alerts import SharedSinks
 from roadside.agent.hardware.box import BoxHardware
@@ -19,6 +18,7 @@ from roadside.agent.sources import open_source
 from roadside.agent.uplink import Uplink
 from roadside.agent.uplink.heartbeat import pipeline_counters
 from roadside.agent.vision.detector import Detector
+from roadside.config.agent import AgentConfig
 
 log = logging.getLogger(__name__)
 

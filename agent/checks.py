@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from roadside.agent.config import AgentConfig, load_config
 from roadside.agent.hardware.checks import CheckWarning
+from roadside.config.agent import AgentConfig, load_config
 from roadside.errors import RoadsideError
 
 

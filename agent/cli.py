@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from roadside.agent.cli_options import config_option
-from roadside.agent.config import load_config
+from roadside.config.agent import load_config
 
 
 @click.group()

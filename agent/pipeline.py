@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from roadside.agent.clock import ClockWatch
-from roadside.agent.config import AgentConfig
 from roadside.agent.events.builder import EventBuilder
 from roadside.agent.events.counts import CountWindow
 from roadside.agent.events.sinks import Sink
@@ -27,6 +26,7 @@ from roadside.agent.vision.detector import Detector
 from roadside.agent.vision.motion import MotionGate
 from roadside.agent.vision.tracker import Track, Tracker
 from roadside.agent.vision.zones import ZoneMap
+from roadside.config.agent import AgentConfig
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,6 @@ import av
 import cv2
 
 from roadside.agent.clock import ClockWatch
-from roadside.agent.config import RecordingConfig, RecordingEncoderConfig
 from roadside.agent.frames import Frame
 from roadside.agent.protocol import EventMsg
 from roadside.agent.recording.clipcut import ClipCutter
@@ -43,6 +42,7 @@ from roadside.agent.recording.encoder import FrameEncoder
 from roadside.agent.recording.index import open_index
 from roadside.agent.recording.recorder import Recorder
 from roadside.agent.recording.standins import CameraPacket, camera_packets
+from roadside.config.agent import RecordingConfig, RecordingEncoderConfig
 from roadside.ids import new_id
 
 SHARED = Path(os.environ.get("ROADSIDE_SHARED", Path(__file__).resolve().parents[2] / "shared"))

@@ -23,10 +23,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from roadside.agent.config import parse_config
 from roadside.agent.frames import Frame
 from roadside.agent.pipeline import Pipeline
 from roadside.agent.vision.detector import Detector
+from roadside.config.agent import parse_config
 
 SHARED = Path(os.environ.get("ROADSIDE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 CLIP = SHARED / "footage" / "motorway_overpass.mp4"

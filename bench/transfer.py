@@ -35,7 +35,6 @@ sys.path.insert(0, str(ROOT / "tests"))  # broker.py: a private mosquitto
 
 from broker import Mosquitto  # noqa: E402
 
-from roadside.agent.config import MqttConfig, TransferConfig, UplinkConfig  # noqa: E402
 from roadside.agent.transfer.sender import TransferSender  # noqa: E402
 from roadside.agent.transfer.store import TransferRecord  # noqa: E402
 from roadside.agent.uplink import Uplink  # noqa: E402
@@ -43,6 +42,7 @@ from roadside.badlink import BadLink, LinkShape  # noqa: E402
 from roadside.central.config import BrokerConfig  # noqa: E402
 from roadside.central.receiver import TransferReceiver  # noqa: E402
 from roadside.central.receiver_service import ReceiverService  # noqa: E402
+from roadside.config.agent import MqttConfig, TransferConfig, UplinkConfig  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 DEVICE = "bench-box"

@@ -38,13 +38,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from broker import Mosquitto  # noqa: E402
 
-from roadside.agent.config import parse_config  # noqa: E402
 from roadside.agent.frames import Frame  # noqa: E402
 from roadside.agent.pipeline import Pipeline  # noqa: E402
 from roadside.agent.protocol import EventMsg, Message, topic  # noqa: E402
 from roadside.agent.sources import open_source  # noqa: E402
 from roadside.agent.uplink import Uplink  # noqa: E402
 from roadside.agent.vision.detector import Detector  # noqa: E402
+from roadside.config.agent import parse_config  # noqa: E402
 from roadside.ids import new_id  # noqa: E402
 
 DEVICE = "junction-07"

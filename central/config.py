@@ -9,36 +9,23 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from roadside.agent.config import Section
-from roadside.agent.config import _describe as describe_error
-from roadside.errors import ConfigError
+from roadside.config.base import Section, load, parse
+from roadside.config.broker import BrokerLink
 
 ENV_CONFIG = "ROADSIDE_CENTRAL_CONFIG"
 DEFAULT_CONFIG = "/etc/roadside/central.toml"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 
-class BrokerConfig(Section):
+class BrokerConfig(BrokerLink):
     """The station's MQTT broker, as the ingest workers and the officer commands reach it."""
 
-    host: str = Field("localhost", min_length=1, description="Broker host name or address.")
-    port: int | None = Field(
-        None, ge=1, le=65535, description="Broker port (default 1883, or 8883 with TLS)."
-    )
-    tls: bool = Field(False, description="Use TLS (implied by tls_ca/tls_cert).")
-    tls_ca: str | None = Field(None, description="CA certificate(s) that signed the broker's.")
-    tls_cert: str | None = Field(None, description="The station's client certificate (PEM).")
-    tls_key: str | None = Field(None, description="The client certificate's private key (PEM).")
-    username: str | None = Field(None, min_length=1, description="Broker user name.")
-    password: str | None = Field(None, description="Broker password (prefer password_file).")
-    password_file: str | None = Field(None, description="File whose first line is the password.")
     keepalive_s: int = Field(60, ge=5, le=3600, description="MQTT keepalive, seconds.")
     session_expiry_s: int = Field(
         604800,
@@ -47,32 +34,6 @@ class BrokerConfig(Section):
         description="How long the broker keeps a worker's session "
         "(and queues its share of messages) while the worker is down, seconds.",
     )
-
-    @property
-    def uses_tls(self) -> bool:
-        return self.tls or bool(self.tls_ca or self.tls_cert)
-
-    @property
-    def effective_port(self) -> int:
-        return self.port or (8883 if self.uses_tls else 1883)
-
-    def read_password(self) -> str | None:
-        if self.password_file:
-            try:
-                return Path(self.password_file).read_text().splitlines()[0].strip()
-            except (OSError, IndexError) as exc:
-                raise ConfigError(f"broker.password_file: cannot read it: {exc}") from None
-        return self.password
-
-    @model_validator(mode="after")
-    def _consistent(self) -> BrokerConfig:
-        if bool(self.tls_cert) != bool(self.tls_key):
-            raise ValueError("broker.tls_cert and broker.tls_key go together: set both or neither")
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("broker.password and broker.password_file: set one, not both")
-        if (self.password is not None or self.password_file) and not self.username:
-            raise ValueError("broker.password needs broker.username")
-        return self
 
 
 class DatabaseConfig(Section):
@@ -196,28 +157,11 @@ class CentralConfig(Section):
 
 def parse_central_config(data: dict, origin: str = "config") -> CentralConfig:
     """Validate a parsed TOML document; raises ConfigError naming the first problem."""
-    try:
-        return CentralConfig.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors()
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigError(f"{origin}: {describe_error(errors[0])}{more}") from None
+    return parse(CentralConfig, data, origin)
 
 
 def load_central_config(path: str | os.PathLike | None = None) -> CentralConfig:
     """Read and validate a central config file (default: $ROADSIDE_CENTRAL_CONFIG, then
     /etc/roadside/central.toml)."""
     p = Path(path or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{p}: no such config file (give --config FILE or set {ENV_CONFIG})"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read config: {exc}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    return parse_central_config(data, str(p))
+    return load(CentralConfig, p, f" (give --config FILE or set {ENV_CONFIG})")

@@ -15,6 +15,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 
+from roadside.config.agent import AgentConfig, parse_config
 from roadside.errors import ConfigError, ProvisionError
 
 DATA_DIR = "/var/lib/roadside"
@@ -176,8 +177,6 @@ def check_agent_toml(text: str) -> dict:
     Tables the agent's config model declares are validated by it (``parse_config``), the
     others it does not know yet are left out of that call and shape-checked here.
     """
-    from roadside.agent.config import AgentConfig, parse_config
-
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

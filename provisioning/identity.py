@@ -14,7 +14,7 @@ from typing import Literal
 
 from roadside.errors import ProvisionError
 
-# Same rule as roadside.agent.config.DEVICE_ID (a test keeps them equal): the id is a topic
+# Same rule as roadside.config.agent.DEVICE_ID (a test keeps them equal): the id is a topic
 # level, a certificate CN, a hostname and a file name, so it stays this plain.
 DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ACCOUNT_NAME = re.compile(r"^(central|officer)\.([a-z0-9][a-z0-9_-]{0,40})$")

@@ -29,13 +29,6 @@ from roadside.agent import protocol as P
 from roadside.agent.commands.channel import CommandChannel
 from roadside.agent.commands.jobs import ClipError
 from roadside.agent.commands.snapshots import BestFrames
-from roadside.agent.config import (
-    CommandsConfig,
-    MqttConfig,
-    TransferConfig,
-    UplinkConfig,
-    parse_config,
-)
 from roadside.agent.frames import Frame, LatestFrame
 from roadside.agent.recording.clipcut import ClipResult
 from roadside.agent.transfer.sender import TransferSender
@@ -43,6 +36,13 @@ from roadside.agent.uplink import Uplink
 from roadside.central.config import BrokerConfig
 from roadside.central.receiver import TransferReceiver
 from roadside.central.receiver_service import ReceiverService
+from roadside.config.agent import (
+    CommandsConfig,
+    MqttConfig,
+    TransferConfig,
+    UplinkConfig,
+    parse_config,
+)
 from roadside.ids import new_id
 
 FINAL = ("done", "error")

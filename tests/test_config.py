@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -9,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from roadside.agent.config import load_config, parse_config
+from roadside.central.config import BrokerConfig
+from roadside.config.agent import MqttConfig, load_config, parse_config
+from roadside.config.base import parse
+from roadside.config.broker import BrokerLink
 from roadside.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,3 +120,32 @@ def test_minimal_config_has_defaults() -> None:
 def test_example_config_is_valid() -> None:
     cfg = load_config(ROOT / "examples" / "agent.toml")
     assert cfg.source.loop and cfg.source.path.endswith("motorway_overpass.mp4")
+
+
+@pytest.mark.parametrize(
+    ("section", "unreadable"),
+    [
+        (MqttConfig, r"^mqtt\.password_file = '.*missing': cannot read a password from it \(.+\)$"),
+        (BrokerConfig, r"^broker\.password_file: cannot read it: .+$"),
+    ],
+)
+def test_box_and_station_name_the_broker_alike(
+    section: type[BrokerLink], unreadable: str, tmp_path: Path
+) -> None:
+    """The agent's [mqtt] and the station's [broker] are one section, each naming its own keys."""
+    name = section.SECTION
+    for bad, words in (
+        ({"tls_cert": "/c.pem"}, f"{name}.tls_cert and {name}.tls_key go together"),
+        ({"username": "u", "password": "x", "password_file": "/p"}, f"{name}.password and"),
+        ({"password": "x"}, f"{name}.password needs {name}.username"),
+        ({"hots": "x"}, "unknown key 'hots'"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            parse(section, bad, "test")
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\nignored\n")
+    link = section(username="u", password_file=str(secret), tls_ca="/ca.pem")
+    assert link.read_password() == "s3cret" and link.effective_port == 8883
+    assert section(username="u", password="p").read_password() == "p"
+    with pytest.raises(ConfigError, match=unreadable):
+        section(username="u", password_file=str(tmp_path / "missing")).read_password()

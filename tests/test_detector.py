@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from roadside.agent.config import DetectorConfig
 from roadside.agent.vision.detector import Detector, read_labels
+from roadside.config.agent import DetectorConfig
 from roadside.errors import AssetError, DetectorError
 
 

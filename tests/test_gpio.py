@@ -20,14 +20,6 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPin
 from waiting import eventually
 
-from roadside.agent.config import (
-    HardwareConfig,
-    IrLightConfig,
-    MotionConfig,
-    PirConfig,
-    WatchdogConfig,
-    parse_config,
-)
 from roadside.agent.frames import Frame
 from roadside.agent.hardware import checks as box_checks
 from roadside.agent.hardware.ir_light import BrightnessMeter, DayNight, IrLight, NightSchedule
@@ -37,6 +29,14 @@ from roadside.agent.hardware.status_led import PATTERNS, TICK_S, StatusLed
 from roadside.agent.hardware.watchdog import SystemdNotifier, Watchdog
 from roadside.agent.pipeline import PipelineStats
 from roadside.agent.vision.motion import MotionGate
+from roadside.config.agent import (
+    HardwareConfig,
+    IrLightConfig,
+    MotionConfig,
+    PirConfig,
+    WatchdogConfig,
+    parse_config,
+)
 
 
 @pytest.fixture
@@ -156,10 +156,10 @@ def test_led_patterns_follow_pipeline_and_link_state(pins: MockFactory) -> None:
 
 def test_led_follows_the_real_station_link(pins: MockFactory, broker, tmp_path: Path) -> None:
     """The uplink against a real mosquitto: broker away -> double flash, back -> steady."""
-    from roadside.agent.config import MqttConfig, UplinkConfig
     from roadside.agent.hardware.liveness import link_probe
     from roadside.agent.protocol import EventMsg
     from roadside.agent.uplink.link import Uplink
+    from roadside.config.agent import MqttConfig, UplinkConfig
     from roadside.ids import new_id
 
     mqtt = MqttConfig(host="127.0.0.1", port=broker.port, reconnect_min_s=0.2, reconnect_max_s=0.5)
@@ -213,8 +213,8 @@ def _station(port: int):
 
 
 def test_broker_check_against_a_real_broker(broker) -> None:
-    from roadside.agent.config import MqttConfig
     from roadside.agent.hardware.checks import CheckWarning
+    from roadside.config.agent import MqttConfig
     from roadside.errors import RoadsideError
 
     mqtt = MqttConfig(host="127.0.0.1", port=broker.port)

@@ -23,10 +23,10 @@ import pytest
 import tomli_w
 from conftest import agent_config
 
-from roadside.agent.config import PicameraConfig, SourceConfig
 from roadside.agent.sources import open_source
 from roadside.agent.sources import picamera_standin as standin
 from roadside.agent.sources.picamera import Picamera2Source, load_api, lores_size
+from roadside.config.agent import PicameraConfig, SourceConfig
 from roadside.errors import SourceError
 
 ROADSIDE = str(Path(sys.executable).with_name("roadside"))
@@ -222,9 +222,9 @@ def test_agent_runs_on_the_pi_camera_path(tmp_path: Path, footage: Path) -> None
 
 
 def test_jetson_example_uses_a_gstreamer_csi_pipeline_and_no_pins() -> None:
-    from roadside.agent.config import load_config
     from roadside.agent.hardware import checks as box_checks
     from roadside.agent.sources.stream import StreamSource
+    from roadside.config.agent import load_config
 
     root = Path(__file__).resolve().parents[1]
     cfg = load_config(root / "examples" / "jetson.toml")
@@ -246,7 +246,7 @@ def test_night_from_the_ir_schedule_reaches_the_camera(
     import threading
 
     from roadside.agent.app import Agent
-    from roadside.agent.config import parse_config
+    from roadside.config.agent import parse_config
 
     monkeypatch.setenv("ROADSIDE_PICAMERA2", "standin")
     monkeypatch.setenv("ROADSIDE_STANDIN_SCENE", str(footage / "traffic_frames.mp4"))

@@ -33,9 +33,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from roadside.agent import protocol
-from roadside.agent.config import DEVICE_ID as AGENT_DEVICE_ID
-from roadside.agent.config import load_config
 from roadside.cli import main
+from roadside.config.agent import DEVICE_ID as AGENT_DEVICE_ID
+from roadside.config.agent import load_config
 from roadside.errors import ProvisionError
 from roadside.provisioning import broker as broker_mod
 from roadside.provisioning.agent_toml import (

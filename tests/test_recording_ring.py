@@ -22,7 +22,6 @@ import pytest
 from recording_helpers import decoded_frames, indexed
 
 from roadside.agent.clock import ClockWatch
-from roadside.agent.config import RecordingConfig
 from roadside.agent.frames import Frame
 from roadside.agent.protocol import EventMsg
 from roadside.agent.recording.clipcut import ClipCutter
@@ -37,6 +36,7 @@ from roadside.agent.recording.standins import (
     folder_bytes,
 )
 from roadside.agent.sources.file import FileSource
+from roadside.config.agent import RecordingConfig
 from roadside.ids import new_id
 
 WRONG = 978307200.0  # 2001-01-01: a Pi that booted without network

@@ -7,7 +7,6 @@ import time
 import pytest
 
 from roadside.agent.clock import ClockWatch, WallAnchor, boot_id, clock_synchronised
-from roadside.agent.config import parse_config
 from roadside.agent.recording.cli import parse_time
 from roadside.agent.recording.errors import NoFootageError, RecordingError
 from roadside.agent.recording.eventwindow import EventWindow
@@ -16,6 +15,7 @@ from roadside.agent.recording.packets import EncodedPacket
 from roadside.agent.recording.preroll import PreRollRing
 from roadside.agent.recording.retention import RetentionPolicy
 from roadside.agent.recording.segments import SegmentName
+from roadside.config.agent import parse_config
 from roadside.errors import ConfigError
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from roadside.agent.config import AgentConfig, WatchdogConfig
+from roadside.config.agent import AgentConfig, WatchdogConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = ROOT / "systemd"

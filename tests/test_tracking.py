@@ -7,12 +7,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from roadside.agent.config import DetectorConfig, MotionConfig, TrackerConfig
 from roadside.agent.events.builder import direction
 from roadside.agent.vision.decoders import Detection
 from roadside.agent.vision.detector import Detector
 from roadside.agent.vision.motion import MotionGate
 from roadside.agent.vision.tracker import Tracker, iou_matrix
+from roadside.config.agent import DetectorConfig, MotionConfig, TrackerConfig
 
 
 def read_all(path: Path, limit: int = 10_000) -> list[np.ndarray]:

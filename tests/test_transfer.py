@@ -24,7 +24,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from waiting import wait_until
 
 from roadside.agent import protocol as P
-from roadside.agent.config import MqttConfig, TransferConfig, UplinkConfig
 from roadside.agent.transfer.sender import TransferSender
 from roadside.agent.transfer.store import TransferRecord
 from roadside.agent.uplink import Uplink
@@ -32,6 +31,7 @@ from roadside.badlink import BadLink, LinkShape
 from roadside.central.config import BrokerConfig
 from roadside.central.receiver import TransferReceiver
 from roadside.central.receiver_service import ReceiverService
+from roadside.config.agent import MqttConfig, TransferConfig, UplinkConfig
 from roadside.ids import new_id
 
 DEVICE = "junction-07"

@@ -15,7 +15,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from roadside.agent.config import MqttConfig, UplinkConfig
 from roadside.agent.protocol import (
     MESSAGES,
     CountMsg,
@@ -27,6 +26,7 @@ from roadside.agent.protocol import (
     topic,
 )
 from roadside.agent.uplink import BulkMessage, Inbound, Priority, Uplink
+from roadside.config.agent import MqttConfig, UplinkConfig
 from roadside.ids import new_id
 
 DEVICE = "box-1"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from roadside.agent.config import load_config, parse_config
 from roadside.agent.uplink import UplinkClient
+from roadside.config.agent import load_config, parse_config
 from roadside.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,8 +66,8 @@ def test_missing_tls_file_is_named_at_start(tmp_path: Path):
 
 
 def test_unwritable_data_dir_is_one_line(tmp_path: Path):
-    from roadside.agent.config import MqttConfig, UplinkConfig
     from roadside.agent.uplink import Uplink
+    from roadside.config.agent import MqttConfig, UplinkConfig
 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

@@ -31,7 +31,7 @@ ROADSIDE = str(Path(sys.executable).with_name("roadside"))
 CHILD = r"""
 import sys, time
 from pathlib import Path
-from roadside.agent.config import MqttConfig, UplinkConfig
+from roadside.config.agent import MqttConfig, UplinkConfig
 from roadside.agent.protocol import EventMsg
 from roadside.agent.uplink import Uplink
 from roadside.ids import new_id
@@ -220,9 +220,9 @@ def test_a_logged_event_is_already_in_the_outbox(
     SIGKILL between the two may leave a queued message unlogged, never a logged one unqueued,
     so the box's own log is a lower bound of what the station will get."""
     from roadside.agent.app import Agent
-    from roadside.agent.config import parse_config
     from roadside.agent.events.sinks import JsonlSink
     from roadside.agent.uplink.sink import MqttSink
+    from roadside.config.agent import parse_config
 
     doc = agent_config(
         tmp_path,

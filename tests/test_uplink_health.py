@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from roadside.agent.config import MqttConfig
 from roadside.agent.hardware import health
 from roadside.agent.protocol import HealthMsg
 from roadside.agent.uplink import HealthReporter, Outbox, PipelineCounters, UplinkClient
 from roadside.agent.uplink.heartbeat import Heartbeat
+from roadside.config.agent import MqttConfig
 
 
 def test_host_readings_from_this_machine():

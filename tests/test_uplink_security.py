@@ -19,9 +19,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from test_uplink import DEVICE, Subscriber, event, kinds, mqtt_cfg, start_broker
 from waiting import eventually
 
-from roadside.agent.config import UplinkConfig
 from roadside.agent.protocol import EventMsg
 from roadside.agent.uplink import Uplink
+from roadside.config.agent import UplinkConfig
 
 # -- certificates --------------------------------------------------------------------------
 

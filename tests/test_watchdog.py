@@ -24,7 +24,6 @@ import pytest
 import tomli_w
 from conftest import agent_config
 
-from roadside.agent.config import WatchdogConfig
 from roadside.agent.hardware.liveness import (
     BoxState,
     LinkSummary,
@@ -33,6 +32,7 @@ from roadside.agent.hardware.liveness import (
 )
 from roadside.agent.hardware.watchdog import SystemdNotifier
 from roadside.agent.pipeline import PipelineStats
+from roadside.config.agent import WatchdogConfig
 
 ROADSIDE = str(Path(sys.executable).with_name("roadside"))
 

@@ -37,11 +37,11 @@ from roadside.agent.commands.jobs import ClipMaker, Job, JobRunner, finish
 from roadside.agent.commands.replies import Replies
 from roadside.agent.commands.requests import Request, RequestLog
 from roadside.agent.commands.snapshots import BestFrames
-from roadside.agent.config import CommandsConfig
 from roadside.agent.frames import LatestFrame
 from roadside.agent.transfer.sender import TransferSender
 from roadside.agent.uplink.client import Inbound
 from roadside.agent.uplink.link import Uplink
+from roadside.config.agent import CommandsConfig
 
 log = logging.getLogger(__name__)
 

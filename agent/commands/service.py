@@ -12,12 +12,12 @@ from pathlib import Path
 from roadside.agent.commands.channel import CommandChannel
 from roadside.agent.commands.jobs import ClipMaker
 from roadside.agent.commands.snapshots import BestFrames
-from roadside.agent.config import AgentConfig
 from roadside.agent.frames import LatestFrame
 from roadside.agent.hardware.tamper import TAMPER_SNAPSHOTS
 from roadside.agent.pipeline import Pipeline
 from roadside.agent.transfer.sender import TransferSender
 from roadside.agent.uplink import Uplink
+from roadside.config.agent import AgentConfig
 
 
 class CommandService:

@@ -14,7 +14,6 @@ from typing import Protocol, runtime_checkable
 
 from gpiozero.exc import GPIOZeroError
 
-from roadside.agent.config import AgentConfig
 from roadside.agent.hardware.ir_light import BrightnessMeter, IrLight
 from roadside.agent.hardware.liveness import BoxState, LinkProbe, PipelineLiveness
 from roadside.agent.hardware.pir import PirSensor, WakeGate
@@ -27,6 +26,7 @@ from roadside.agent.hardware.tamper import (
 )
 from roadside.agent.hardware.watchdog import SystemdNotifier, Watchdog
 from roadside.agent.pipeline import Pipeline
+from roadside.config.agent import AgentConfig
 from roadside.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from roadside.agent.clock import clock_state
-from roadside.agent.config import AgentConfig, HardwareConfig, MqttConfig
 from roadside.agent.hardware import health
+from roadside.config.agent import AgentConfig, HardwareConfig, MqttConfig
 from roadside.errors import RoadsideError
 
 GIB = 1024**3

@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 from gpiozero import DigitalOutputDevice
 
-from roadside.agent.config import IrLightConfig
 from roadside.agent.frames import Frame
+from roadside.config.agent import IrLightConfig
 
 log = logging.getLogger(__name__)
 

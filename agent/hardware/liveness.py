@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from roadside.agent.config import WatchdogConfig
 from roadside.agent.pipeline import PipelineStats
+from roadside.config.agent import WatchdogConfig
 
 
 class BoxState(enum.Enum):

@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 from gpiozero import MotionSensor
 
-from roadside.agent.config import PirConfig
+from roadside.config.agent import PirConfig
 
 log = logging.getLogger(__name__)
 

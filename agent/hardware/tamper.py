@@ -18,9 +18,9 @@ from pathlib import Path
 import cv2
 from gpiozero import Button
 
-from roadside.agent.config import TamperConfig
 from roadside.agent.frames import Frame, LatestFrame
 from roadside.agent.protocol import EventMsg, Message
+from roadside.config.agent import TamperConfig
 from roadside.ids import new_id
 
 log = logging.getLogger(__name__)

@@ -12,10 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from roadside.agent.cli_options import config_option
-from roadside.agent.config import AgentConfig, load_config
 from roadside.agent.recording.clipcut import QUALITIES, ClipCutter
 from roadside.agent.recording.errors import RecordingError, when
 from roadside.agent.recording.index import Range, open_index
+from roadside.config.agent import AgentConfig, load_config
 
 MODE_NAMES = {"cont": "continuous", "event": "events"}
 

@@ -20,9 +20,9 @@ from fractions import Fraction
 import av
 from av.video.frame import PictureType
 
-from roadside.agent.config import RecordingEncoderConfig
 from roadside.agent.frames import Frame
 from roadside.agent.recording.packets import EncodedPacket
+from roadside.config.agent import RecordingEncoderConfig
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from roadside.agent.clock import ClockWatch, WallAnchor
-from roadside.agent.config import AgentConfig, RecordingConfig
 from roadside.agent.frames import Frame
 from roadside.agent.protocol import EventMsg, Message
 from roadside.agent.recording.encoder import FrameEncoder, PacketClock
@@ -42,6 +41,7 @@ from roadside.agent.recording.preroll import PreRollRing
 from roadside.agent.recording.retention import RetentionPolicy
 from roadside.agent.recording.ring import FreeSpace, SegmentLabel, SegmentRing, disk_free
 from roadside.agent.recording.segments import Opener, SegmentFile
+from roadside.config.agent import AgentConfig, RecordingConfig
 
 if TYPE_CHECKING:
     from roadside.agent.pipeline import Pipeline

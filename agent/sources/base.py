@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from roadside.agent.config import SourceConfig
 from roadside.agent.frames import Frame
+from roadside.config.agent import SourceConfig
 
 
 class FrameSource(Protocol):

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from roadside.agent.config import PicameraConfig, SourceConfig
 from roadside.agent.frames import Frame
+from roadside.config.agent import PicameraConfig, SourceConfig
 from roadside.errors import SourceError
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ import time
 
 import cv2
 
-from roadside.agent.config import SourceConfig
 from roadside.agent.frames import Frame
+from roadside.config.agent import SourceConfig
 from roadside.errors import SourceError
 
 log = logging.getLogger(__name__)

@@ -48,11 +48,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from roadside.agent import protocol as P
-from roadside.agent.config import TransferConfig
 from roadside.agent.transfer.store import TransferRecord, TransferStore
 from roadside.agent.uplink.client import Inbound
 from roadside.agent.uplink.link import Uplink
 from roadside.agent.uplink.sender import BulkMessage
+from roadside.config.agent import TransferConfig
 from roadside.digest import sha256_file
 from roadside.ids import new_id
 

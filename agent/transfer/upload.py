@@ -13,10 +13,10 @@ import threading
 import time
 from pathlib import Path
 
-from roadside.agent.config import AgentConfig
 from roadside.agent.transfer.sender import TransferSender
 from roadside.agent.transfer.store import TransferRecord
 from roadside.agent.uplink import Uplink
+from roadside.config.agent import AgentConfig
 from roadside.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -38,10 +38,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from roadside.agent.config import MqttConfig
 from roadside.agent.protocol import STATUS, topic
 from roadside.agent.uplink.status import StatusReporter
 from roadside.backoff import Backoff
+from roadside.config.agent import MqttConfig
 from roadside.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class UplinkClient:
         self._protocol = (
             MQTTProtocolVersion.MQTTv311 if cfg.protocol == "3.1.1" else MQTTProtocolVersion.MQTTv5
         )
-        self._password = self._read_password(cfg)
+        self._password = cfg.read_password()
         self._backoff = Backoff(cfg.reconnect_min_s, cfg.reconnect_max_s)
         # Written by the link thread only; other threads read a whole snapshot (one reference).
         self._state = LinkState(window=cfg.max_inflight, since=time.monotonic())
@@ -523,18 +523,6 @@ class UplinkClient:
                     log.exception("subscription callback for %s failed", topic_filter)
 
     # -- config checks ------------------------------------------------------------------
-    @staticmethod
-    def _read_password(cfg: MqttConfig) -> str | None:
-        if cfg.password_file is None:
-            return cfg.password
-        try:
-            return Path(cfg.password_file).read_text(encoding="utf-8").splitlines()[0].strip()
-        except (OSError, IndexError) as exc:
-            raise ConfigError(
-                f"mqtt.password_file = {cfg.password_file!r}: cannot read a password from it "
-                f"({exc})"
-            ) from None
-
     def _check_files(self) -> None:
         for name in ("tls_ca", "tls_cert", "tls_key"):
             path = getattr(self.cfg, name)

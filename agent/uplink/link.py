@@ -12,7 +12,6 @@ import sqlite3
 from pathlib import Path
 
 from roadside import __version__
-from roadside.agent.config import AgentConfig, MqttConfig, UplinkConfig
 from roadside.agent.protocol import HEALTH, Message, topic
 from roadside.agent.uplink.client import MessageCallback, UplinkClient
 from roadside.agent.uplink.heartbeat import HealthReporter, Heartbeat, PipelineProbe
@@ -20,6 +19,7 @@ from roadside.agent.uplink.outbox import Outbox, priority_of
 from roadside.agent.uplink.sender import BulkSource, Sender
 from roadside.agent.uplink.sink import MqttSink
 from roadside.agent.uplink.status import StatusReporter, config_hash
+from roadside.config.agent import AgentConfig, MqttConfig, UplinkConfig
 from roadside.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 
 from roadside import assets
-from roadside.agent.config import DetectorConfig
 from roadside.agent.vision.decoders import Detection, YoloxDecoder, decode_ssd, letterbox
 from roadside.agent.vision.runtime import default_threads, load_interpreter
+from roadside.config.agent import DetectorConfig
 from roadside.errors import AssetError, DetectorError
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from roadside.agent.config import MotionConfig
+from roadside.config.agent import MotionConfig
 
 
 class MotionGate:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from roadside.agent.config import TrackerConfig
 from roadside.agent.vision.decoders import Detection
+from roadside.config.agent import TrackerConfig
 
 VEHICLES = frozenset(
     {"bicycle", "motorcycle", "car", "bus", "truck", "sedan", "pickup_suv_van", "large_veh_bus"}

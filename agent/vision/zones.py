@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from roadside.agent.config import Zone
+from roadside.config.agent import Zone
 
 
 class ZoneMap:

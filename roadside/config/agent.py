@@ -1,42 +1,28 @@
 """The agent's configuration: one TOML file, checked by typed models.
 
-Every field has a default, a description and bounds, and unknown keys are rejected, so a typo
-is caught on the box before it leaves the station. ``load_config`` turns any problem into one
-line that names the field, the bad value and what is allowed.
+A document shared by the box (which runs it), provisioning (which writes and checks it) and
+the station. Every field has a default, a description and bounds, and unknown keys are
+rejected, so a typo is caught before the file leaves the station. ``load_config`` turns any
+problem into one line that names the field, the bad value and what is allowed.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ByteSize,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, ByteSize, Field, field_validator, model_validator
 
-from roadside.errors import ConfigError
+from roadside.config.base import Section, load, parse
+from roadside.config.broker import BrokerLink
 
 COCO_INTEREST = ("person", "bicycle", "motorcycle", "car", "bus", "truck")
 DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Point = tuple[Fraction, Fraction]
-
-
-class Section(BaseModel):
-    """Base of every section: unknown keys are errors, values are checked on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
 
 ControlValue = int | float | bool | list[int] | list[float]
@@ -230,13 +216,12 @@ class EventsConfig(Section):
         return self
 
 
-class MqttConfig(Section):
+class MqttConfig(BrokerLink):
     """The link to the station's MQTT broker (needed when events.sinks has "mqtt")."""
 
-    host: str = Field("localhost", min_length=1, description="Broker host name or address.")
-    port: int | None = Field(
-        None, ge=1, le=65535, description="Broker port (default 1883, or 8883 with TLS)."
-    )
+    SECTION = "mqtt"
+    UNREADABLE_PASSWORD = "{key} = {path!r}: cannot read a password from it ({exc})"
+
     protocol: Literal["auto", "5", "3.1.1"] = Field(
         "auto", description="auto: MQTT 5, falling back to 3.1.1 when the broker refuses it."
     )
@@ -245,19 +230,6 @@ class MqttConfig(Section):
         max_length=64,
         description="MQTT client id (default: the device id). Keep it "
         "stable: the broker keeps the box's session under it.",
-    )
-    tls: bool = Field(
-        False,
-        description="Use TLS (implied by tls_ca/tls_cert); without tls_ca the system "
-        "CA store checks the broker.",
-    )
-    tls_ca: str | None = Field(None, description="CA certificate(s) that signed the broker's.")
-    tls_cert: str | None = Field(None, description="This box's client certificate (PEM).")
-    tls_key: str | None = Field(None, description="The client certificate's private key (PEM).")
-    username: str | None = Field(None, min_length=1, description="Broker user name.")
-    password: str | None = Field(None, description="Broker password (prefer password_file).")
-    password_file: str | None = Field(
-        None, description="File holding the broker password (first line), readable by the agent."
     )
     keepalive_s: int = Field(
         120,
@@ -287,22 +259,8 @@ class MqttConfig(Section):
         120.0, gt=0, le=86400, description="Longest wait between reconnect attempts."
     )
 
-    @property
-    def uses_tls(self) -> bool:
-        return self.tls or bool(self.tls_ca or self.tls_cert)
-
-    @property
-    def effective_port(self) -> int:
-        return self.port or (8883 if self.uses_tls else 1883)
-
     @model_validator(mode="after")
-    def _consistent(self) -> MqttConfig:
-        if bool(self.tls_cert) != bool(self.tls_key):
-            raise ValueError("mqtt.tls_cert and mqtt.tls_key go together: set both or neither")
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("mqtt.password and mqtt.password_file: set one, not both")
-        if (self.password is not None or self.password_file) and not self.username:
-            raise ValueError("mqtt.password needs mqtt.username")
+    def _reconnect_ordered(self) -> MqttConfig:
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError(
                 f"mqtt.reconnect_min_s ({self.reconnect_min_s}) must not exceed "
@@ -740,47 +698,11 @@ class AgentConfig(Section):
         return v
 
 
-def _describe(error: dict) -> str:
-    loc = ".".join(str(p) for p in error["loc"]) or "(top level)"
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return f"unknown key {loc!r}: remove it or check its spelling"
-    if kind == "missing":
-        return f"{loc} is required but missing"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"{loc} = {error.get('input')!r}: must be a table, written [{loc}]"
-    msg = error["msg"].removeprefix("Value error, ")
-    value = error.get("input")
-    if isinstance(value, dict):  # a whole-section rule: its message names the fields
-        return msg if kind == "value_error" else f"{loc}: {msg}"
-    shown = repr(value)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return f"{loc} = {shown}: {msg}"
-
-
 def parse_config(data: dict, origin: str = "config") -> AgentConfig:
-    """Validate a parsed TOML document; raises ConfigError with one line per problem found."""
-    try:
-        return AgentConfig.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors()
-        first = _describe(errors[0])
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigError(f"{origin}: {first}{more}") from None
+    """Validate a parsed TOML document; raises ConfigError naming the first problem found."""
+    return parse(AgentConfig, data, origin)
 
 
 def load_config(path: str | os.PathLike) -> AgentConfig:
     """Read and validate an agent config file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read config: {exc}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    return parse_config(data, str(p))
+    return load(AgentConfig, path)
