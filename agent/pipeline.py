@@ -19,7 +19,6 @@ from roadside.agent.events.builder import EventBuilder
 from roadside.agent.events.counts import CountWindow
 from roadside.agent.events.sinks import Sink
 from roadside.agent.frames import Frame, LatestFrame
-from roadside.agent.protocol import Message
 from roadside.agent.sources.base import FrameSource
 from roadside.agent.sources.feed import CaptureThread, FrameFeed
 from roadside.agent.vision.detector import Detector
@@ -27,6 +26,7 @@ from roadside.agent.vision.motion import MotionGate
 from roadside.agent.vision.tracker import Track, Tracker
 from roadside.agent.vision.zones import ZoneMap
 from roadside.config.agent import AgentConfig
+from roadside.wire.messages import EventPhase, Message
 
 log = logging.getLogger(__name__)
 
@@ -152,18 +152,18 @@ class Pipeline:
             self.builder.observe(track)
             if track.confirmed and track.event_id is None:
                 self.counts.add(track.label, t)
-                self._emit("event", self.builder.message(track, "s"))
+                self._emit("event", self.builder.message(track, EventPhase.START))
 
     def _close(self, ended: list[Track]) -> None:
         for track in ended:
             if track.confirmed:
-                self._emit("event", self.builder.message(track, "e"))
+                self._emit("event", self.builder.message(track, EventPhase.END))
 
     def _finish(self, last_t: float | None) -> None:
         self._close(self.tracker.flush())
         if last_t is not None:
             count = self.counts.close(last_t)
-            if count is not None and count.n:
+            if count is not None and count.counts:
                 self._emit("count", count)
         for sink in self.sinks:
             sink.close()

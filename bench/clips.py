@@ -36,7 +36,6 @@ import cv2
 
 from roadside.agent.clock import ClockWatch
 from roadside.agent.frames import Frame
-from roadside.agent.protocol import EventMsg
 from roadside.agent.recording.clipcut import ClipCutter
 from roadside.agent.recording.encoder import FrameEncoder
 from roadside.agent.recording.index import open_index
@@ -44,6 +43,7 @@ from roadside.agent.recording.recorder import Recorder
 from roadside.agent.recording.standins import CameraPacket, camera_packets
 from roadside.config.agent import RecordingConfig, RecordingEncoderConfig
 from roadside.ids import new_id
+from roadside.wire.messages import EventMsg
 
 SHARED = Path(os.environ.get("ROADSIDE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 CLIP = SHARED / "footage" / "motorway_overpass.mp4"
@@ -91,13 +91,13 @@ def feed(
                             "event",
                             EventMsg(
                                 id=ids[i],
-                                k=kind,
-                                c="car",
-                                s=0.9,
-                                t0=W0 + t0,
-                                t1=W0 + (t1 if kind == "e" else t0 + 1.0),
-                                b=(0.1, 0.1, 0.2, 0.2),
-                                tr=i,
+                                phase=kind,
+                                label="car",
+                                score=0.9,
+                                first_seen=W0 + t0,
+                                last_seen=W0 + (t1 if kind == "e" else t0 + 1.0),
+                                box=(0.1, 0.1, 0.2, 0.2),
+                                track=i,
                             ),
                         )
     return last

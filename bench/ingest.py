@@ -32,9 +32,10 @@ from paho.mqtt.properties import Properties
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # pg.py: find or start a PostgreSQL server
 
-from roadside.agent.protocol import EventMsg, topic  # noqa: E402
 from roadside.central.local_broker import LocalBroker  # noqa: E402
 from roadside.ids import new_id  # noqa: E402
+from roadside.wire.messages import EventMsg  # noqa: E402
+from roadside.wire.topics import topic  # noqa: E402
 
 ROADSIDE = str(Path(sys.executable).parent / "roadside")
 
@@ -48,15 +49,15 @@ def backlog(events: int) -> list[tuple[str, bytes]]:
         for k in ("s", "e"):
             msg = EventMsg(
                 id=eid,
-                k=k,
-                c=("car", "person", "motorcycle")[i % 3],
-                s=0.81,
-                t0=t + i,
-                t1=t + i + (3.2 if k == "e" else 0.4),
-                b=(0.412, 0.388, 0.061, 0.094),
-                tr=i % 500,
-                dir="NE",
-                z=["left-lanes"],
+                phase=k,
+                label=("car", "person", "motorcycle")[i % 3],
+                score=0.81,
+                first_seen=t + i,
+                last_seen=t + i + (3.2 if k == "e" else 0.4),
+                box=(0.412, 0.388, 0.061, 0.094),
+                track=i % 500,
+                direction="NE",
+                zones=["left-lanes"],
             )
             out.append((topic(f"box-{i % 4:02d}", "event"), msg.encode()))
     return out

@@ -50,7 +50,6 @@ from paho.mqtt.properties import Properties
 from rich.console import Console
 from rich.table import Table
 
-from roadside.agent import protocol as P
 from roadside.badlink import BadLink, LinkShape
 from roadside.central.config import parse_central_config
 from roadside.central.local_broker import LocalBroker
@@ -58,6 +57,8 @@ from roadside.central.officer import BoxRequest
 from roadside.central.service import CentralService
 from roadside.central.store import tables as T
 from roadside.digest import sha256_file
+from roadside.wire.commands import COMMANDS, ErrorCode, ReplyMsg
+from roadside.wire.topics import CMD, REPLY, topic
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ROADSIDE_SHARED", ROOT.parent / "shared")).resolve()
@@ -66,7 +67,7 @@ WARM_UP_S = 12.0  # the box loads its model and closes its first segments before
 CLIP_SPAN_S = 8.0  # length of each clip asked for
 CLIP_LAG_S = 5.0  # a clip ends this long before the request (its segments must be closed)
 CLIP_WARM_S = 10.0  # a box restarted less than this long ago is given the rest first
-FINAL_REPLY_CODES = set(vars(P.ErrorCode).values())
+FINAL_REPLY_CODES = set(ErrorCode)
 
 say = Console(stderr=True).print
 
@@ -213,7 +214,7 @@ def fuzzed_command(rng: random.Random, rq: str) -> tuple[str, bytes]:
             "missing",
         ]
     )
-    name = rng.choice(P.COMMANDS)
+    name = rng.choice(COMMANDS)
     if defect == "types":
         name = rng.choice(["clip", "snapshot", "cancel"])
         body["p"] = rng.choice([[rng.choice(JUNK)], "now", 7, {"from": "yesterday", "to": []}])
@@ -261,7 +262,7 @@ class Fuzzer:
     def __init__(self, port: int, seed: int) -> None:
         self.rng = random.Random(seed ^ 0x5EED)
         self.sent: dict[str, tuple[str, bytes]] = {}
-        self.finals: dict[str, dict[str, P.ReplyMsg]] = {}  # request -> reply id -> reply
+        self.finals: dict[str, dict[str, ReplyMsg]] = {}  # request -> reply id -> reply
         self._lock = threading.Lock()
         self._n = 0
         self._client = mqtt.Client(
@@ -276,16 +277,16 @@ class Fuzzer:
         self._client.loop_start()
 
     def _on_connect(self, client: mqtt.Client, *_a: object) -> None:
-        client.subscribe(P.topic(DEVICE, f"{P.REPLY}/+"), qos=1)
+        client.subscribe(topic(DEVICE, f"{REPLY}/+"), qos=1)
 
     def _on_message(self, _c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
         try:
-            reply = P.ReplyMsg.decode(m.payload)
+            reply = ReplyMsg.decode(m.payload)
         except ValueError:
             return
         if reply.final:
             with self._lock:
-                self.finals.setdefault(reply.rq, {})[reply.id] = reply
+                self.finals.setdefault(reply.request_id, {})[reply.id] = reply
 
     def burst(self, count: int) -> None:
         for _ in range(count):
@@ -293,7 +294,7 @@ class Fuzzer:
             rq = f"fz{self._n:04d}-{self.rng.getrandbits(40):010x}"
             name, payload = fuzzed_command(self.rng, rq)
             self.sent[rq] = (name, payload)
-            info = self._client.publish(P.topic(DEVICE, f"{P.CMD}/{name}"), payload, qos=1)
+            info = self._client.publish(topic(DEVICE, f"{CMD}/{name}"), payload, qos=1)
             info.wait_for_publish(15)
 
     def tally(self) -> dict[str, int]:
@@ -303,7 +304,10 @@ class Fuzzer:
         errors = sum(
             1
             for r in got.values()
-            if len(r) == 1 and r[0].st == "error" and r[0].code in FINAL_REPLY_CODES and r[0].msg
+            if len(r) == 1
+            and r[0].state == "error"
+            and r[0].code in FINAL_REPLY_CODES
+            and r[0].detail
         )
         twice = sum(1 for r in got.values() if len(r) > 1)
         return {

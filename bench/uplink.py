@@ -40,12 +40,13 @@ from broker import Mosquitto  # noqa: E402
 
 from roadside.agent.frames import Frame  # noqa: E402
 from roadside.agent.pipeline import Pipeline  # noqa: E402
-from roadside.agent.protocol import EventMsg, Message, topic  # noqa: E402
 from roadside.agent.sources import open_source  # noqa: E402
 from roadside.agent.uplink import Uplink  # noqa: E402
 from roadside.agent.vision.detector import Detector  # noqa: E402
 from roadside.config.agent import parse_config  # noqa: E402
 from roadside.ids import new_id  # noqa: E402
+from roadside.wire.messages import EventMsg, Message  # noqa: E402
+from roadside.wire.topics import topic  # noqa: E402
 
 DEVICE = "junction-07"
 CLIP = "motorway_overpass.mp4"
@@ -73,7 +74,7 @@ def publish_bytes(topic_name: str, payload: bytes, qos: int, v5: bool) -> int:
 
 def frigate_event(msg: EventMsg, camera: str) -> bytes:
     """A ``frigate/events`` "end" message for the same detection, as Frigate publishes it."""
-    x, y, w, h = msg.b
+    x, y, w, h = msg.box
     box = [
         round(x * FRAME_W),
         round(y * FRAME_H),
@@ -89,30 +90,30 @@ def frigate_event(msg: EventMsg, camera: str) -> bytes:
     )
     region = [rx, max(0, ry), rx + side, max(0, ry) + side]
     state = {
-        "id": f"{msg.t0:.6f}-{msg.id[-6:].lower()}",
+        "id": f"{msg.first_seen:.6f}-{msg.id[-6:].lower()}",
         "camera": camera,
-        "frame_time": msg.t1,
+        "frame_time": msg.last_seen,
         "snapshot": {
-            "frame_time": msg.t1,
+            "frame_time": msg.last_seen,
             "box": box,
             "area": area,
             "region": region,
-            "score": msg.s,
+            "score": msg.score,
             "attributes": [],
         },
-        "label": msg.c,
+        "label": msg.label,
         "sub_label": None,
-        "top_score": msg.s,
+        "top_score": msg.score,
         "false_positive": False,
-        "start_time": msg.t0,
-        "end_time": msg.t1 if msg.k == "e" else None,
-        "score": msg.s,
+        "start_time": msg.first_seen,
+        "end_time": msg.last_seen if msg.phase == "e" else None,
+        "score": msg.score,
         "box": box,
         "area": area,
         "ratio": round((box[2] - box[0]) / max(1, box[3] - box[1]), 6),
         "region": region,
-        "current_zones": list(msg.z or []),
-        "entered_zones": list(msg.z or []),
+        "current_zones": list(msg.zones or []),
+        "entered_zones": list(msg.zones or []),
         "thumbnail": None,
         "has_snapshot": False,
         "has_clip": False,
@@ -123,7 +124,7 @@ def frigate_event(msg: EventMsg, camera: str) -> bytes:
         "attributes": {},
         "current_attributes": [],
     }
-    kind = "end" if msg.k == "e" else "new"
+    kind = "end" if msg.phase == "e" else "new"
     return json.dumps({"type": kind, "before": state, "after": state}).encode()
 
 
@@ -164,8 +165,8 @@ class Stamp:
 
     def publish(self, kind: str, msg: Message) -> None:
         if isinstance(msg, EventMsg):
-            self.sent[(msg.id, msg.k)] = self.frame_mono
-            self.emitted[(msg.id, msg.k)] = time.monotonic()
+            self.sent[(msg.id, msg.phase)] = self.frame_mono
+            self.emitted[(msg.id, msg.phase)] = time.monotonic()
             self.events.append(msg)
 
     def close(self) -> None:

@@ -32,12 +32,12 @@ import paho.mqtt.client as mqtt
 import sqlalchemy as sa
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from roadside.agent.protocol import COUNT, EVENT, HEALTH, REPLY, ROOT, STATUS
 from roadside.central.config import CentralConfig
 from roadside.central.mqtt import connect_properties, make_client
 from roadside.central.routing import route
 from roadside.central.store import Store
 from roadside.central.store.batch import Batch
+from roadside.wire.topics import COUNT, EVENT, HEALTH, REPLY, ROOT, STATUS
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,6 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
-from roadside.agent import protocol as P
 from roadside.central.config import CentralConfig
 from roadside.central.mqtt import BrokerError, connect_now, make_client
 from roadside.central.replies import AUDIT_STATE, reply_result
@@ -33,6 +32,10 @@ from roadside.central.store.audit import who_am_i
 from roadside.digest import sha256_file
 from roadside.errors import RoadsideError
 from roadside.ids import new_id
+from roadside.wire.commands import PARAMS, CommandMsg, ReplyMsg, ReplyState
+from roadside.wire.messages import Message, StatusMsg
+from roadside.wire.topics import CMD, REPLY, STATUS, XFER, XFER_ACK, XFER_INIT, kind_of, topic
+from roadside.wire.transfer import XferAck, XferInit
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ class Update:
     """Something the box or the station said about the request."""
 
     kind: str  # reply | status | init | ack
-    msg: P.Message
+    msg: Message
 
 
 class BoxRequest:
@@ -63,10 +66,10 @@ class BoxRequest:
         params: dict[str, Any],
         requester: str | None = None,
     ) -> None:
-        if command not in P.PARAMS:
+        if command not in PARAMS:
             raise RequestError(f"unknown command {command!r}")
         try:
-            P.PARAMS[command].model_validate(params)
+            PARAMS[command].model_validate(params)
         except ValidationError as exc:
             first = exc.errors()[0]
             raise RequestError(f"{command}: {first['msg']}") from None
@@ -78,7 +81,7 @@ class BoxRequest:
         self.requester = requester or who_am_i()
         self.request_id = new_id()
         self.updates: queue.Queue[Update] = queue.Queue()
-        self.final: P.ReplyMsg | None = None
+        self.final: ReplyMsg | None = None
         self._subscribed = threading.Event()
         self._client = make_client(cfg.broker, f"roadside-officer-{self.request_id}")
         self._client.on_message = self._on_message
@@ -89,16 +92,16 @@ class BoxRequest:
         self._subscribed.set()
 
     def _on_message(self, _c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
-        kind = P.kind_of(m.topic) or ""
+        kind = kind_of(m.topic) or ""
         try:
-            if kind.startswith(P.REPLY + "/"):
-                self.updates.put(Update("reply", P.ReplyMsg.decode(m.payload)))
-            elif kind == P.STATUS:
-                self.updates.put(Update("status", P.StatusMsg.decode(m.payload)))
-            elif kind.endswith("/" + P.XFER_INIT):
-                self.updates.put(Update("init", P.XferInit.decode(m.payload)))
-            elif kind.endswith("/" + P.XFER_ACK):
-                self.updates.put(Update("ack", P.XferAck.decode(m.payload)))
+            if kind.startswith(REPLY + "/"):
+                self.updates.put(Update("reply", ReplyMsg.decode(m.payload)))
+            elif kind == STATUS:
+                self.updates.put(Update("status", StatusMsg.decode(m.payload)))
+            elif kind.endswith("/" + XFER_INIT):
+                self.updates.put(Update("init", XferInit.decode(m.payload)))
+            elif kind.endswith("/" + XFER_ACK):
+                self.updates.put(Update("ack", XferAck.decode(m.payload)))
         except ValidationError as exc:
             log.warning("ignoring a malformed message on %s: %s", m.topic, exc.errors()[0])
 
@@ -111,22 +114,22 @@ class BoxRequest:
         try:
             connect_now(self._client, self.cfg.broker, timeout)
             filters = [
-                (P.topic(self.device, f"{P.REPLY}/{self.request_id}"), 1),
-                (P.topic(self.device, P.STATUS), 1),
-                (P.topic(self.device, f"{P.XFER}/+/{P.XFER_INIT}"), 1),
-                (P.topic(self.device, f"{P.XFER}/+/{P.XFER_ACK}"), 1),
+                (topic(self.device, f"{REPLY}/{self.request_id}"), 1),
+                (topic(self.device, STATUS), 1),
+                (topic(self.device, f"{XFER}/+/{XFER_INIT}"), 1),
+                (topic(self.device, f"{XFER}/+/{XFER_ACK}"), 1),
             ]
             self._client.subscribe(filters)
             if not self._subscribed.wait(timeout):
                 raise BrokerError("the broker did not confirm the subscription")
-            cmd = P.CommandMsg(
+            cmd = CommandMsg(
                 id=self.request_id,
-                by=self.requester,
-                p=self.params,
-                exp=time.time() + REQUEST_EXPIRY_S,
+                requester=self.requester,
+                params=self.params,
+                expires=time.time() + REQUEST_EXPIRY_S,
             )
             info = self._client.publish(
-                P.topic(self.device, f"{P.CMD}/{self.command}"), cmd.encode(), qos=1
+                topic(self.device, f"{CMD}/{self.command}"), cmd.encode(), qos=1
             )
             info.wait_for_publish(timeout)
             if not info.is_published():
@@ -145,14 +148,14 @@ class BoxRequest:
             return None
         if update.kind == "reply":
             reply = update.msg
-            assert isinstance(reply, P.ReplyMsg)
-            if reply.rq == self.request_id and reply.final and self.final is None:
+            assert isinstance(reply, ReplyMsg)
+            if reply.request_id == self.request_id and reply.final and self.final is None:
                 self.final = reply
                 self.store.audit.update(
                     self.request_id,
-                    AUDIT_STATE[reply.st],
+                    AUDIT_STATE[reply.state],
                     result=reply_result(reply),
-                    detail=reply.msg if reply.st == "error" else None,
+                    detail=reply.detail if reply.state == ReplyState.ERROR else None,
                 )
         return update
 

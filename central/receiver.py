@@ -23,7 +23,6 @@ it runs under any MQTT client (``receiver_service.ReceiverService`` is one) and 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -39,9 +38,20 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from roadside.agent import protocol as P
 from roadside.digest import sha256_file
 from roadside.ids import new_id
+from roadside.wire.commands import ErrorCode
+from roadside.wire.topics import (
+    ULID_PATTERN,
+    XFER,
+    XFER_ABORT,
+    XFER_ACK,
+    XFER_DATA,
+    XFER_INIT,
+    device_of,
+    xfer_topic,
+)
+from roadside.wire.transfer import XferAbort, XferAck, XferAckState, XferInit, unpack_chunk
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +59,7 @@ MAX_ACK_RANGES = 64  # selective-ack ranges in one ack; more are reported by lat
 DEFAULT_MAX_SIZE = 8 << 30  # largest file accepted, bytes
 STALE_S = 7 * 86400  # a transfer with no deadline and no news for this long is dropped
 DEADLINE_GRACE_S = 3600.0  # kept this long past the box's own deadline, then dropped
-_XID = re.compile(P.ULID_PATTERN)
+_XID = re.compile(ULID_PATTERN)
 _DEVICE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 _SCHEMA = """
@@ -129,7 +139,7 @@ class _Partial:
 
     xid: str
     device: str
-    manifest: P.XferInit
+    manifest: XferInit
     state: str
     n: int
     path: str | None = None
@@ -174,7 +184,7 @@ class TransferReceiver:
     def handle(self, topic: str, payload: bytes) -> list[Outgoing]:
         """Take one message from ``roadside/v1/<device>/xfer/<xid>/<part>``; returns acks."""
         parts = topic.split("/")
-        if len(parts) != 6 or P.device_of(topic) is None or parts[3] != P.XFER:
+        if len(parts) != 6 or device_of(topic) is None or parts[3] != XFER:
             return []
         device, xid, part = parts[2], parts[4], parts[5]
         if not (_DEVICE.match(device) and _XID.match(xid)):
@@ -183,11 +193,11 @@ class TransferReceiver:
             return []
         with self._lock:
             try:
-                if part == P.XFER_DATA:
+                if part == XFER_DATA:
                     ack = self._on_chunk(device, xid, payload)
-                elif part == P.XFER_INIT:
+                elif part == XFER_INIT:
                     ack = self._on_init(device, xid, payload)
-                elif part == P.XFER_ABORT:
+                elif part == XFER_ABORT:
                     ack = self._on_abort(device, xid, payload)
                 else:
                     return []
@@ -197,47 +207,47 @@ class TransferReceiver:
         return [] if ack is None else [self._out(device, ack)]
 
     # -- messages ------------------------------------------------------------------------
-    def _on_init(self, device: str, xid: str, payload: bytes) -> P.XferAck:
+    def _on_init(self, device: str, xid: str, payload: bytes) -> XferAck:
         try:
-            init = P.XferInit.decode(payload)
+            init = XferInit.decode(payload)
         except (ValidationError, ValueError) as exc:
             return self._ack(
                 xid,
-                "fail",
-                code=P.ErrorCode.BAD_REQUEST,
-                msg=f"the manifest does not parse: {_first_error(exc)}",
+                XferAckState.FAILED,
+                code=ErrorCode.BAD_REQUEST,
+                detail=f"the manifest does not parse: {_first_error(exc)}",
             )
         if init.id != xid:
             return self._ack(
                 xid,
-                "fail",
-                code=P.ErrorCode.BAD_REQUEST,
-                msg="the manifest's id is not the transfer id in its topic",
+                XferAckState.FAILED,
+                code=ErrorCode.BAD_REQUEST,
+                detail="the manifest's id is not the transfer id in its topic",
             )
         known = self._load(xid)
         if known is not None:
             if known.device != device or not _same_file(known.manifest, init):
                 return self._ack(
                     xid,
-                    "fail",
-                    q=init.q,
-                    code=P.ErrorCode.BAD_REQUEST,
-                    msg="another file was already announced under this id",
+                    XferAckState.FAILED,
+                    asking=init.asking,
+                    code=ErrorCode.BAD_REQUEST,
+                    detail="another file was already announced under this id",
                 )
-            return self._ack_or_finish(known, q=init.q)
+            return self._ack_or_finish(known, asking=init.asking)
         if init.size > self.max_size:
             return self._ack(
                 xid,
-                "fail",
-                q=init.q,
-                code=P.ErrorCode.TOO_LARGE,
-                msg=f"{init.size} bytes is over the station's limit of {self.max_size}",
+                XferAckState.FAILED,
+                asking=init.asking,
+                code=ErrorCode.TOO_LARGE,
+                detail=f"{init.size} bytes is over the station's limit of {self.max_size}",
             )
-        return self._state_ack(self._create(device, init), q=init.q)
+        return self._state_ack(self._create(device, init), asking=init.asking)
 
-    def _on_chunk(self, device: str, xid: str, payload: bytes) -> P.XferAck | None:
+    def _on_chunk(self, device: str, xid: str, payload: bytes) -> XferAck | None:
         try:
-            offset, data = P.unpack_chunk(payload)
+            offset, data = unpack_chunk(payload)
         except ValueError as exc:
             self.stats.bad += 1
             log.info("transfer %s: chunk dropped: %s", xid, exc)
@@ -246,7 +256,7 @@ class TransferReceiver:
         known = self._load(xid)
         if known is None or known.device != device:
             self.stats.unknown += 1
-            return self._ack(xid, "unknown")
+            return self._ack(xid, XferAckState.UNKNOWN)
         if known.state != "recv":
             self.stats.dup_chunks += 1
             self.stats.dup_bytes += len(data)
@@ -271,12 +281,12 @@ class TransferReceiver:
             self.stats.bytes += len(data)
         return self._ack_or_finish(known)
 
-    def _on_abort(self, device: str, xid: str, payload: bytes) -> P.XferAck | None:
+    def _on_abort(self, device: str, xid: str, payload: bytes) -> XferAck | None:
         try:
-            abort = P.XferAbort.decode(payload)
-            code, msg = abort.code[:32], abort.msg[:500]
+            abort = XferAbort.decode(payload)
+            code, msg = abort.code[:32], abort.detail[:500]
         except (ValidationError, ValueError):
-            code, msg = P.ErrorCode.CANCELLED, "the box abandoned the transfer"
+            code, msg = ErrorCode.CANCELLED, "the box abandoned the transfer"
         known = self._load(xid)
         if known is None or known.device != device:
             return None
@@ -285,7 +295,7 @@ class TransferReceiver:
         return self._state_ack(known)
 
     # -- state ---------------------------------------------------------------------------
-    def _create(self, device: str, init: P.XferInit) -> _Partial:
+    def _create(self, device: str, init: XferInit) -> _Partial:
         now = time.time()
         part = self._part_path(init.id)
         with open(part, "wb") as fh:
@@ -293,7 +303,7 @@ class TransferReceiver:
         self._db.execute(
             "INSERT OR IGNORE INTO transfers (xid, device, manifest, state, n, created, updated)"
             " VALUES (?, ?, ?, 'recv', 0, ?, ?)",
-            (init.id, device, init.model_dump_json(), now, now),
+            (init.id, device, init.encode().decode(), now, now),
         )
         partial = self._load(init.id)
         assert partial is not None
@@ -303,8 +313,8 @@ class TransferReceiver:
                     device,
                     init.id,
                     init.kind,
-                    request_id=init.rq,
-                    requester=init.by,
+                    request_id=init.request_id,
+                    requester=init.requester,
                     name=init.name,
                     size=init.size,
                     sha256=init.sha256,
@@ -334,18 +344,18 @@ class TransferReceiver:
             return None
         device, manifest, state, n, path, code, msg = row
         if cached is None:
-            cached = _Partial(xid, device, P.XferInit.model_validate_json(manifest), state, n)
+            cached = _Partial(xid, device, XferInit.decode(manifest), state, n)
             self._cache[xid] = cached
         cached.state, cached.n = state, max(cached.n, n)
         cached.path, cached.code, cached.msg = path, code, msg
         return cached
 
-    def _index_of(self, init: P.XferInit, offset: int, length: int) -> int | None:
+    def _index_of(self, init: XferInit, offset: int, length: int) -> int | None:
         """The chunk index of a data message, or None when it cannot belong to the file."""
-        if offset % init.cs or offset >= max(init.size, 1):
+        if offset % init.chunk_size or offset >= max(init.size, 1):
             return None
-        idx = offset // init.cs
-        expected = min(init.cs, init.size - offset)
+        idx = offset // init.chunk_size
+        expected = min(init.chunk_size, init.size - offset)
         return idx if length == expected else None
 
     def _write(self, known: _Partial, offset: int, data: bytes) -> None:
@@ -377,7 +387,7 @@ class TransferReceiver:
             )
         return ranges
 
-    def _finish(self, known: _Partial) -> P.XferAck:
+    def _finish(self, known: _Partial) -> XferAck:
         """Every chunk is held: check the sha256, move the file into place, say done."""
         claimed = self._db.execute(
             "UPDATE transfers SET state = 'verifying' WHERE xid = ? AND state = 'recv'",
@@ -399,7 +409,7 @@ class TransferReceiver:
                 return self._state_ack(known)
             self._fail(
                 known,
-                P.ErrorCode.FAILED,
+                ErrorCode.FAILED,
                 "the file's sha256 does not match its manifest although every chunk "
                 "arrived as sent",
             )
@@ -433,7 +443,7 @@ class TransferReceiver:
         bad: list[int] = []
         with open(part, "rb") as fh:
             for idx in range(init.chunks):
-                data = fh.read(init.cs)
+                data = fh.read(init.chunk_size)
                 if crcs.get(idx) != zlib.crc32(data):
                     bad.append(idx)
         if bad:
@@ -487,14 +497,14 @@ class TransferReceiver:
             ).fetchall()
             dropped = 0
             for xid, manifest, updated in rows:
-                exp = json.loads(manifest).get("exp")
+                exp = XferInit.decode(manifest).expires
                 limit = exp + DEADLINE_GRACE_S if exp else updated + STALE_S
                 if now > limit:
                     known = self._load(xid)
                     if known is not None:
                         self._fail(
                             known,
-                            P.ErrorCode.DEADLINE,
+                            ErrorCode.DEADLINE,
                             "the upload did not finish before its deadline",
                         )
                         dropped += 1
@@ -536,7 +546,7 @@ class TransferReceiver:
                 "xid": x,
                 "device": d,
                 "state": st,
-                "name": json.loads(m)["name"],
+                "name": XferInit.decode(m).name,
                 "path": p,
                 "created": c,
                 "finished": f,
@@ -549,43 +559,62 @@ class TransferReceiver:
             self._db.close()
 
     # -- acks ----------------------------------------------------------------------------
-    def _ack_or_finish(self, known: _Partial, q: int | None = None) -> P.XferAck:
-        ack = self._state_ack(known, q=q)
+    def _ack_or_finish(self, known: _Partial, asking: int | None = None) -> XferAck:
+        ack = self._state_ack(known, asking=asking)
         if known.state == "recv" and known.n >= known.manifest.chunks:
             ack = self._finish(known)
-            return ack.model_copy(update={"q": q})
+            return ack.model_copy(update={"asking": asking})
         return ack
 
-    def _state_ack(self, known: _Partial, q: int | None = None) -> P.XferAck:
+    def _state_ack(self, known: _Partial, asking: int | None = None) -> XferAck:
         if known.state == "done":
-            return self._ack(known.xid, "done", n=known.manifest.chunks, q=q)
+            return self._ack(
+                known.xid, XferAckState.DONE, held=known.manifest.chunks, asking=asking
+            )
         if known.state == "fail":
-            return self._ack(known.xid, "fail", q=q, code=known.code, msg=known.msg)
+            return self._ack(
+                known.xid, XferAckState.FAILED, asking=asking, code=known.code, detail=known.msg
+            )
         ranges = self._held_beyond(known)
-        return self._ack(known.xid, "recv", n=known.n, r=ranges[:MAX_ACK_RANGES], q=q)
+        return self._ack(
+            known.xid,
+            XferAckState.RECEIVING,
+            held=known.n,
+            ranges=ranges[:MAX_ACK_RANGES],
+            asking=asking,
+        )
 
     @staticmethod
     def _ack(
         xid: str,
-        st: P.XferAckState,
-        n: int = 0,
-        r: list[tuple[int, int]] | None = None,
-        q: int | None = None,
+        state: XferAckState,
+        held: int = 0,
+        ranges: list[tuple[int, int]] | None = None,
+        asking: int | None = None,
         code: str | None = None,
-        msg: str | None = None,
-    ) -> P.XferAck:
-        return P.XferAck(id=new_id(), x=xid, st=st, n=n, r=r or [], q=q, code=code, msg=msg)
+        detail: str | None = None,
+    ) -> XferAck:
+        return XferAck(
+            id=new_id(),
+            transfer_id=xid,
+            state=state,
+            held=held,
+            ranges=ranges or [],
+            asking=asking,
+            code=code,
+            detail=detail,
+        )
 
     @staticmethod
-    def _out(device: str, ack: P.XferAck) -> Outgoing:
-        return Outgoing(P.xfer_topic(device, ack.x, P.XFER_ACK), ack.encode())
+    def _out(device: str, ack: XferAck) -> Outgoing:
+        return Outgoing(xfer_topic(device, ack.transfer_id, XFER_ACK), ack.encode())
 
     def _part_path(self, xid: str) -> Path:
         return self.incoming / f"{xid}.part"
 
 
-def _same_file(a: P.XferInit, b: P.XferInit) -> bool:
-    return (a.size, a.sha256, a.cs, a.name) == (b.size, b.sha256, b.cs, b.name)
+def _same_file(a: XferInit, b: XferInit) -> bool:
+    return (a.size, a.sha256, a.chunk_size, a.name) == (b.size, b.sha256, b.chunk_size, b.name)
 
 
 def _first_error(exc: Exception) -> str:

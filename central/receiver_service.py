@@ -20,18 +20,18 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from roadside.agent import protocol as P
 from roadside.central.config import BrokerConfig
 from roadside.central.mqtt import connect_properties, make_client
 from roadside.central.receiver import TransferReceiver
+from roadside.wire.topics import ROOT, XFER, XFER_ABORT, XFER_DATA, XFER_INIT
 
 log = logging.getLogger(__name__)
 
 SWEEP_S = 600.0
 SUBSCRIPTIONS = [
-    (f"{P.ROOT}/+/{P.XFER}/+/{P.XFER_INIT}", 1),
-    (f"{P.ROOT}/+/{P.XFER}/+/{P.XFER_DATA}", 1),
-    (f"{P.ROOT}/+/{P.XFER}/+/{P.XFER_ABORT}", 1),
+    (f"{ROOT}/+/{XFER}/+/{XFER_INIT}", 1),
+    (f"{ROOT}/+/{XFER}/+/{XFER_DATA}", 1),
+    (f"{ROOT}/+/{XFER}/+/{XFER_ABORT}", 1),
 ]
 
 

@@ -26,12 +26,14 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from roadside.agent import protocol as P
 from roadside.central import views
 from roadside.central.config import CentralConfig
 from roadside.central.officer import BoxRequest, RequestError, deliver, wait_for_file
 from roadside.central.store import Store, queries
 from roadside.central.times import parse_time, show_time
+from roadside.wire.commands import ReplyMsg, ReplyState
+from roadside.wire.messages import OfflineReason, Presence, StatusMsg
+from roadside.wire.transfer import XferAck, XferAckState, XferInit
 
 EXIT_DONE, EXIT_ERROR, EXIT_PENDING = 0, 1, 3
 FILE_RECORD_WAIT_S = 30.0  # the receiver's record may trail the box's final reply
@@ -85,42 +87,43 @@ class TransferBar:
         )
         self.progress.update(self.task, description=text + drops)
 
-    def status(self, msg: P.StatusMsg) -> None:
-        if msg.st == "offline" and not self.offline:
+    def status(self, msg: StatusMsg) -> None:
+        if msg.state == Presence.OFFLINE and not self.offline:
             self.offline = True
             self.drops += 1
-            self._say(f"[red]{self.device} offline ({msg.why or 'lost'}): waiting to resume")
-        elif msg.st == "online" and self.offline:
+            reason = msg.reason or OfflineReason.LOST
+            self._say(f"[red]{self.device} offline ({reason}): waiting to resume")
+        elif msg.state == Presence.ONLINE and self.offline:
             self.offline = False
             self._say(f"[green]{self.device} back online: resuming")
 
-    def init(self, msg: P.XferInit) -> None:
-        self.xid, self.size, self.chunk = msg.id, msg.size, msg.cs
+    def init(self, msg: XferInit) -> None:
+        self.xid, self.size, self.chunk = msg.id, msg.size, msg.chunk_size
         self.progress.update(self.task, total=msg.size)
         self._say(f"receiving {msg.name}")
 
-    def ack(self, msg: P.XferAck) -> None:
-        if self.size is None or msg.x != self.xid:
+    def ack(self, msg: XferAck) -> None:
+        if self.size is None or msg.transfer_id != self.xid:
             return
-        chunks = msg.n + sum(b - a for a, b in msg.r)
-        held = self.size if msg.st == "done" else min(self.size, chunks * self.chunk)
+        chunks = msg.held + sum(b - a for a, b in msg.ranges)
+        held = self.size if msg.state == XferAckState.DONE else min(self.size, chunks * self.chunk)
         self.progress.update(self.task, completed=held)
 
-    def reply(self, msg: P.ReplyMsg) -> None:
-        if msg.st == "progress":
-            if msg.xid:
-                self.xid = self.xid or msg.xid
-            if self.size is None and msg.pg is not None:
-                self.progress.update(self.task, total=1.0, completed=msg.pg)
-            if msg.msg and not self.offline:
-                self._say(msg.msg)
-        elif msg.st == "done":
+    def reply(self, msg: ReplyMsg) -> None:
+        if msg.state == ReplyState.PROGRESS:
+            if msg.transfer_id:
+                self.xid = self.xid or msg.transfer_id
+            if self.size is None and msg.progress is not None:
+                self.progress.update(self.task, total=1.0, completed=msg.progress)
+            if msg.detail and not self.offline:
+                self._say(msg.detail)
+        elif msg.state == ReplyState.DONE:
             self._say("[green]done")
             if self.size is not None:
                 self.progress.update(self.task, completed=self.size)
 
 
-def _follow(req: BoxRequest, cfg: CentralConfig, console: Console) -> P.ReplyMsg | None:
+def _follow(req: BoxRequest, cfg: CentralConfig, console: Console) -> ReplyMsg | None:
     """Show updates until the final reply, or None when it does not come in time."""
     columns = [
         SpinnerColumn(),
@@ -145,17 +148,17 @@ def _follow(req: BoxRequest, cfg: CentralConfig, console: Console) -> P.ReplyMsg
                 continue
             msg = update.msg
             if update.kind == "status":
-                assert isinstance(msg, P.StatusMsg)
+                assert isinstance(msg, StatusMsg)
                 bar.status(msg)
             elif update.kind == "init":
-                assert isinstance(msg, P.XferInit)
-                if msg.rq in (None, req.request_id):
+                assert isinstance(msg, XferInit)
+                if msg.request_id in (None, req.request_id):
                     bar.init(msg)
             elif update.kind == "ack":
-                assert isinstance(msg, P.XferAck)
+                assert isinstance(msg, XferAck)
                 bar.ack(msg)
             elif update.kind == "reply":
-                assert isinstance(msg, P.ReplyMsg)
+                assert isinstance(msg, ReplyMsg)
                 heard = True
                 bar.reply(msg)
     return req.final
@@ -193,11 +196,11 @@ def follow_request(
         req.give_up(why)
         _emit(as_json, {"id": request_id, "state": "pending", "detail": why}, why)
         return EXIT_PENDING
-    if final.st == "error":
-        text = f"{device} refused or failed: {final.msg} ({final.code})"
+    if final.state == ReplyState.ERROR:
+        text = f"{device} refused or failed: {final.detail} ({final.code})"
         _emit(
             as_json,
-            {"id": request_id, "state": "error", "code": final.code, "detail": final.msg},
+            {"id": request_id, "state": "error", "code": final.code, "detail": final.detail},
             text,
         )
         return EXIT_ERROR
@@ -216,7 +219,7 @@ def follow_request(
             "path": str(path),
             "sha256": digest,
             "bytes": path.stat().st_size,
-            "result": final.r,
+            "result": final.result,
         },
         f"{path}  sha256 {digest}",
     )

@@ -11,47 +11,48 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from roadside.agent import protocol as P
 from roadside.central.replies import reply_update
 from roadside.central.store.batch import Batch
+from roadside.wire.messages import CountMsg, EventMsg, HealthMsg, StatusMsg
+from roadside.wire.topics import COUNT, EVENT, HEALTH, REPLY, STATUS, device_of, kind_of
 
 
 def _event(batch: Batch, device: str, payload: bytes, received: float) -> None:
-    batch.add_event(device, P.EventMsg.decode(payload), received)
+    batch.add_event(device, EventMsg.decode(payload), received)
 
 
 def _count(batch: Batch, device: str, payload: bytes, received: float) -> None:
-    batch.add_count(device, P.CountMsg.decode(payload), received)
+    batch.add_count(device, CountMsg.decode(payload), received)
 
 
 def _health(batch: Batch, device: str, payload: bytes, received: float) -> None:
-    batch.add_health(device, P.HealthMsg.decode(payload), received)
+    batch.add_health(device, HealthMsg.decode(payload), received)
 
 
 def _status(batch: Batch, device: str, payload: bytes, received: float) -> None:
-    batch.add_status(device, P.StatusMsg.decode(payload), received)
+    batch.add_status(device, StatusMsg.decode(payload), received)
 
 
 _ROUTES: dict[str, Callable[[Batch, str, bytes, float], None]] = {
-    P.EVENT: _event,
-    P.COUNT: _count,
-    P.HEALTH: _health,
-    P.STATUS: _status,
+    EVENT: _event,
+    COUNT: _count,
+    HEALTH: _health,
+    STATUS: _status,
 }
 
 
 def route(batch: Batch, topic: str, payload: bytes, received: float) -> None:
     """Add one message to ``batch``: as rows when it parses, as a reject when it does not."""
     batch.messages += 1
-    device = P.device_of(topic)
-    kind = P.kind_of(topic) if device else None
+    device = device_of(topic)
+    kind = kind_of(topic) if device else None
     try:
         if device is None or kind is None:
             raise ValueError("not a roadside topic")
         handler = _ROUTES.get(kind)
         if handler is not None:
             handler(batch, device, payload, received)
-        elif kind.startswith(P.REPLY + "/"):
+        elif kind.startswith(REPLY + "/"):
             request_id, update = reply_update(payload, received)
             if request_id != kind.split("/", 1)[1]:
                 raise ValueError(f"reply to {request_id} on the topic of another request")

@@ -36,23 +36,25 @@ from pathlib import Path
 from cryptography import x509
 
 from roadside.errors import ProvisionError
+from roadside.wire.topics import (
+    CMD,
+    COUNT,
+    EVENT,
+    HEALTH,
+    REPLY,
+    ROOT,
+    STATUS,
+    XFER,
+    XFER_ABORT,
+    XFER_ACK,
+    XFER_DATA,
+    XFER_INIT,
+)
 
 from .ca import DEVICE_CA, STATION_CA, ProjectCA, cert_pem, key_pem, new_key
 from .files import read_bytes, write_atomic
 from .identity import account_role
 
-# The wire contract's names (roadside.agent.protocol; a test keeps these equal to it).
-PREFIX = "roadside/v1"
-STATUS, EVENT, COUNT, HEALTH, CMD, REPLY, XFER = (
-    "status",
-    "event",
-    "count",
-    "health",
-    "cmd",
-    "reply",
-    "xfer",
-)
-XFER_INIT, XFER_DATA, XFER_ABORT, XFER_ACK = "init", "d", "abort", "ack"
 DEFAULT_CONF_DIR = "/etc/mosquitto/roadside"
 BOX_PORT = 8883
 STATION_PORT = 8884
@@ -79,16 +81,16 @@ DEVICE_TOPICS: tuple[tuple[str, str], ...] = (
 # cannot watch the road.
 ROLE_TOPICS: dict[str, tuple[tuple[str, str], ...]] = {
     "central": (
-        ("read", f"{PREFIX}/#"),
-        ("write", f"{PREFIX}/+/{CMD}/#"),
-        ("write", f"{PREFIX}/+/{XFER}/+/{XFER_ACK}"),
+        ("read", f"{ROOT}/#"),
+        ("write", f"{ROOT}/+/{CMD}/#"),
+        ("write", f"{ROOT}/+/{XFER}/+/{XFER_ACK}"),
     ),
     "officer": (
-        ("write", f"{PREFIX}/+/{CMD}/#"),
-        ("read", f"{PREFIX}/+/{REPLY}/#"),
-        ("read", f"{PREFIX}/+/{STATUS}"),
-        ("read", f"{PREFIX}/+/{XFER}/+/{XFER_INIT}"),
-        ("read", f"{PREFIX}/+/{XFER}/+/{XFER_ACK}"),
+        ("write", f"{ROOT}/+/{CMD}/#"),
+        ("read", f"{ROOT}/+/{REPLY}/#"),
+        ("read", f"{ROOT}/+/{STATUS}"),
+        ("read", f"{ROOT}/+/{XFER}/+/{XFER_INIT}"),
+        ("read", f"{ROOT}/+/{XFER}/+/{XFER_ACK}"),
     ),
 }
 
@@ -143,13 +145,13 @@ def render_acl(accounts: list[str], retired: list[str]) -> str:
         "",
         "# Every box: its own subtree only; %u is its CN, i.e. its device id.",
     ]
-    out += [f"pattern {access} {PREFIX}/%u/{topic}" for access, topic in DEVICE_TOPICS]
+    out += [f"pattern {access} {ROOT}/%u/{topic}" for access, topic in DEVICE_TOPICS]
     for name in accounts:
         role = account_role(name)
         out += ["", f"# station account, role {role}", f"user {name}"]
         # The patterns above also apply to accounts; a dotted name is never a device, so its
         # would-be subtree is closed to keep it from posing as one.
-        out.append(f"topic deny {PREFIX}/{name}/#")
+        out.append(f"topic deny {ROOT}/{name}/#")
         out += [f"topic {access} {topic}" for access, topic in ROLE_TOPICS[role]]
     if retired:
         out += ["", "# Revoked: no topic at all (deny is checked before any grant)."]

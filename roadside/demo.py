@@ -30,6 +30,7 @@ from roadside.central.local_broker import LocalBroker
 from roadside.central.officer import BoxRequest, deliver, wait_for_file
 from roadside.central.service import CentralService
 from roadside.central.store import queries
+from roadside.wire.commands import ReplyMsg, ReplyState
 
 DEVICE = "demo-junction"
 WORK = Path("var/demo")
@@ -97,8 +98,9 @@ def _ask_for_clip(service: CentralService, event: dict) -> None:
             if update is not None and update.kind == "reply":
                 heard = True
                 msg = update.msg
-                done = f" {msg.pg:.0%}" if getattr(msg, "pg", None) is not None else ""
-                say(f"  box: {getattr(msg, 'msg', None) or msg.st}{done}")
+                assert isinstance(msg, ReplyMsg)
+                done = f" {msg.progress:.0%}" if msg.progress is not None else ""
+                say(f"  box: {msg.detail or msg.state}{done}")
             if (not heard and waited > CLIP_FIRST_ANSWER_S) or waited > CLIP_DONE_S:
                 break
     finally:
@@ -110,8 +112,8 @@ def _ask_for_clip(service: CentralService, event: dict) -> None:
             "the request stays in the audit log"
         )
         return
-    if req.final.st == "error":
-        say(f"demo: {DEVICE} answered: {req.final.msg} ({req.final.code})")
+    if req.final.state == ReplyState.ERROR:
+        say(f"demo: {DEVICE} answered: {req.final.detail} ({req.final.code})")
         return
     row = wait_for_file(service.store, request_id, 30.0)
     if not row or row["state"] != "done":

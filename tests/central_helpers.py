@@ -11,9 +11,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from roadside.agent.protocol import CountMsg, EventMsg, HealthMsg, Message, StatusMsg, topic
 from roadside.central.config import CentralConfig, parse_central_config
 from roadside.ids import new_id
+from roadside.wire.messages import CountMsg, EventMsg, HealthMsg, Message, StatusMsg
+from roadside.wire.topics import topic
 
 
 @pytest.fixture(scope="session")
@@ -87,32 +88,44 @@ def event_pair(t: float, cls: str = "car", track: int = 1) -> tuple[EventMsg, Ev
     """The start and end messages of one event (shared id)."""
     eid = new_id(t)
     start = EventMsg(
-        id=eid, k="s", c=cls, s=0.6, t0=t, t1=t + 0.5, b=(0.1, 0.2, 0.1, 0.1), tr=track
+        id=eid,
+        phase="s",
+        label=cls,
+        score=0.6,
+        first_seen=t,
+        last_seen=t + 0.5,
+        box=(0.1, 0.2, 0.1, 0.1),
+        track=track,
     )
     end = EventMsg(
         id=eid,
-        k="e",
-        c=cls,
-        s=0.9,
-        t0=t,
-        t1=t + 4.0,
-        b=(0.3, 0.2, 0.1, 0.1),
-        tr=track,
-        dir="E",
-        z=["left-lanes"],
+        phase="e",
+        label=cls,
+        score=0.9,
+        first_seen=t,
+        last_seen=t + 4.0,
+        box=(0.3, 0.2, 0.1, 0.1),
+        track=track,
+        direction="E",
+        zones=["left-lanes"],
     )
     return start, end
 
 
-def status(st: str, why: str | None = None, t: float | None = None) -> StatusMsg:
+def status(state: str, reason: str | None = None, at: float | None = None) -> StatusMsg:
     return StatusMsg(
-        id=new_id(), st=st, why=why, t=t or time.time(), sw="0.1.0", m="ssd_mobilenet_v1_coco_quant"
+        id=new_id(),
+        state=state,
+        reason=reason,
+        at=at or time.time(),
+        software="0.1.0",
+        model="ssd_mobilenet_v1_coco_quant",
     )
 
 
 def health(**fields: object) -> HealthMsg:
-    return HealthMsg(id=new_id(), t=time.time(), **fields)
+    return HealthMsg(id=new_id(), at=time.time(), **fields)
 
 
 def count(t0: float, n: dict[str, int]) -> CountMsg:
-    return CountMsg(id=new_id(t0), t0=t0, t1=t0 + 60, n=n)
+    return CountMsg(id=new_id(t0), start=t0, end=t0 + 60, counts=n)

@@ -66,14 +66,14 @@ def test_events_are_compact(tmp_path: Path, footage: Path) -> None:
     )
     proc = run_cli("agent", "run", "--config", str(write_config(tmp_path, doc)))
     assert proc.returncode == 0, proc.stderr
-    from roadside.agent.protocol import EventMsg
+    from roadside.wire.messages import EventMsg
 
     lines = [json.loads(ln) for ln in (tmp_path / "ev.jsonl").read_text().splitlines()]
     events = [m for m in lines if m["type"] == "event"]
     assert events
     for m in events:
         body = {k: v for k, v in m.items() if k not in ("dev", "type")}
-        wire = EventMsg.model_validate(body).encode()
+        wire = EventMsg.from_wire(body).encode()
         assert len(wire) <= 200, wire
 
 

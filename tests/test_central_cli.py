@@ -21,11 +21,12 @@ from conftest import MODELS
 from paho.mqtt.enums import CallbackAPIVersion
 from waiting import wait_until
 
-from roadside.agent.protocol import CommandMsg, ReplyMsg, topic
 from roadside.central.ingest import IngestWorker
 from roadside.central.store import Store, queries
 from roadside.cli import main
 from roadside.ids import new_id
+from roadside.wire.commands import CommandMsg, ReplyMsg
+from roadside.wire.topics import topic
 
 ROADSIDE = str(Path(sys.executable).parent / "roadside")
 
@@ -279,17 +280,19 @@ class BoxThatAnswers:
         reply = topic(self.device, f"reply/{cmd.id}")
         client.publish(
             reply,
-            ReplyMsg(id=new_id(), rq=cmd.id, st="progress", msg="looking for footage").encode(),
+            ReplyMsg(
+                id=new_id(), request_id=cmd.id, state="progress", detail="looking for footage"
+            ).encode(),
             qos=1,
         )
         client.publish(
             reply,
             ReplyMsg(
                 id=new_id(),
-                rq=cmd.id,
-                st="error",
+                request_id=cmd.id,
+                state="error",
                 code="out_of_range",
-                msg="no footage from that time on this box",
+                detail="no footage from that time on this box",
             ).encode(),
             qos=1,
         )
@@ -319,11 +322,11 @@ def test_clip_requests_are_sent_followed_and_audited(broker, tmp_path: Path) -> 
     assert code == 1, err
     assert "out_of_range" in out and "no footage from that time" in out
     (cmd,) = box.requests
-    assert cmd.p == {"from": 1714533260.0, "to": 1714533290.0, "quality": "low"}
-    assert "@" in cmd.by and cmd.exp and cmd.exp > time.time()
+    assert cmd.params == {"from": 1714533260.0, "to": 1714533290.0, "quality": "low"}
+    assert "@" in cmd.requester and cmd.expires and cmd.expires > time.time()
     code, out, _ = _officer("clip", "status", cmd.id, "--config", str(config), "--json")
     status = json.loads(out)
-    assert status["state"] == "error" and status["requester"] == cmd.by
+    assert status["state"] == "error" and status["requester"] == cmd.requester
     assert status["detail"] == "no footage from that time on this box"
 
     code, out, _ = _officer(

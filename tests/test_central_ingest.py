@@ -25,11 +25,12 @@ from central_helpers import (  # noqa: F401
 from paho.mqtt.enums import CallbackAPIVersion
 from waiting import wait_until
 
-from roadside.agent.protocol import ReplyMsg, topic
 from roadside.central.ingest import IngestWorker
 from roadside.central.store import Store, queries
 from roadside.central.store import tables as T
 from roadside.ids import new_id
+from roadside.wire.commands import ReplyMsg
+from roadside.wire.topics import topic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,7 +69,7 @@ def test_two_workers_on_one_shared_subscription_store_each_event_once(
         c = count(t, {"car": 2})
         pub.send(device, "count", c)
         pub.send(device, "count", c)
-        pub.send(device, "health", health(ob=0, ck=1))
+        pub.send(device, "health", health(outbox_depth=0, clock_synced=1))
         sent += 3
     pub.close()
     wait_until(
@@ -199,9 +200,9 @@ def test_status_last_will_and_replies(broker, tmp_path: Path) -> None:
     rq = new_id()
     store.audit.open(rq, "officer@desk", "clip", "box-s", {"from": 1.0, "to": 2.0})
     for reply in (
-        ReplyMsg(id=new_id(), rq=rq, st="progress", pg=0.5, msg="cutting"),
-        ReplyMsg(id=new_id(), rq=rq, st="done", r={"bytes": 10}),
-        ReplyMsg(id=new_id(), rq=rq, st="error", code="failed", msg="late copy"),
+        ReplyMsg(id=new_id(), request_id=rq, state="progress", progress=0.5, detail="cutting"),
+        ReplyMsg(id=new_id(), request_id=rq, state="done", result={"bytes": 10}),
+        ReplyMsg(id=new_id(), request_id=rq, state="error", code="failed", detail="late copy"),
     ):
         pub.send("box-s", f"reply/{rq}", reply)
     pub.close()

@@ -87,8 +87,8 @@ def test_each_event_is_stored_once_and_its_end_wins(db_url: str) -> None:  # noq
     assert set(rows) == {a_start.id, b_start.id, c_start.id}
     for ended, end in ((rows[a_start.id], a_end), (rows[b_start.id], b_end)):
         assert ended["phase"] == "e"
-        assert ended["t1"] == pytest.approx(end.t1)
-        assert ended["score"] == pytest.approx(end.s)
+        assert ended["t1"] == pytest.approx(end.last_seen)
+        assert ended["score"] == pytest.approx(end.score)
         assert ended["zones"] == ["left-lanes"] and ended["direction"] == "E"
     assert rows[c_start.id]["phase"] == "s"
     store.close()
@@ -97,9 +97,12 @@ def test_each_event_is_stored_once_and_its_end_wins(db_url: str) -> None:  # noq
 def test_counts_health_and_status_dedupe_and_track_the_device(db_url: str) -> None:  # noqa: F811
     store = Store(db_url)
     c = count(time.time() - 60, {"car": 3, "person": 1})
-    h_old, h_new = health(ob=7, ck=1, ld=0.5), health(ob=2, ck=0, ld=0.7)
+    h_old, h_new = (
+        health(outbox_depth=7, clock_synced=1, load_1m=0.5),
+        health(outbox_depth=2, clock_synced=0, load_1m=0.7),
+    )
     online = status("online")
-    will = status("offline", "lost", t=online.t - 5)  # a last will is made before the online
+    will = status("offline", "lost", at=online.at - 5)  # a last will is made before the online
     now = time.time()
     _write(
         store,

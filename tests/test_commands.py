@@ -25,7 +25,6 @@ from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 from waiting import wait_until
 
-from roadside.agent import protocol as P
 from roadside.agent.commands.channel import CommandChannel
 from roadside.agent.commands.jobs import ClipError
 from roadside.agent.commands.snapshots import BestFrames
@@ -44,6 +43,9 @@ from roadside.config.agent import (
     parse_config,
 )
 from roadside.ids import new_id
+from roadside.wire.commands import COMMANDS, ErrorCode, ReplyMsg
+from roadside.wire.messages import EventMsg, Message
+from roadside.wire.topics import CMD, EVENT, REPLY, ROOT, topic
 
 FINAL = ("done", "error")
 
@@ -69,7 +71,7 @@ class FootageClips:
             raise ClipError(
                 f"no footage between {start:.0f} and {end:.0f}: the box holds "
                 f"{self.t0:.0f} to {t1:.0f}",
-                P.ErrorCode.OUT_OF_RANGE,
+                ErrorCode.OUT_OF_RANGE,
             )
         lo, hi = max(0.0, start - self.t0), min(self.duration, end - self.t0)
         first = last = None
@@ -99,30 +101,30 @@ class Officer:
     """Sends commands and collects every reply, by request id."""
 
     def __init__(self, port: int) -> None:
-        self.replies: dict[str, list[P.ReplyMsg]] = defaultdict(list)
+        self.replies: dict[str, list[ReplyMsg]] = defaultdict(list)
         self.raw: list[bytes] = []
         self._lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"officer-{new_id()}")
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe(f"{P.ROOT}/+/{P.REPLY}/+", qos=1)
+        self.client.subscribe(f"{ROOT}/+/{REPLY}/+", qos=1)
         self.client.loop_start()
 
     def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
-        reply = P.ReplyMsg.decode(msg.payload)  # every reply must parse
-        assert msg.topic.endswith(f"/{P.REPLY}/{reply.rq}")
+        reply = ReplyMsg.decode(msg.payload)  # every reply must parse
+        assert msg.topic.endswith(f"/{REPLY}/{reply.request_id}")
         with self._lock:
-            self.replies[reply.rq].append(reply)
+            self.replies[reply.request_id].append(reply)
 
     def send(self, device: str, name: str, payload: bytes | dict) -> None:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.client.publish(P.topic(device, f"{P.CMD}/{name}"), data, qos=1).wait_for_publish(5)
+        self.client.publish(topic(device, f"{CMD}/{name}"), data, qos=1).wait_for_publish(5)
 
-    def finals(self, rq: str) -> list[P.ReplyMsg]:
+    def finals(self, rq: str) -> list[ReplyMsg]:
         with self._lock:
-            return [r for r in self.replies.get(rq, []) if r.st in FINAL]
+            return [r for r in self.replies.get(rq, []) if r.state in FINAL]
 
-    def final(self, rq: str, timeout: float = 10.0) -> P.ReplyMsg:
+    def final(self, rq: str, timeout: float = 10.0) -> ReplyMsg:
         wait_until(lambda: self.finals(rq), timeout, f"the final reply to {rq}")
         return self.finals(rq)[0]
 
@@ -133,7 +135,7 @@ class Officer:
         params: dict | None = None,
         timeout: float = 10.0,
         **envelope: object,
-    ) -> P.ReplyMsg:
+    ) -> ReplyMsg:
         rq = new_id()
         self.send(
             device, name, {"v": 1, "id": rq, "by": "officer@station", "p": params or {}, **envelope}
@@ -241,38 +243,38 @@ def rig(tmp_path_factory: pytest.TempPathFactory, footage: Path) -> Iterator[Rig
 
 def test_ping_and_status(rig: Rig) -> None:
     pong = rig.officer.ask("box-1", "ping")
-    assert pong.st == "done" and abs(pong.r["t"] - time.time()) < 5
+    assert pong.state == "done" and abs(pong.result["t"] - time.time()) < 5
     status = rig.officer.ask("box-1", "status")
-    assert status.st == "done"
-    assert status.r["link"] == 1 and isinstance(status.r["transfers"], list)
-    assert status.r["rec"]["from"] == rig.clips.t0
+    assert status.state == "done"
+    assert status.result["link"] == 1 and isinstance(status.result["transfers"], list)
+    assert status.result["rec"]["from"] == rig.clips.t0
 
 
 @pytest.mark.parametrize(
     ("name", "params", "code", "words"),
     [
-        ("launch", {}, P.ErrorCode.UNKNOWN_COMMAND, "clip, snapshot"),
-        ("clip", {"from": 10.0}, P.ErrorCode.BAD_PARAMS, "p.to"),
-        ("clip", {"from": 20.0, "to": 10.0}, P.ErrorCode.BAD_PARAMS, "'to' must be after 'from'"),
-        ("clip", {"from": "10:14", "to": 20.0}, P.ErrorCode.BAD_PARAMS, "p.from"),
-        ("clip", {"from": 0.0, "to": 5000.0}, P.ErrorCode.TOO_LARGE, "600 s at most"),
-        ("clip", {"from": 1.0, "to": 2.0, "form": 3}, P.ErrorCode.BAD_PARAMS, "unknown field"),
-        ("ping", {"x": 1}, P.ErrorCode.BAD_PARAMS, "p.x"),
-        ("snapshot", {"event": "../../etc/passwd"}, P.ErrorCode.BAD_PARAMS, "p.event"),
-        ("cancel", {"target": "NOPE"}, P.ErrorCode.NOT_FOUND, "NOPE"),
+        ("launch", {}, ErrorCode.UNKNOWN_COMMAND, "clip, snapshot"),
+        ("clip", {"from": 10.0}, ErrorCode.BAD_PARAMS, "p.to"),
+        ("clip", {"from": 20.0, "to": 10.0}, ErrorCode.BAD_PARAMS, "'to' must be after 'from'"),
+        ("clip", {"from": "10:14", "to": 20.0}, ErrorCode.BAD_PARAMS, "p.from"),
+        ("clip", {"from": 0.0, "to": 5000.0}, ErrorCode.TOO_LARGE, "600 s at most"),
+        ("clip", {"from": 1.0, "to": 2.0, "form": 3}, ErrorCode.BAD_PARAMS, "unknown field"),
+        ("ping", {"x": 1}, ErrorCode.BAD_PARAMS, "p.x"),
+        ("snapshot", {"event": "../../etc/passwd"}, ErrorCode.BAD_PARAMS, "p.event"),
+        ("cancel", {"target": "NOPE"}, ErrorCode.NOT_FOUND, "NOPE"),
     ],
 )
 def test_bad_requests_get_clear_errors(
     rig: Rig, name: str, params: dict, code: str, words: str
 ) -> None:
     reply = rig.officer.ask("box-1", name, params)
-    assert (reply.st, reply.code) == ("error", code)
-    assert words in (reply.msg or "")
+    assert (reply.state, reply.code) == ("error", code)
+    assert words in (reply.detail or "")
 
 
 def test_expired_request_is_refused(rig: Rig) -> None:
     reply = rig.officer.ask("box-1", "ping", exp=time.time() - 10)
-    assert (reply.st, reply.code) == ("error", P.ErrorCode.EXPIRED)
+    assert (reply.state, reply.code) == ("error", ErrorCode.EXPIRED)
 
 
 def test_repeated_request_id_runs_once(rig: Rig) -> None:
@@ -297,40 +299,40 @@ def test_repeated_request_id_runs_once(rig: Rig) -> None:
 def test_clip_is_cut_uploaded_and_verified(rig: Rig) -> None:
     t0 = rig.clips.t0
     reply = rig.officer.ask("box-1", "clip", {"from": t0 + 2.0, "to": t0 + 8.0}, timeout=30)
-    assert reply.st == "done", reply
-    r = reply.r
+    assert reply.state == "done", reply
+    r = reply.result
     assert r["actual_from"] <= t0 + 2.0 + 0.05 and r["actual_to"] >= t0 + 7.9
     assert (r["from"], r["to"], r["quality"]) == (t0 + 2.0, t0 + 8.0, "original")
-    state = rig.rx.state(reply.xid)
+    state = rig.rx.state(reply.transfer_id)
     stored = Path(state["path"])
     assert hashlib.sha256(stored.read_bytes()).hexdigest() == r["sha256"]
     assert stored.stat().st_size == r["bytes"]
     with av.open(str(stored)) as c:
         frames = sum(1 for _ in c.decode(video=0))
     assert frames >= 5.9 * 29
-    progress = [m for m in rig.officer.replies[reply.rq] if m.st == "progress"]
-    assert progress and progress[0].msg in ("queued", "cutting the clip")
-    assert not list((rig.root / "box" / "outgoing").glob(f"{reply.rq}*"))
+    progress = [m for m in rig.officer.replies[reply.request_id] if m.state == "progress"]
+    assert progress and progress[0].detail in ("queued", "cutting the clip")
+    assert not list((rig.root / "box" / "outgoing").glob(f"{reply.request_id}*"))
 
 
 def test_clip_outside_the_recordings_says_what_is_kept(rig: Rig) -> None:
     reply = rig.officer.ask("box-1", "clip", {"from": rig.clips.t0 - 500, "to": rig.clips.t0 - 400})
-    assert (reply.st, reply.code) == ("error", P.ErrorCode.OUT_OF_RANGE)
-    assert f"{rig.clips.t0:.0f}" in (reply.msg or "")
+    assert (reply.state, reply.code) == ("error", ErrorCode.OUT_OF_RANGE)
+    assert f"{rig.clips.t0:.0f}" in (reply.detail or "")
 
 
 def test_clip_over_the_byte_cap_is_refused(rig: Rig) -> None:
     reply = rig.officer.ask(
         "box-1", "clip", {"from": rig.clips.t0, "to": rig.clips.t0 + 10, "max_bytes": 2048}
     )
-    assert (reply.st, reply.code) == ("error", P.ErrorCode.TOO_LARGE)
-    assert "quality 'low'" in (reply.msg or "")
+    assert (reply.state, reply.code) == ("error", ErrorCode.TOO_LARGE)
+    assert "quality 'low'" in (reply.detail or "")
 
 
 def test_snapshot_now_is_a_small_jpeg(rig: Rig) -> None:
     reply = rig.officer.ask("box-1", "snapshot", timeout=20)
-    assert reply.st == "done", reply
-    data = Path(rig.rx.state(reply.xid)["path"]).read_bytes()
+    assert reply.state == "done", reply
+    data = Path(rig.rx.state(reply.transfer_id)["path"]).read_bytes()
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     assert image is not None and image.shape[1] == 640
     assert len(data) < 150_000
@@ -349,7 +351,7 @@ def test_snapshot_of_an_event_is_its_best_frame(
         def __init__(self) -> None:
             self.ids: list[str] = []
 
-        def publish(self, kind: str, msg: P.Message) -> None:
+        def publish(self, kind: str, msg: Message) -> None:
             if kind == "event" and msg.id not in self.ids:
                 self.ids.append(msg.id)
 
@@ -369,14 +371,14 @@ def test_snapshot_of_an_event_is_its_best_frame(
     rig.best.flush()  # as the agent does when it stops
     assert events.ids, "the footage should give at least one event"
     reply = rig.officer.ask("box-1", "snapshot", {"event": events.ids[0]}, timeout=20)
-    assert reply.st == "done", reply
-    assert reply.r["event"] == events.ids[0]
-    data = Path(rig.rx.state(reply.xid)["path"]).read_bytes()
+    assert reply.state == "done", reply
+    assert reply.result["event"] == events.ids[0]
+    data = Path(rig.rx.state(reply.transfer_id)["path"]).read_bytes()
     assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).shape[1] == 320
     kept = sorted((rig.root / "best").glob("*.jpg"))
     assert 1 <= len(kept) <= 10
     missing = rig.officer.ask("box-1", "snapshot", {"event": new_id()})
-    assert (missing.st, missing.code) == ("error", P.ErrorCode.NOT_FOUND)
+    assert (missing.state, missing.code) == ("error", ErrorCode.NOT_FOUND)
 
 
 def test_cancel_stops_a_running_upload(rig: Rig, tmp_path: Path) -> None:
@@ -394,14 +396,19 @@ def test_cancel_stops_a_running_upload(rig: Rig, tmp_path: Path) -> None:
             },
         )
         wait_until(
-            lambda: any(m.xid for m in rig.officer.replies.get(rq, [])), 20, "the upload to start"
+            lambda: any(m.transfer_id for m in rig.officer.replies.get(rq, [])),
+            20,
+            "the upload to start",
         )
         done = rig.officer.ask("box-slow", "cancel", {"target": rq})
-        assert done.st == "done" and done.r["cancelled"] == rq
+        assert done.state == "done" and done.result["cancelled"] == rq
         final = rig.officer.final(rq)
-        assert (final.st, final.code) == ("error", P.ErrorCode.CANCELLED)
+        assert (final.state, final.code) == ("error", ErrorCode.CANCELLED)
         wait_until(
-            lambda: rig.rx.state(final.xid) and rig.rx.state(final.xid)["state"] == "fail",
+            lambda: (
+                rig.rx.state(final.transfer_id)
+                and rig.rx.state(final.transfer_id)["state"] == "fail"
+            ),
             10,
             "the station to drop the partial file",
         )
@@ -451,7 +458,7 @@ numbers = st.integers(min_value=-(10**30), max_value=10**30) | st.floats(
 def bad_requests(draw: st.DrawFn) -> tuple[str, bytes, str]:
     """(command name, payload, request id): each payload has at least one defect."""
     rq = draw(ids)
-    name = draw(st.sampled_from([*P.COMMANDS, "../../etc", "reboot", "clip/extra"]))
+    name = draw(st.sampled_from([*COMMANDS, "../../etc", "reboot", "clip/extra"]))
     defect = draw(
         st.sampled_from(
             ["types", "range", "unknown", "big", "utf8", "paths", "not_object", "envelope"]
@@ -493,16 +500,16 @@ def test_fuzzed_commands_each_get_one_error(rig: Rig, request: tuple[str, bytes,
     name, payload, rq = request
     rig.officer.send("box-1", name, payload)
     reply = rig.officer.final(rq, timeout=10)
-    assert reply.st == "error", (name, payload[:200], reply)
-    assert reply.code in vars(P.ErrorCode).values()
-    assert reply.msg
+    assert reply.state == "error", (name, payload[:200], reply)
+    assert reply.code in vars(ErrorCode).values()
+    assert reply.detail
 
 
 def test_after_fuzzing_the_box_is_up_and_answered_once(rig: Rig) -> None:
     assert rig.box.channel._thread is not None and rig.box.channel._thread.is_alive()
-    assert rig.officer.ask("box-1", "ping").st == "done"
+    assert rig.officer.ask("box-1", "ping").state == "done"
     for rq, replies in rig.officer.replies.items():
-        finals = {r.id for r in replies if r.st in FINAL}
+        finals = {r.id for r in replies if r.state in FINAL}
         assert len(finals) <= 1, (rq, replies)
     assert rig.box.channel.stats.dropped == 0
 
@@ -528,12 +535,12 @@ def test_the_running_agent_answers_snapshots(
     ended: list[str] = []
     watch = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="event-watch")
     watch.on_message = lambda _c, _u, m: (
-        ended.append(P.EventMsg.decode(m.payload).id)
-        if P.EventMsg.decode(m.payload).k == "e"
+        ended.append(EventMsg.decode(m.payload).id)
+        if EventMsg.decode(m.payload).phase == "e"
         else None
     )
     watch.connect("127.0.0.1", rig.port)  # type: ignore[attr-defined]
-    watch.subscribe(P.topic("agent-box", P.EVENT), qos=1)
+    watch.subscribe(topic("agent-box", EVENT), qos=1)
     watch.loop_start()
     runner = threading.Thread(target=agent.run, kwargs={"duration": 60}, daemon=True)
     runner.start()
@@ -541,12 +548,12 @@ def test_the_running_agent_answers_snapshots(
         agent.device = "agent-box"  # type: ignore[attr-defined]
         Box.ready(agent, rig.officer)  # type: ignore[arg-type]
         now = rig.officer.ask("agent-box", "snapshot", timeout=20)
-        assert now.st == "done", now
+        assert now.state == "done", now
         wait_until(lambda: ended, 30, "an event to end")
         best = rig.officer.ask("agent-box", "snapshot", {"event": ended[0]}, timeout=20)
-        assert best.st == "done", best
+        assert best.state == "done", best
         for reply in (now, best):
-            data = Path(rig.rx.state(reply.xid)["path"]).read_bytes()
+            data = Path(rig.rx.state(reply.transfer_id)["path"]).read_bytes()
             assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None
     finally:
         agent.pipeline.stop()
@@ -563,7 +570,7 @@ def test_a_command_acknowledged_just_before_a_kill_runs_after_the_restart(
     officer = Officer(broker.port)
     first = Box("box-k", tmp_path / "box", broker.port, None)
     # the link takes commands in, but the command thread is never started
-    first.uplink.subscribe(f"{P.CMD}/#", first.channel._on_message)
+    first.uplink.subscribe(f"{CMD}/#", first.channel._on_message)
     first.uplink.start()
     assert first.uplink.client.wait_connected(10)
     rq = new_id()
@@ -581,7 +588,7 @@ def test_a_command_acknowledged_just_before_a_kill_runs_after_the_restart(
     second = Box("box-k", tmp_path / "box", broker.port, None).start()
     try:
         reply = officer.final(rq, timeout=15)
-        assert reply.rq == rq and reply.st == "done"
+        assert reply.request_id == rq and reply.state == "done"
         assert second.channel.stats.recovered >= 1
         wait_until(lambda: not second.channel.inbox.waiting(), 5, "an empty inbox")
     finally:

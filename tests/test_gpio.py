@@ -157,10 +157,10 @@ def test_led_patterns_follow_pipeline_and_link_state(pins: MockFactory) -> None:
 def test_led_follows_the_real_station_link(pins: MockFactory, broker, tmp_path: Path) -> None:
     """The uplink against a real mosquitto: broker away -> double flash, back -> steady."""
     from roadside.agent.hardware.liveness import link_probe
-    from roadside.agent.protocol import EventMsg
     from roadside.agent.uplink.link import Uplink
     from roadside.config.agent import MqttConfig, UplinkConfig
     from roadside.ids import new_id
+    from roadside.wire.messages import EventMsg
 
     mqtt = MqttConfig(host="127.0.0.1", port=broker.port, reconnect_min_s=0.2, reconnect_max_s=0.5)
     uplink = Uplink("led-box", mqtt, UplinkConfig(stop_flush_s=0), tmp_path, heartbeat=False)
@@ -182,7 +182,14 @@ def test_led_follows_the_real_station_link(pins: MockFactory, broker, tmp_path: 
         uplink.publish(
             "event",
             EventMsg(
-                id=new_id(), k="s", c="car", s=0.9, t0=now, t1=now, b=(0.1, 0.1, 0.2, 0.2), tr=1
+                id=new_id(),
+                phase="s",
+                label="car",
+                score=0.9,
+                first_seen=now,
+                last_seen=now,
+                box=(0.1, 0.1, 0.2, 0.2),
+                track=1,
             ),
         )
         assert link_probe(uplink)().describe() == "link offline, 1 queued"
@@ -289,12 +296,12 @@ def test_a_door_open_at_start_is_reported(
     )
     try:
         switch.check_at_start()  # pulled up, nothing holds it: the door is open
-        assert [(k, m.c, m.k) for k, m in sent] == [("event", "tamper", "s")]
+        assert [(k, m.label, m.phase) for k, m in sent] == [("event", "tamper", "s")]
         for _ in range(3):  # snapshots are bounded: only the newest two stay
             pins.pin(5).drive_low()
             pins.pin(5).drive_high()
         assert len(list((tmp_path / "snaps").glob("*.jpg"))) == 2
-        assert [m.k for _, m in sent] == ["s", "e", "s", "e", "s", "e", "s"]
+        assert [m.phase for _, m in sent] == ["s", "e", "s", "e", "s", "e", "s"]
     finally:
         switch.close()
 

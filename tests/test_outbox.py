@@ -10,9 +10,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from roadside.agent.protocol import CountMsg, EventMsg, HealthMsg
 from roadside.agent.uplink.outbox import FOLD, Outbox, Priority, priority_of
 from roadside.ids import new_id
+from roadside.wire.messages import CountMsg, EventMsg, HealthMsg
 
 T = "roadside/v1/box/"
 
@@ -20,22 +20,22 @@ T = "roadside/v1/box/"
 def ev(i: int) -> bytes:
     return EventMsg(
         id=new_id(),
-        k="s",
-        c="car",
-        s=0.5,
-        t0=float(i),
-        t1=float(i) + 1,
-        b=(0.1, 0.1, 0.1, 0.1),
-        tr=i,
+        phase="s",
+        label="car",
+        score=0.5,
+        first_seen=float(i),
+        last_seen=float(i) + 1,
+        box=(0.1, 0.1, 0.1, 0.1),
+        track=i,
     ).encode()
 
 
 def count(i: int, n: int = 1) -> bytes:
-    return CountMsg(id=new_id(), t0=60.0 * i, t1=60.0 * (i + 1), n={"car": n}).encode()
+    return CountMsg(id=new_id(), start=60.0 * i, end=60.0 * (i + 1), counts={"car": n}).encode()
 
 
 def health(i: int) -> bytes:
-    return HealthMsg(id=new_id(), t=float(i), ob=i).encode()
+    return HealthMsg(id=new_id(), at=float(i), outbox_depth=i).encode()
 
 
 def put(box: Outbox, kind: str, payload: bytes) -> int:
@@ -134,9 +134,9 @@ def test_full_outbox_drops_health_first_then_folds_counts(tmp_path: Path):
         assert stats.losses.get(FOLD, 0) > 0 and "event" not in stats.losses
         rows = box.take(1000)
         counts = [CountMsg.decode(r.payload) for r in rows if r.priority == Priority.COUNT]
-        assert sum(c.n["car"] for c in counts) == sum(range(1, 41))  # every car still counted
-        assert counts[0].t0 == 0.0 and counts[-1].t1 == 40 * 60.0
-        assert all(a.t1 <= b.t0 for a, b in itertools.pairwise(counts))
+        assert sum(c.counts["car"] for c in counts) == sum(range(1, 41))  # every car still counted
+        assert counts[0].start == 0.0 and counts[-1].end == 40 * 60.0
+        assert all(a.end <= b.start for a, b in itertools.pairwise(counts))
         assert sum(1 for r in rows if r.priority == Priority.EVENT) == 71
 
 
@@ -150,7 +150,7 @@ def test_events_go_last_and_every_loss_is_counted_across_restarts(tmp_path: Path
         assert stats.depth <= 100
         dropped = stats.losses["event"]
         assert stats.losses["count"] == 1 and dropped >= 200
-        kept = [EventMsg.decode(r.payload).tr for r in box.take(1000)]
+        kept = [EventMsg.decode(r.payload).track for r in box.take(1000)]
         assert kept == list(range(300 - len(kept), 300))  # the newest events stay
     with Outbox(path, max_rows=100) as again:
         assert again.stats().losses["event"] == dropped
@@ -183,7 +183,7 @@ def test_rows_in_flight_are_never_dropped_nor_folded(tmp_path: Path):
         with sqlite3.connect(tmp_path / "o.db") as db:
             for rid in tried:  # an attempted count is never folded (could count twice)
                 row = db.execute("SELECT payload FROM outbox WHERE id = ?", (rid,)).fetchone()
-                assert row is None or CountMsg.decode(row[0]).n == {"car": 1}
+                assert row is None or CountMsg.decode(row[0]).counts == {"car": 1}
 
 
 def test_unreadable_file_is_moved_aside(tmp_path: Path):
@@ -240,7 +240,7 @@ def test_policy_never_drops_events_while_cheaper_rows_remain(tmp_path: Path, kin
                 box.release()
         rows = box.take(1000)
         kept_cars = sum(
-            CountMsg.decode(r.payload).n["car"] for r in rows if r.priority == Priority.COUNT
+            CountMsg.decode(r.payload).counts["car"] for r in rows if r.priority == Priority.COUNT
         )
         assert kept_cars <= cars
         if not box.stats().losses.get("count"):  # folded, maybe, but never dropped: all counted

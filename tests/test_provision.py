@@ -32,7 +32,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from roadside.agent import protocol
 from roadside.cli import main
 from roadside.config.agent import DEVICE_ID as AGENT_DEVICE_ID
 from roadside.config.agent import load_config
@@ -57,6 +56,20 @@ from roadside.provisioning.cloudinit import render_meta_data, render_user_data, 
 from roadside.provisioning.device import DeviceRequest, make_bundle, read_bundle
 from roadside.provisioning.identity import DEVICE_ID, account_role, check_device_id
 from roadside.provisioning.registry import Registry
+from roadside.wire.topics import (
+    CMD,
+    COUNT,
+    EVENT,
+    HEALTH,
+    REPLY,
+    ROOT,
+    STATUS,
+    XFER,
+    XFER_ABORT,
+    XFER_ACK,
+    XFER_DATA,
+    XFER_INIT,
+)
 
 PASS = b"correct horse battery staple"
 WAIT = 3.0  # seconds to wait for something that should arrive
@@ -434,13 +447,13 @@ def test_cloud_init_runs_install_from_the_boot_partition(pki: dict, tmp_path: Pa
 
 # --------------------------------------------------------------------------- ACL text
 def test_acl_names_the_protocol_topics() -> None:
-    assert broker_mod.PREFIX == protocol.ROOT
+    assert broker_mod.ROOT == ROOT
     assert (
         broker_mod.XFER_INIT,
         broker_mod.XFER_DATA,
         broker_mod.XFER_ABORT,
         broker_mod.XFER_ACK,
-    ) == (protocol.XFER_INIT, protocol.XFER_DATA, protocol.XFER_ABORT, protocol.XFER_ACK)
+    ) == (XFER_INIT, XFER_DATA, XFER_ABORT, XFER_ACK)
     assert (
         broker_mod.STATUS,
         broker_mod.EVENT,
@@ -450,13 +463,13 @@ def test_acl_names_the_protocol_topics() -> None:
         broker_mod.REPLY,
         broker_mod.XFER,
     ) == (
-        protocol.STATUS,
-        protocol.EVENT,
-        protocol.COUNT,
-        protocol.HEALTH,
-        protocol.CMD,
-        protocol.REPLY,
-        protocol.XFER,
+        STATUS,
+        EVENT,
+        COUNT,
+        HEALTH,
+        CMD,
+        REPLY,
+        XFER,
     )
     acl = render_acl(["central.ingest", "officer.rossi"], ["stolen-box"])
     lines = acl.splitlines()

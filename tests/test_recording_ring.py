@@ -23,7 +23,6 @@ from recording_helpers import decoded_frames, indexed
 
 from roadside.agent.clock import ClockWatch
 from roadside.agent.frames import Frame
-from roadside.agent.protocol import EventMsg
 from roadside.agent.recording.clipcut import ClipCutter
 from roadside.agent.recording.index import INDEX_FILE, SegmentRecord, open_index
 from roadside.agent.recording.recorder import Recorder
@@ -38,6 +37,7 @@ from roadside.agent.recording.standins import (
 from roadside.agent.sources.file import FileSource
 from roadside.config.agent import RecordingConfig
 from roadside.ids import new_id
+from roadside.wire.messages import EventMsg
 
 WRONG = 978307200.0  # 2001-01-01: a Pi that booted without network
 RIGHT = 1778580000.0  # 2026-05-12 10:00 UTC
@@ -84,7 +84,16 @@ def frames(
 
 
 def event(eid: str, k: str, t0: float, t1: float) -> EventMsg:
-    return EventMsg(id=eid, k=k, c="car", s=0.9, t0=t0, t1=t1, b=(0.1, 0.1, 0.2, 0.2), tr=1)
+    return EventMsg(
+        id=eid,
+        phase=k,
+        label="car",
+        score=0.9,
+        first_seen=t0,
+        last_seen=t1,
+        box=(0.1, 0.1, 0.2, 0.2),
+        track=1,
+    )
 
 
 # -- pass-through ------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from waiting import wait_until
 
-from roadside.agent import protocol as P
 from roadside.agent.transfer.sender import TransferSender
 from roadside.agent.transfer.store import TransferRecord
 from roadside.agent.uplink import Uplink
@@ -33,6 +32,10 @@ from roadside.central.receiver import TransferReceiver
 from roadside.central.receiver_service import ReceiverService
 from roadside.config.agent import MqttConfig, TransferConfig, UplinkConfig
 from roadside.ids import new_id
+from roadside.wire.commands import ErrorCode
+from roadside.wire.messages import EventMsg
+from roadside.wire.topics import EVENT, XFER, XFER_ABORT, topic, xfer_topic
+from roadside.wire.transfer import XferAbort, unpack_chunk
 
 DEVICE = "junction-07"
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,12 +143,12 @@ class Tap:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"tap-{new_id()}")
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe(P.topic(DEVICE, f"{P.XFER}/+/{parts}"), qos=1)
+        self.client.subscribe(topic(DEVICE, f"{XFER}/+/{parts}"), qos=1)
         self.client.loop_start()
 
     def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
         if msg.topic.endswith("/d"):
-            offset, data = P.unpack_chunk(msg.payload)
+            offset, data = unpack_chunk(msg.payload)
             self.offsets[offset] += 1
             self.bytes += len(data)
         else:
@@ -311,8 +314,8 @@ def test_cancel_tells_the_station_to_drop_it(
             assert box.sender.find("REQ-cancel").state == "failed"
         finally:
             box.stop()
-    assert box.finished[0].code == P.ErrorCode.CANCELLED
-    assert station.rx.state(rec.xid)["code"] == P.ErrorCode.CANCELLED
+    assert box.finished[0].code == ErrorCode.CANCELLED
+    assert station.rx.state(rec.xid)["code"] == ErrorCode.CANCELLED
     assert not (tmp_path / "station" / "incoming" / f"{rec.xid}.part").exists()
 
 
@@ -327,10 +330,10 @@ def test_deadline_fails_clearly_when_nobody_answers(tmp_path: Path, broker) -> N
         box.stop()
         tap.close()
     failed = box.finished[0]
-    assert (failed.state, failed.code) == ("failed", P.ErrorCode.DEADLINE)
+    assert (failed.state, failed.code) == ("failed", ErrorCode.DEADLINE)
     assert "did not finish within" in (failed.msg or "")
-    assert tap.messages[0][0] == P.xfer_topic(DEVICE, rec.xid, P.XFER_ABORT)
-    assert P.XferAbort.decode(tap.messages[0][1]).code == P.ErrorCode.DEADLINE
+    assert tap.messages[0][0] == xfer_topic(DEVICE, rec.xid, XFER_ABORT)
+    assert XferAbort.decode(tap.messages[0][1]).code == ErrorCode.DEADLINE
 
 
 def test_events_keep_flowing_during_an_upload(
@@ -340,10 +343,10 @@ def test_events_keep_flowing_during_an_upload(
     seen: dict[str, float] = {}
     sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="events-tap")
     sub.on_message = lambda _c, _u, m: seen.setdefault(
-        P.EventMsg.decode(m.payload).id, time.monotonic()
+        EventMsg.decode(m.payload).id, time.monotonic()
     )
     sub.connect("127.0.0.1", broker.port)
-    sub.subscribe(P.topic(DEVICE, P.EVENT), qos=1)
+    sub.subscribe(topic(DEVICE, EVENT), qos=1)
     sub.loop_start()
     sent: dict[str, float] = {}
     with BadLink(broker.port, shape=shape) as link:
@@ -354,11 +357,18 @@ def test_events_keep_flowing_during_an_upload(
             stop = threading.Event()
             for i in range(8):
                 eid = new_id()
-                msg = P.EventMsg(
-                    id=eid, k="s", c="car", s=0.9, t0=i, t1=i, b=(0, 0, 0.1, 0.1), tr=i
+                msg = EventMsg(
+                    id=eid,
+                    phase="s",
+                    label="car",
+                    score=0.9,
+                    first_seen=i,
+                    last_seen=i,
+                    box=(0, 0, 0.1, 0.1),
+                    track=i,
                 )
                 sent[eid] = time.monotonic()
-                box.uplink.publish(P.EVENT, msg)
+                box.uplink.publish(EVENT, msg)
                 stop.wait(0.4)
             wait_until(lambda: len(seen) == len(sent), 30, "every event")
             assert station.held(rec.xid) < rec.chunks  # the upload was still going

@@ -15,19 +15,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from roadside.agent.protocol import (
-    MESSAGES,
-    CountMsg,
-    EventMsg,
-    HealthMsg,
-    Message,
-    StatusMsg,
-    kind_of,
-    topic,
-)
 from roadside.agent.uplink import BulkMessage, Inbound, Priority, Uplink
 from roadside.config.agent import MqttConfig, UplinkConfig
 from roadside.ids import new_id
+from roadside.wire.messages import MESSAGES, CountMsg, EventMsg, HealthMsg, Message, StatusMsg
+from roadside.wire.topics import kind_of, topic
 
 DEVICE = "box-1"
 
@@ -99,15 +91,15 @@ def event(i: int, phase: str = "s") -> EventMsg:
     now = time.time()
     return EventMsg(
         id=new_id(),
-        k=phase,
-        c="car",
-        s=0.81,
-        t0=round(now, 2),
-        t1=round(now + 1, 2),
-        b=(0.412, 0.288, 0.071, 0.064),
-        tr=i,
-        dir="SE",
-        z=["left-lanes"],
+        phase=phase,
+        label="car",
+        score=0.81,
+        first_seen=round(now, 2),
+        last_seen=round(now + 1, 2),
+        box=(0.412, 0.288, 0.071, 0.064),
+        track=i,
+        direction="SE",
+        zones=["left-lanes"],
     )
 
 
@@ -156,17 +148,17 @@ def test_online_events_arrive_in_order_with_valid_schema(tmp_path, broker, stati
         sent = [event(i, "s" if i % 2 else "e") for i in range(300)]
         for msg in sent:
             up.sink.publish("event", msg)
-        up.sink.publish("count", CountMsg(id=new_id(), t0=1.0, t1=61.0, n={"car": 300}))
+        up.sink.publish("count", CountMsg(id=new_id(), start=1.0, end=61.0, counts={"car": 300}))
         assert station.wait(lambda m: len(kinds(m, "event")) == 300 and kinds(m, "count"))
     received = kinds(station.messages, "event")
     assert [EventMsg.decode(m.payload) for m in received] == sent  # order and content
     assert all(m.qos == 1 and not m.retain for m in received)
-    assert station.of_kind("count")[0].n == {"car": 300}
+    assert station.of_kind("count")[0].counts == {"car": 300}
     health = station.of_kind("health")
-    assert health and isinstance(health[0], HealthMsg) and health[0].ln == 1
+    assert health and isinstance(health[0], HealthMsg) and health[0].link_up == 1
     statuses = station.of_kind("status")
-    assert [s.st for s in statuses] == ["online", "offline"]
-    assert statuses[-1].why == "stop" and statuses[0].sw
+    assert [s.state for s in statuses] == ["online", "offline"]
+    assert statuses[-1].reason == "stop" and statuses[0].software
 
 
 def test_event_payload_is_compact():
@@ -174,16 +166,16 @@ def test_event_payload_is_compact():
     assert len(event(7).encode()) <= 200
     busiest = EventMsg(
         id=new_id(),
-        k="e",
-        c="motorcycle",
-        s=0.93,
-        t0=1795888343.66,
-        t1=1795888399.72,
-        b=(0.572, 0.162, 0.048, 0.043),
-        tr=10234,
-        dir="NW",
-        z=["left-lanes", "right-lanes"],
-        ns=1,
+        phase="e",
+        label="motorcycle",
+        score=0.93,
+        first_seen=1795888343.66,
+        last_seen=1795888399.72,
+        box=(0.572, 0.162, 0.048, 0.043),
+        track=10234,
+        direction="NW",
+        zones=["left-lanes", "right-lanes"],
+        unsynced=1,
     )
     assert len(busiest.encode()) <= 224
 
@@ -250,7 +242,7 @@ def test_a_kind_nobody_hears_is_kept_and_holds_back_no_other(tmp_path, broker):
         with up:
             assert up.client.wait_connected(10)
             for _ in range(200):
-                up.publish("health", HealthMsg(id=new_id(), t=time.time()))
+                up.publish("health", HealthMsg(id=new_id(), at=time.time()))
             sent = [event(i) for i in range(30)]
             for msg in sent:
                 up.sink.publish("event", msg)
@@ -271,8 +263,8 @@ def test_a_kind_nobody_hears_is_kept_and_holds_back_no_other(tmp_path, broker):
 def test_backlog_goes_out_by_priority(tmp_path, broker, station):
     """Replies, events, counts, health: stored in the reverse order, sent most urgent first."""
     up = make_uplink(tmp_path, broker.port)
-    up.publish("health", HealthMsg(id=new_id(), t=1.0))
-    up.publish("count", CountMsg(id=new_id(), t0=1.0, t1=2.0, n={"car": 1}))
+    up.publish("health", HealthMsg(id=new_id(), at=1.0))
+    up.publish("count", CountMsg(id=new_id(), start=1.0, end=2.0, counts={"car": 1}))
     up.sink.publish("event", event(1))
     up.publish("reply/req-1", EventMsg.model_validate(event(2).model_dump()))  # any message
     with up:
@@ -308,7 +300,7 @@ def test_retained_offline_after_clean_stop(tmp_path, broker):
     try:
         assert late.wait(lambda m: len(m) == 1)
         status = StatusMsg.decode(late.messages[0].payload)
-        assert late.messages[0].retain and status.st == "offline" and status.why == "stop"
+        assert late.messages[0].retain and status.state == "offline" and status.reason == "stop"
     finally:
         late.close()
 

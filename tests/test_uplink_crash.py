@@ -22,8 +22,9 @@ from conftest import agent_config
 from test_uplink import DEVICE, Subscriber, kinds, start_broker
 from waiting import eventually
 
-from roadside.agent.protocol import EventMsg, HealthMsg, StatusMsg, topic
 from roadside.agent.uplink.outbox import ACK_BATCH
+from roadside.wire.messages import EventMsg, HealthMsg, StatusMsg
+from roadside.wire.topics import topic
 
 ROADSIDE = str(Path(sys.executable).with_name("roadside"))
 
@@ -32,7 +33,7 @@ CHILD = r"""
 import sys, time
 from pathlib import Path
 from roadside.config.agent import MqttConfig, UplinkConfig
-from roadside.agent.protocol import EventMsg
+from roadside.wire.messages import EventMsg
 from roadside.agent.uplink import Uplink
 from roadside.ids import new_id
 
@@ -42,8 +43,9 @@ up = Uplink("box-1", MqttConfig(host="127.0.0.1", port=int(port), max_inflight=i
             UplinkConfig(outbox_sync="normal"), data, heartbeat=False)
 ids = []
 for i in range(int(produce)):
-    msg = EventMsg(id=new_id(), k="s", c="car", s=0.7, t0=time.time(), t1=time.time(),
-                   b=(0.1, 0.2, 0.05, 0.04), tr=i)
+    now = time.time()
+    msg = EventMsg(id=new_id(), phase="s", label="car", score=0.7, first_seen=now, last_seen=now,
+                   box=(0.1, 0.2, 0.05, 0.04), track=i)
     up.sink.publish("event", msg)
     ids.append(msg.id)
 tmp = Path(ids_file + ".tmp")
@@ -113,10 +115,10 @@ def test_sigkill_while_draining_loses_nothing(tmp_path: Path):
         )
         try:
             assert watcher.wait(
-                lambda m: any(StatusMsg.decode(x.payload).st == "offline" for x in m), 20
+                lambda m: any(StatusMsg.decode(x.payload).state == "offline" for x in m), 20
             )
             will = [StatusMsg.decode(x.payload) for x in watcher.messages][-1]
-            assert will.st == "offline" and will.why == "lost"
+            assert will.state == "offline" and will.reason == "lost"
         finally:
             watcher.close()
 
@@ -128,7 +130,7 @@ def test_sigkill_while_draining_loses_nothing(tmp_path: Path):
         # Repeats: what was in flight, and acknowledged rows whose batched delete was pending.
         assert len(got) - len(set(got)) <= ACK_BATCH + 2 * 20
         last = StatusMsg.decode(kinds(station.messages, "status")[-1].payload)
-        assert last.st == "offline" and last.why == "stop"
+        assert last.state == "offline" and last.reason == "stop"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -139,7 +141,7 @@ def test_sigkill_while_draining_loses_nothing(tmp_path: Path):
 def event_pairs(msgs: list) -> set[tuple[str, str]]:
     """(id, k): an event's start and end share the id."""
     decoded = [EventMsg.decode(x.payload) for x in kinds(msgs, "event")]
-    return {(m.id, m.k) for m in decoded}
+    return {(m.id, m.phase) for m in decoded}
 
 
 def outbox_events(db_path: Path) -> set[tuple[str, str]]:
@@ -149,7 +151,7 @@ def outbox_events(db_path: Path) -> set[tuple[str, str]]:
             rows = db.execute("SELECT payload FROM outbox WHERE kind = 'event'").fetchall()
     except sqlite3.OperationalError:
         return set()
-    return {(m.id, m.k) for m in (EventMsg.decode(r[0]) for r in rows)}
+    return {(m.id, m.phase) for m in (EventMsg.decode(r[0]) for r in rows)}
 
 
 def test_agent_killed_with_a_backlog_sends_it_after_restart(tmp_path: Path, footage: Path):
@@ -203,10 +205,10 @@ def test_agent_killed_with_a_backlog_sends_it_after_restart(tmp_path: Path, foot
         got = event_pairs(station.messages)
         assert stored <= got and len(got) == want  # the backlog, then this run's own
         health = [HealthMsg.decode(x.payload) for x in kinds(station.messages, "health")]
-        assert health and health[0].ob is not None
+        assert health and health[0].outbox_depth is not None
         statuses = [StatusMsg.decode(x.payload) for x in kinds(station.messages, "status")]
-        assert statuses[0].st == "online" and statuses[0].m
-        assert statuses[-1].st == "offline" and statuses[-1].why == "stop"
+        assert statuses[0].state == "online" and statuses[0].model
+        assert statuses[-1].state == "offline" and statuses[-1].reason == "stop"
         assert len(outbox_events(outbox)) == 0
     finally:
         station.close()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from roadside.agent.hardware import health
-from roadside.agent.protocol import HealthMsg
 from roadside.agent.uplink import HealthReporter, Outbox, PipelineCounters, UplinkClient
 from roadside.agent.uplink.heartbeat import Heartbeat
 from roadside.config.agent import MqttConfig
+from roadside.wire.messages import HealthMsg
 
 
 def test_host_readings_from_this_machine():
@@ -71,10 +71,15 @@ def test_heartbeat_message_is_compact_and_complete(tmp_path: Path):
         beat = Heartbeat(reporter, sent.append, period_s=3600)
         beat.beat()
         msg = sent[0]
-        assert (msg.fi, msg.fo, msg.fd, msg.dl) == (1500, 1490, 10, 12.3)
-        assert msg.ln == 0 and msg.rc == 0 and msg.ob == 0
-        assert msg.dk is not None and msg.dk["seg"] == 3.0 and msg.dk["free"] > 0
-        assert msg.up and msg.mem
+        assert (msg.frames_in, msg.frames_out, msg.frames_dropped, msg.detect_latency_ms) == (
+            1500,
+            1490,
+            10,
+            12.3,
+        )
+        assert msg.link_up == 0 and msg.reconnects == 0 and msg.outbox_depth == 0
+        assert msg.disk_mib is not None and msg.disk_mib["seg"] == 3.0 and msg.disk_mib["free"] > 0
+        assert msg.uptime_s and msg.memory_mib
         payload = msg.encode()
         assert len(payload) < 320
         assert HealthMsg.decode(payload) == msg

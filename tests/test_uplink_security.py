@@ -19,9 +19,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from test_uplink import DEVICE, Subscriber, event, kinds, mqtt_cfg, start_broker
 from waiting import eventually
 
-from roadside.agent.protocol import EventMsg
 from roadside.agent.uplink import Uplink
 from roadside.config.agent import UplinkConfig
+from roadside.wire.messages import EventMsg
 
 # -- certificates --------------------------------------------------------------------------
 
@@ -294,7 +294,7 @@ def test_falls_back_to_mqtt_311(tmp_path: Path):
         got = [EventMsg.decode(m.payload) for m in kinds(station.messages, "event")]
         # Each once; events stored after the reconnect go before the backlog, so the order
         # of the two groups is the sender's (test_uplink covers it), not the sequence sent.
-        assert sorted(got, key=lambda m: m.tr) == sent
+        assert sorted(got, key=lambda m: m.track) == sent
         statuses = [m for m in station.messages if m.topic.endswith("/status")]
         assert statuses and b'"offline"' in statuses[-1].payload
     finally:

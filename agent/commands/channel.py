@@ -31,7 +31,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from roadside import __version__
-from roadside.agent import protocol as P
 from roadside.agent.commands.inbox import Arrived, CommandInbox
 from roadside.agent.commands.jobs import ClipMaker, Job, JobRunner, finish
 from roadside.agent.commands.replies import Replies
@@ -42,6 +41,17 @@ from roadside.agent.transfer.sender import TransferSender
 from roadside.agent.uplink.client import Inbound
 from roadside.agent.uplink.link import Uplink
 from roadside.config.agent import CommandsConfig
+from roadside.wire.commands import (
+    COMMANDS,
+    PARAMS,
+    CancelParams,
+    ClipParams,
+    CommandMsg,
+    ErrorCode,
+    Params,
+    SnapshotParams,
+)
+from roadside.wire.topics import CMD, REQUEST_ID_PATTERN, kind_of
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +60,7 @@ INBOX_FILE = "command-inbox.db"
 INBOX_SIZE = 256  # messages waiting for the command thread; more are dropped and counted
 HEAD_BYTES = 4096  # of an oversized payload, kept to find its request id
 _ID_IN_BYTES = re.compile(rb'"id"\s*:\s*"([0-9A-Za-z_-]{1,64})"')
-_REQUEST_ID = re.compile(P.REQUEST_ID_PATTERN)
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 
 @dataclass
@@ -104,7 +114,7 @@ class CommandChannel:
             self._arrivals.put(arrived)
         self._thread = threading.Thread(target=self._run, name="commands", daemon=True)
         self._thread.start()
-        self.uplink.subscribe(f"{P.CMD}/#", self._on_message)
+        self.uplink.subscribe(f"{CMD}/#", self._on_message)
 
     def stop(self) -> None:
         self._arrivals.put(None)
@@ -142,7 +152,7 @@ class CommandChannel:
                 self.inbox.done(item.row)
 
     def _handle(self, topic: str, payload: bytes, size: int) -> None:
-        name = (P.kind_of(topic) or "").removeprefix(f"{P.CMD}/")
+        name = (kind_of(topic) or "").removeprefix(f"{CMD}/")
         body, rq = self._parse(payload, size)
         if rq is None:
             self.stats.unaddressed += 1
@@ -164,7 +174,7 @@ class CommandChannel:
             self._answer(name, rq, body, size)
         except Exception as exc:
             log.exception("request %s (%s) failed", rq, name[:40])
-            self.replies.error(rq, P.ErrorCode.FAILED, f"the box failed on this request: {exc}")
+            self.replies.error(rq, ErrorCode.FAILED, f"the box failed on this request: {exc}")
 
     def _parse(self, payload: bytes, size: int) -> tuple[dict[str, Any] | None, str | None]:
         """The JSON object (None when it is not one, or too large) and its request id."""
@@ -189,14 +199,14 @@ class CommandChannel:
             self.replies.error(rq, *problem)
             return
         assert body is not None
-        cmd = P.CommandMsg.model_validate(body)
-        params = P.PARAMS[name].model_validate(cmd.p)
+        cmd = CommandMsg.from_wire(body)
+        params = PARAMS[name].model_validate(cmd.params)
         if name == "ping":
             self.replies.done(rq, {"t": round(time.time(), 3)})
         elif name == "status":
             self.replies.done(rq, self._status())
         elif name == "cancel":
-            assert isinstance(params, P.CancelParams)
+            assert isinstance(params, CancelParams)
             self._cancel(rq, params.target)
         else:
             self._start_job(name, rq, cmd, params)
@@ -205,52 +215,52 @@ class CommandChannel:
         """(code, sentence) when the request cannot be run as it is."""
         if size > self.cfg.max_request_bytes:
             return (
-                P.ErrorCode.TOO_LARGE,
+                ErrorCode.TOO_LARGE,
                 f"the request is {size} bytes; the box takes {self.cfg.max_request_bytes} at most",
             )
         if body is None:
-            return (P.ErrorCode.BAD_REQUEST, "the request is not a JSON object in UTF-8")
-        if name not in P.COMMANDS:
+            return (ErrorCode.BAD_REQUEST, "the request is not a JSON object in UTF-8")
+        if name not in COMMANDS:
             return (
-                P.ErrorCode.UNKNOWN_COMMAND,
-                f"no command {name[:40]!r}: this box knows {', '.join(P.COMMANDS)}",
+                ErrorCode.UNKNOWN_COMMAND,
+                f"no command {name[:40]!r}: this box knows {', '.join(COMMANDS)}",
             )
         try:
-            cmd = P.CommandMsg.model_validate(body)
+            cmd = CommandMsg.from_wire(body)
         except ValidationError as exc:
-            return P.ErrorCode.BAD_REQUEST, _field_error(exc, "")
-        if cmd.exp is not None and cmd.exp < time.time():
-            return P.ErrorCode.EXPIRED, "the request expired before the box received it"
+            return ErrorCode.BAD_REQUEST, _field_error(exc, "")
+        if cmd.expires is not None and cmd.expires < time.time():
+            return ErrorCode.EXPIRED, "the request expired before the box received it"
         try:
-            params = P.PARAMS[name].model_validate(cmd.p)
+            params = PARAMS[name].model_validate(cmd.params)
         except ValidationError as exc:
-            return P.ErrorCode.BAD_PARAMS, _field_error(exc, "p.")
-        if isinstance(params, P.ClipParams):
+            return ErrorCode.BAD_PARAMS, _field_error(exc, "p.")
+        if isinstance(params, ClipParams):
             return self._clip_problem(params)
         return None
 
-    def _clip_problem(self, p: P.ClipParams) -> tuple[str, str] | None:
+    def _clip_problem(self, p: ClipParams) -> tuple[str, str] | None:
         if p.end - p.start > self.cfg.max_clip_s:
             return (
-                P.ErrorCode.TOO_LARGE,
+                ErrorCode.TOO_LARGE,
                 f"the range is {p.end - p.start:.0f} s; the box cuts "
                 f"{self.cfg.max_clip_s:.0f} s at most per request",
             )
         if p.start > time.time() + 60:
-            return P.ErrorCode.OUT_OF_RANGE, "'from' is in the future"
+            return ErrorCode.OUT_OF_RANGE, "'from' is in the future"
         return None
 
-    def _start_job(self, name: str, rq: str, cmd: P.CommandMsg, params: P.Params) -> None:
+    def _start_job(self, name: str, rq: str, cmd: CommandMsg, params: Params) -> None:
         if name == "clip" and self.clips is None:
             self.replies.error(
-                rq, P.ErrorCode.UNAVAILABLE, "this box keeps no recordings to cut clips from"
+                rq, ErrorCode.UNAVAILABLE, "this box keeps no recordings to cut clips from"
             )
             return
-        assert isinstance(params, P.ClipParams | P.SnapshotParams)
-        if not self.jobs.submit(Job(rq, name, cmd.by, params)):
+        assert isinstance(params, ClipParams | SnapshotParams)
+        if not self.jobs.submit(Job(rq, name, cmd.requester, params)):
             self.replies.error(
                 rq,
-                P.ErrorCode.BUSY,
+                ErrorCode.BUSY,
                 f"{self.cfg.max_jobs} requests are already waiting on this box: ask again later",
             )
             return
@@ -266,11 +276,11 @@ class CommandChannel:
             return
         earlier = self.requests.get(target)
         if earlier is not None and earlier.state == "final":
-            self.replies.error(rq, P.ErrorCode.NOT_FOUND, f"request {target} has already ended")
+            self.replies.error(rq, ErrorCode.NOT_FOUND, f"request {target} has already ended")
         else:
             self.replies.error(
                 rq,
-                P.ErrorCode.NOT_FOUND,
+                ErrorCode.NOT_FOUND,
                 f"no clip or snapshot request or transfer {target} is running",
             )
 
@@ -300,24 +310,24 @@ class CommandChannel:
             except Exception as exc:
                 log.exception("cannot resume request %s", req.rq)
                 self.replies.error(
-                    req.rq, P.ErrorCode.FAILED, f"interrupted by a restart and not resumed: {exc}"
+                    req.rq, ErrorCode.FAILED, f"interrupted by a restart and not resumed: {exc}"
                 )
 
     def _recover_one(self, req: Request) -> None:
         if req.xid is not None:
             rec = self.sender.find(req.xid)
             if rec is None:
-                self.replies.error(req.rq, P.ErrorCode.FAILED, "the upload was lost in a restart")
+                self.replies.error(req.rq, ErrorCode.FAILED, "the upload was lost in a restart")
             elif rec.state != "sending":
                 finish(self.replies, rec)
             return  # still sending: the transfer sender resumes it and answers at its end
         if req.name in ("clip", "snapshot") and req.params is not None:
-            params = P.PARAMS[req.name].model_validate(req.params)
-            assert isinstance(params, P.ClipParams | P.SnapshotParams)
+            params = PARAMS[req.name].model_validate(req.params)
+            assert isinstance(params, ClipParams | SnapshotParams)
             if self.jobs.submit(Job(req.rq, req.name, req.requester, params)):
                 log.info("request %s (%s) resumed after a restart", req.rq, req.name)
                 return
-        self.replies.error(req.rq, P.ErrorCode.FAILED, "interrupted by a restart of the box")
+        self.replies.error(req.rq, ErrorCode.FAILED, "interrupted by a restart of the box")
 
 
 def _field_error(exc: ValidationError, prefix: str) -> str:

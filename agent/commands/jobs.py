@@ -25,13 +25,13 @@ from roadside.agent.commands.replies import Replies
 from roadside.agent.commands.requests import RequestLog
 from roadside.agent.commands.snapshots import BestFrames, latest_jpeg
 from roadside.agent.frames import LatestFrame
-from roadside.agent.protocol import ClipParams, ErrorCode, SnapshotParams
 from roadside.agent.recording.clipcut import ClipResult
 from roadside.agent.recording.errors import RecordingError
 from roadside.agent.transfer.sender import TransferSender
 from roadside.agent.transfer.store import TransferRecord
 from roadside.config.agent import CommandsConfig
 from roadside.ids import ulid_time
+from roadside.wire.commands import ClipParams, ErrorCode, SnapshotParams
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,10 @@ import logging
 from typing import Any, Protocol
 
 from roadside.agent.commands.requests import Request, RequestLog
-from roadside.agent.protocol import REPLY, Message, ReplyMsg
 from roadside.ids import new_id
+from roadside.wire.commands import ReplyMsg, ReplyState
+from roadside.wire.messages import Message
+from roadside.wire.topics import REPLY
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +40,23 @@ class Replies:
         self.dropped_finals = 0
 
     def done(self, rq: str, result: dict[str, Any], xid: str | None = None) -> bool:
-        return self._final(ReplyMsg(id=new_id(), rq=rq, st="done", r=result, xid=xid))
+        return self._final(
+            ReplyMsg(
+                id=new_id(), request_id=rq, state=ReplyState.DONE, result=result, transfer_id=xid
+            )
+        )
 
     def error(self, rq: str, code: str, msg: str, xid: str | None = None) -> bool:
         log.info("request %s: %s: %s", rq, code, msg)
         return self._final(
-            ReplyMsg(id=new_id(), rq=rq, st="error", code=code, msg=msg[:MSG_MAX], xid=xid)
+            ReplyMsg(
+                id=new_id(),
+                request_id=rq,
+                state=ReplyState.ERROR,
+                code=code,
+                detail=msg[:MSG_MAX],
+                transfer_id=xid,
+            )
         )
 
     def progress(self, rq: str, pg: float | None, msg: str, xid: str | None = None) -> None:
@@ -51,7 +64,16 @@ class Replies:
         if not self.uplink.connected:
             return
         pg = None if pg is None else round(min(1.0, max(0.0, pg)), 3)
-        self._send(ReplyMsg(id=new_id(), rq=rq, st="progress", pg=pg, msg=msg[:MSG_MAX], xid=xid))
+        self._send(
+            ReplyMsg(
+                id=new_id(),
+                request_id=rq,
+                state=ReplyState.PROGRESS,
+                progress=pg,
+                detail=msg[:MSG_MAX],
+                transfer_id=xid,
+            )
+        )
 
     def repeat(self, earlier: Request) -> None:
         """A request id seen before: its stored final reply again (same message id), or a
@@ -72,4 +94,4 @@ class Replies:
         return True
 
     def _send(self, reply: ReplyMsg) -> None:
-        self.uplink.publish(f"{REPLY}/{reply.rq}", reply)
+        self.uplink.publish(f"{REPLY}/{reply.request_id}", reply)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from roadside.agent.protocol import ReplyMsg
+from roadside.wire.commands import ReplyMsg
 
 RequestState = Literal["accepted", "running", "final"]
 
@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS requests (
     params TEXT,
     state TEXT NOT NULL,       -- accepted, running (a transfer carries it), final
     xid TEXT,
-    reply TEXT,                -- the final ReplyMsg, JSON
+    reply TEXT,                -- the final ReplyMsg, as sent (JSON)
     created REAL NOT NULL,
     finished REAL
 );
@@ -89,7 +89,7 @@ class RequestLog:
                 self._db.execute(
                     "UPDATE requests SET state = 'final', reply = ?, finished = ? "
                     "WHERE rq = ? AND state != 'final'",
-                    (reply.model_dump_json(exclude_none=True), time.time(), reply.rq),
+                    (reply.encode().decode(), time.time(), reply.request_id),
                 ).rowcount
                 == 1
             )
@@ -142,6 +142,6 @@ def _request(row: tuple) -> Request:
         json.loads(params) if params else None,
         state,
         xid,
-        ReplyMsg.model_validate_json(reply) if reply else None,
+        ReplyMsg.decode(reply) if reply else None,
         created,
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 from roadside.agent.clock import ClockWatch
-from roadside.agent.protocol import EventMsg, Phase
 from roadside.agent.vision.tracker import Track
 from roadside.agent.vision.zones import ZoneMap
 from roadside.ids import new_id
+from roadside.wire.messages import EventMsg, EventPhase
 
 _COMPASS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
 MIN_TRAVEL = 0.03  # fraction of the frame an object must move to have a direction
@@ -31,7 +31,7 @@ class EventBuilder:
 
     def __init__(self, zones: ZoneMap | None = None, clock: ClockWatch | None = None) -> None:
         self.zones = zones or ZoneMap([])
-        # Events seen before NTP synchronised carry ns=1: their times may be far off.
+        # Events seen before NTP synchronised are marked unsynced: their times may be far off.
         self.clock = clock
 
     def observe(self, track: Track) -> None:
@@ -39,7 +39,7 @@ class EventBuilder:
         if self.zones:
             track.zones.update(self.zones.at(*track.centre))
 
-    def message(self, track: Track, phase: Phase) -> EventMsg:
+    def message(self, track: Track, phase: EventPhase) -> EventMsg:
         if track.event_id is None:
             track.event_id = new_id(track.first_seen)
         x0, y0, x1, y1 = track.best_box
@@ -47,14 +47,14 @@ class EventBuilder:
         fx, fy = track.first_centre
         return EventMsg(
             id=track.event_id,
-            k=phase,
-            c=track.label,
-            s=_r(track.best_score, 2),
-            t0=_r(track.first_seen, 2),
-            t1=_r(track.last_seen, 2),
-            b=(_r(x0, 3), _r(y0, 3), _r(x1 - x0, 3), _r(y1 - y0, 3)),
-            tr=track.track_id,
-            dir=direction(cx - fx, cy - fy),
-            z=sorted(track.zones) or None,
-            ns=None if self.clock is None or self.clock.synced else 1,
+            phase=phase,
+            label=track.label,
+            score=_r(track.best_score, 2),
+            first_seen=_r(track.first_seen, 2),
+            last_seen=_r(track.last_seen, 2),
+            box=(_r(x0, 3), _r(y0, 3), _r(x1 - x0, 3), _r(y1 - y0, 3)),
+            track=track.track_id,
+            direction=direction(cx - fx, cy - fy),
+            zones=sorted(track.zones) or None,
+            unsynced=None if self.clock is None or self.clock.synced else 1,
         )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from roadside.agent.protocol import CountMsg
 from roadside.ids import new_id
+from roadside.wire.messages import CountMsg
 
 
 class CountWindow:
@@ -36,9 +36,9 @@ class CountWindow:
             return None
         msg = CountMsg(
             id=new_id(t),
-            t0=round(self.start, 2),
-            t1=round(t, 2),
-            n=dict(sorted(self.counts.items())),
+            start=round(self.start, 2),
+            end=round(t, 2),
+            counts=dict(sorted(self.counts.items())),
         )
         self.start, self.counts = t, Counter()
         return msg

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from roadside.agent.protocol import Message, dumps_line
+from roadside.wire.messages import Message, dumps_line
 
 
 class Sink(Protocol):

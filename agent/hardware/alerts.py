@@ -11,7 +11,7 @@ import logging
 import threading
 
 from roadside.agent.events.sinks import Sink
-from roadside.agent.protocol import Message
+from roadside.wire.messages import Message
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ import cv2
 from gpiozero import Button
 
 from roadside.agent.frames import Frame, LatestFrame
-from roadside.agent.protocol import EventMsg, Message
 from roadside.config.agent import TamperConfig
 from roadside.ids import new_id
+from roadside.wire.messages import EventMsg, EventPhase, Message
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class TamperSwitch:
             self.opened_at = now
             self.event_id = new_id(now)
             log.warning("tamper: the box door was opened (event %s)", self.event_id)
-            self._send("s", now)
+            self._send(EventPhase.START, now)
             self._snapshot()
 
     def _on_close(self) -> None:
@@ -118,21 +118,21 @@ class TamperSwitch:
             if self.event_id is None:
                 return
             log.warning("tamper: the box door was closed (event %s)", self.event_id)
-            self._send("e", time.time())
+            self._send(EventPhase.END, time.time())
             self.event_id = None
             self.opened_at = None
 
-    def _send(self, phase: str, now: float) -> None:
+    def _send(self, phase: EventPhase, now: float) -> None:
         assert self.event_id is not None and self.opened_at is not None
         msg = EventMsg(
             id=self.event_id,
-            k=phase,
-            c=TAMPER_CLASS,
-            s=1.0,
-            t0=round(self.opened_at, 2),
-            t1=round(now, 2),
-            b=WHOLE_FRAME,
-            tr=0,
+            phase=phase,
+            label=TAMPER_CLASS,
+            score=1.0,
+            first_seen=round(self.opened_at, 2),
+            last_seen=round(now, 2),
+            box=WHOLE_FRAME,
+            track=0,
         )
         self.events += 1
         try:

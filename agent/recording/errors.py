@@ -1,14 +1,14 @@
 """Errors of the recordings: each says what went wrong and what the box does hold.
 
-``code`` is the reason code a station reply carries (``protocol.ErrorCode``).
+``code`` is the reason code a station reply carries (``roadside.wire.commands.ErrorCode``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from roadside.agent.protocol import ErrorCode
 from roadside.errors import RoadsideError
+from roadside.wire.commands import ErrorCode
 
 
 def when(t: float) -> str:

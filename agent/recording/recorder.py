@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 from roadside.agent.clock import ClockWatch, WallAnchor
 from roadside.agent.frames import Frame
-from roadside.agent.protocol import EventMsg, Message
 from roadside.agent.recording.encoder import FrameEncoder, PacketClock
 from roadside.agent.recording.errors import RecordingError
 from roadside.agent.recording.eventwindow import EventWindow
@@ -42,6 +41,7 @@ from roadside.agent.recording.retention import RetentionPolicy
 from roadside.agent.recording.ring import FreeSpace, SegmentLabel, SegmentRing, disk_free
 from roadside.agent.recording.segments import Opener, SegmentFile
 from roadside.config.agent import AgentConfig, RecordingConfig
+from roadside.wire.messages import EventMsg, EventPhase, Message
 
 if TYPE_CHECKING:
     from roadside.agent.pipeline import Pipeline
@@ -361,15 +361,15 @@ class Recorder:
         self._route(EncodedPacket(raw.data, pts, dts, raw.keyframe))
 
     def _on_event(self, msg: EventMsg) -> None:
-        t0, t1 = self.anchor.mono(msg.t0), self.anchor.mono(msg.t1)
-        if msg.k == "s":
+        t0, t1 = self.anchor.mono(msg.first_seen), self.anchor.mono(msg.last_seen)
+        if msg.phase == EventPhase.START:
             self.window.start(msg.id, t0)
             if self.mode == "events" and not self.ring.recording and self._label is not None:
                 for pkt in self.preroll.drain(t0 - self.cfg.pre_roll_s):
                     self.ring.write(pkt, self._label)
         else:
             self.window.end(msg.id, t1)
-        self.ring.mark_event(msg.t0, msg.t1)
+        self.ring.mark_event(msg.first_seen, msg.last_seen)
 
     # -- named steps --------------------------------------------------------------------
     def _observe_clock(self, wall: float, mono: float) -> None:

@@ -47,7 +47,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from roadside.agent import protocol as P
 from roadside.agent.transfer.store import TransferRecord, TransferStore
 from roadside.agent.uplink.client import Inbound
 from roadside.agent.uplink.link import Uplink
@@ -55,6 +54,16 @@ from roadside.agent.uplink.sender import BulkMessage
 from roadside.config.agent import TransferConfig
 from roadside.digest import sha256_file
 from roadside.ids import new_id
+from roadside.wire.commands import ErrorCode
+from roadside.wire.topics import XFER, XFER_ABORT, XFER_ACK, XFER_DATA, XFER_INIT, xfer_topic
+from roadside.wire.transfer import (
+    CHUNK_HEADER,
+    XferAbort,
+    XferAck,
+    XferAckState,
+    XferInit,
+    pack_chunk,
+)
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +201,7 @@ class TransferSender:
                 self._live[rec.xid] = live
         self.store.prune(KEEP_FINISHED_S)
         self._sweep_orphans()
-        self.uplink.subscribe(f"{P.XFER}/+/{P.XFER_ACK}", self._on_ack)
+        self.uplink.subscribe(f"{XFER}/+/{XFER_ACK}", self._on_ack)
         self.uplink.client.listeners.connected.append(self._on_connected)
         self.uplink.add_bulk(self)
         self._thread = threading.Thread(target=self._run_clock, name="transfer-clock", daemon=True)
@@ -265,7 +274,7 @@ class TransferSender:
             )
             if live is None:
                 return None
-            self._end(live, "failed", P.ErrorCode.CANCELLED, why)
+            self._end(live, "failed", ErrorCode.CANCELLED, why)
         self._poke()
         return live.rec
 
@@ -311,7 +320,7 @@ class TransferSender:
             if idx is None:
                 return None
             length = live.rec.chunk_len(idx)
-            wait = self._bucket.take(length + P.CHUNK_HEADER.size + 60 + MQTT_OVERHEAD, now)
+            wait = self._bucket.take(length + CHUNK_HEADER.size + 60 + MQTT_OVERHEAD, now)
             if wait > 0:
                 bisect.insort(live.retx, idx)  # not now: first in line at a later turn
                 return None
@@ -353,26 +362,26 @@ class TransferSender:
 
     def _on_ack(self, inbound: Inbound) -> None:
         try:
-            ack = P.XferAck.decode(inbound.payload)
+            ack = XferAck.decode(inbound.payload)
         except (ValidationError, ValueError):
             log.warning("unreadable transfer ack on %s: dropped", inbound.topic)
             return
         with self._lock:
             self.stats.acks += 1
-            live = self._live.get(ack.x)
+            live = self._live.get(ack.transfer_id)
             if live is None:
                 return
             live.last_news = time.monotonic()
-            if ack.st == "done":
+            if ack.state == XferAckState.DONE:
                 self._end(live, "done")
-            elif ack.st == "fail":
+            elif ack.state == XferAckState.FAILED:
                 self._end(
                     live,
                     "failed",
-                    ack.code or P.ErrorCode.FAILED,
-                    ack.msg or "the station gave up the transfer",
+                    ack.code or ErrorCode.FAILED,
+                    ack.detail or "the station gave up the transfer",
                 )
-            elif ack.st == "unknown":
+            elif ack.state == XferAckState.UNKNOWN:
                 if live.phase != "hello" or not live.hold:
                     self._ask(live, hold=True)
             else:
@@ -397,22 +406,22 @@ class TransferSender:
         live.hello_tries += 1
         self.stats.hellos += 1
         rec = live.rec
-        init = P.XferInit(
+        init = XferInit(
             id=rec.xid,
             kind=rec.kind,
-            rq=rec.rq,
-            by=rec.requester,
+            request_id=rec.rq,
+            requester=rec.requester,
             name=rec.name,
             size=rec.size,
             sha256=rec.sha256,
-            cs=rec.cs,
-            t=rec.created,
-            exp=rec.exp,
-            q=live.q,
+            chunk_size=rec.cs,
+            at=rec.created,
+            expires=rec.exp,
+            asking=live.q,
             meta=rec.meta,
         )
         return BulkMessage(
-            P.xfer_topic(self.device, rec.xid, P.XFER_INIT),
+            xfer_topic(self.device, rec.xid, XFER_INIT),
             init.encode(),
             token=("init", rec.xid, live.q, 0),
         )
@@ -436,11 +445,11 @@ class TransferSender:
                 live.fh = open(rec.path, "rb")  # noqa: SIM115 - closed when the transfer ends
             data = os.pread(live.fh.fileno(), length, idx * rec.cs)
         except OSError as exc:
-            self._end(live, "failed", P.ErrorCode.FAILED, f"cannot read the file to send: {exc}")
+            self._end(live, "failed", ErrorCode.FAILED, f"cannot read the file to send: {exc}")
             self._poke()
             return None
         if len(data) != length:
-            self._end(live, "failed", P.ErrorCode.FAILED, "the file to send changed size")
+            self._end(live, "failed", ErrorCode.FAILED, "the file to send changed size")
             self._poke()
             return None
         live.seq += 1
@@ -453,8 +462,8 @@ class TransferSender:
         self.stats.chunk_bytes_sent += length
         live.dirty = True
         return BulkMessage(
-            P.xfer_topic(self.device, rec.xid, P.XFER_DATA),
-            P.pack_chunk(idx * rec.cs, data),
+            xfer_topic(self.device, rec.xid, XFER_DATA),
+            pack_chunk(idx * rec.cs, data),
             token=("d", rec.xid, idx, live.seq),
         )
 
@@ -468,15 +477,15 @@ class TransferSender:
         live.init_inflight = False
         live.hello_tries = 0
 
-    def _apply(self, live: _Live, ack: P.XferAck) -> None:
-        """A ``recv`` ack: the station holds chunks [0, n) and the ranges in ``r``."""
+    def _apply(self, live: _Live, ack: XferAck) -> None:
+        """A RECEIVING ack: the station holds chunks [0, held) and the ``ranges``."""
         chunks = live.rec.chunks
         held: set[int] = set()
-        for a, b in ack.r:
+        for a, b in ack.ranges:
             held.update(range(max(a, 0), min(b, chunks)))
-        n = min(ack.n, chunks)
-        truncated = len(ack.r) >= 64
-        bound = max(n, max((b for _a, b in ack.r), default=0))
+        n = min(ack.held, chunks)
+        truncated = len(ack.ranges) >= 64
+        bound = max(n, max((b for _a, b in ack.ranges), default=0))
         start = 0 if n < live.station_n else live.station_n
         live.station_n = n
         newest_seq = 0
@@ -494,7 +503,7 @@ class TransferSender:
             if seq < newest_seq:
                 del live.outstanding[idx]
                 bisect.insort(live.retx, idx)
-        if live.phase == "hello" and ack.q is not None and ack.q == live.q:
+        if live.phase == "hello" and ack.asking is not None and ack.asking == live.q:
             live.phase, live.hold, live.hello_tries = "send", False, 0
             live.init_inflight = False
             for idx in sorted(live.limbo):
@@ -533,7 +542,7 @@ class TransferSender:
 
     def _make_live(self, rec: TransferRecord, resumed: bool) -> _Live | None:
         if not Path(rec.path).exists():
-            rec.state, rec.code = "failed", P.ErrorCode.FAILED
+            rec.state, rec.code = "failed", ErrorCode.FAILED
             rec.msg, rec.finished = "the file to send is gone from the box", time.time()
             self.store.save(rec)
             self._events.append(("finished", rec, 0.0))
@@ -571,7 +580,7 @@ class TransferSender:
                     self._end(
                         live,
                         "failed",
-                        P.ErrorCode.DEADLINE,
+                        ErrorCode.DEADLINE,
                         f"the upload did not finish within {self._limit(live)}",
                     )
                     aborts.append(live.rec)
@@ -598,8 +607,8 @@ class TransferSender:
             if kind == "finished":
                 self.store.save(rec)
                 if rec.state == "failed" and rec.code in (
-                    P.ErrorCode.CANCELLED,
-                    P.ErrorCode.DEADLINE,
+                    ErrorCode.CANCELLED,
+                    ErrorCode.DEADLINE,
                 ):
                     aborts.append(rec)
                 if rec.owned:
@@ -608,8 +617,8 @@ class TransferSender:
             self._notify(kind, rec, frac)
         for rec in {r.xid: r for r in aborts}.values():
             self.uplink.publish(
-                f"{P.XFER}/{rec.xid}/{P.XFER_ABORT}",
-                P.XferAbort(id=new_id(), code=rec.code or P.ErrorCode.FAILED, msg=rec.msg or ""),
+                f"{XFER}/{rec.xid}/{XFER_ABORT}",
+                XferAbort(id=new_id(), code=rec.code or ErrorCode.FAILED, detail=rec.msg or ""),
             )
 
     def _notify(self, kind: str, rec: TransferRecord, frac: float) -> None:

@@ -38,11 +38,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from roadside.agent.protocol import STATUS, topic
 from roadside.agent.uplink.status import StatusReporter
 from roadside.backoff import Backoff
 from roadside.config.agent import MqttConfig
 from roadside.errors import ConfigError
+from roadside.wire.messages import OfflineReason
+from roadside.wire.topics import STATUS, topic
 
 log = logging.getLogger(__name__)
 paho_log = logging.getLogger("roadside.agent.uplink.paho")
@@ -259,7 +260,9 @@ class UplinkClient:
             self._paho = self._build()
         client = self._paho
         if self.status is not None:
-            client.will_set(self.status_topic, self.status.offline("lost"), qos=1, retain=True)
+            client.will_set(
+                self.status_topic, self.status.offline(OfflineReason.LOST), qos=1, retain=True
+            )
         if self._protocol == MQTTProtocolVersion.MQTTv5:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = self.cfg.session_expiry_s
@@ -325,7 +328,7 @@ class UplinkClient:
         """The end of a stop: the goodbye status if the link is up, then DISCONNECT."""
         if self._connected_evt.is_set() and self.status is not None:
             info = client.publish(
-                self.status_topic, self.status.offline("stop"), qos=1, retain=True
+                self.status_topic, self.status.offline(OfflineReason.STOP), qos=1, retain=True
             )
             deadline = time.monotonic() + STATUS_ACK_TIMEOUT_S
             while not info.is_published() and time.monotonic() < deadline:

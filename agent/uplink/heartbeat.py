@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from roadside.agent.hardware import health
-from roadside.agent.protocol import HealthMsg
 from roadside.agent.uplink.client import UplinkClient
 from roadside.agent.uplink.outbox import Outbox
 from roadside.ids import new_id
+from roadside.wire.messages import HealthMsg
 
 if TYPE_CHECKING:
     from roadside.agent.pipeline import Pipeline
@@ -84,25 +84,25 @@ class HealthReporter:
         counters = self.pipeline() if self.pipeline is not None else None
         return HealthMsg(
             id=new_id(),
-            t=round(time.time(), 1),
-            up=None if host.uptime_s is None else round(host.uptime_s),
-            au=round(time.monotonic() - self.started_mono),
-            ld=None if host.load_1m is None else round(host.load_1m, 2),
-            tc=host.cpu_temp_c,
-            thr=host.throttled,
-            mem=None
+            at=round(time.time(), 1),
+            uptime_s=None if host.uptime_s is None else round(host.uptime_s),
+            agent_uptime_s=round(time.monotonic() - self.started_mono),
+            load_1m=None if host.load_1m is None else round(host.load_1m, 2),
+            cpu_temp_c=host.cpu_temp_c,
+            throttled=host.throttled,
+            memory_mib=None
             if host.mem_total_mib is None
             else (host.mem_used_mib or 0, host.mem_total_mib),
-            dk=self._disk(),
-            fi=counters.frames_in if counters else None,
-            fo=counters.frames_out if counters else None,
-            fd=counters.frames_dropped if counters else None,
-            dl=round(counters.detect_latency_s * 1000, 1) if counters else None,
-            ob=ob.depth,
-            od={k: n for k, n in ob.losses.items() if n} or None,
-            ln=None if link is None else int(link.connected),
-            rc=None if link is None else link.reconnects,
-            ck=None if host.clock_synced is None else int(host.clock_synced),
+            disk_mib=self._disk(),
+            frames_in=counters.frames_in if counters else None,
+            frames_out=counters.frames_out if counters else None,
+            frames_dropped=counters.frames_dropped if counters else None,
+            detect_latency_ms=round(counters.detect_latency_s * 1000, 1) if counters else None,
+            outbox_depth=ob.depth,
+            outbox_losses={k: n for k, n in ob.losses.items() if n} or None,
+            link_up=None if link is None else int(link.connected),
+            reconnects=None if link is None else link.reconnects,
+            clock_synced=None if host.clock_synced is None else int(host.clock_synced),
         )
 
     def _disk(self) -> dict[str, float] | None:

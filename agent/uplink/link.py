@@ -12,7 +12,6 @@ import sqlite3
 from pathlib import Path
 
 from roadside import __version__
-from roadside.agent.protocol import HEALTH, Message, topic
 from roadside.agent.uplink.client import MessageCallback, UplinkClient
 from roadside.agent.uplink.heartbeat import HealthReporter, Heartbeat, PipelineProbe
 from roadside.agent.uplink.outbox import Outbox, priority_of
@@ -21,6 +20,8 @@ from roadside.agent.uplink.sink import MqttSink
 from roadside.agent.uplink.status import StatusReporter, config_hash
 from roadside.config.agent import AgentConfig, MqttConfig, UplinkConfig
 from roadside.errors import ConfigError
+from roadside.wire.messages import Message
+from roadside.wire.topics import HEALTH, topic
 
 log = logging.getLogger(__name__)
 

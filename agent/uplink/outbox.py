@@ -35,8 +35,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from roadside.agent.protocol import CountMsg
 from roadside.ids import new_id
+from roadside.wire.messages import CountMsg
 
 log = logging.getLogger(__name__)
 
@@ -433,11 +433,11 @@ class Outbox:
                 a, b = CountMsg.decode(pay_a), CountMsg.decode(pay_b)
             except ValidationError:
                 continue
-            totals = dict(a.n)
-            for label, n in b.n.items():
+            totals = dict(a.counts)
+            for label, n in b.counts.items():
                 totals[label] = totals.get(label, 0) + n
             joined = CountMsg(
-                id=new_id(), t0=min(a.t0, b.t0), t1=max(a.t1, b.t1), n=totals
+                id=new_id(), start=min(a.start, b.start), end=max(a.end, b.end), counts=totals
             ).encode()
             self._db.execute("UPDATE outbox SET payload = ? WHERE id = ?", (joined, id_a))
             self._db.execute("DELETE FROM outbox WHERE id = ?", (id_b,))

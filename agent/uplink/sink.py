@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from roadside.agent.protocol import Message, topic
 from roadside.agent.uplink.outbox import Outbox, priority_of
+from roadside.wire.messages import Message
+from roadside.wire.topics import topic
 
 
 class MqttSink:

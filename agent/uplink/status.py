@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import time
 
-from roadside.agent.protocol import StatusMsg
 from roadside.ids import new_id
+from roadside.wire.messages import OfflineReason, Presence, StatusMsg
 
 
 def config_hash(config_json: str) -> str:
@@ -27,20 +27,20 @@ class StatusReporter:
     def online(self) -> bytes:
         return StatusMsg(
             id=new_id(),
-            st="online",
-            t=round(time.time(), 2),
-            sw=self.software,
-            m=self.model,
-            cfg=self.config,
+            state=Presence.ONLINE,
+            at=round(time.time(), 2),
+            software=self.software,
+            model=self.model,
+            config_hash=self.config,
         ).encode()
 
-    def offline(self, why: str) -> bytes:
+    def offline(self, reason: OfflineReason) -> bytes:
         return StatusMsg(
             id=new_id(),
-            st="offline",
-            t=round(time.time(), 2),
-            why=why,
-            sw=self.software,
-            m=self.model,
-            cfg=self.config,
+            state=Presence.OFFLINE,
+            at=round(time.time(), 2),
+            reason=reason,
+            software=self.software,
+            model=self.model,
+            config_hash=self.config,
         ).encode()

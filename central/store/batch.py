@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from roadside.agent.protocol import CountMsg, EventMsg, HealthMsg, StatusMsg
+from roadside.wire.messages import CountMsg, EventMsg, EventPhase, HealthMsg, StatusMsg
 
 
 @dataclass
@@ -61,21 +61,23 @@ class Batch:
     def add_event(self, device: str, msg: EventMsg, received: float) -> None:
         self.touch(device, received)
         held = self.events.get(msg.id)
-        if held is not None and not (held["phase"] == "s" and msg.k == "e"):
+        if held is not None and not (
+            held["phase"] == EventPhase.START and msg.phase == EventPhase.END
+        ):
             return
         self.events[msg.id] = {
             "id": msg.id,
             "device": device,
-            "phase": msg.k,
-            "cls": msg.c,
-            "score": msg.s,
-            "t0": msg.t0,
-            "t1": msg.t1,
-            "box": list(msg.b),
-            "track": msg.tr,
-            "direction": msg.dir,
-            "zones": msg.z,
-            "unsynced": bool(msg.ns),
+            "phase": msg.phase.value,
+            "cls": msg.label,
+            "score": msg.score,
+            "t0": msg.first_seen,
+            "t1": msg.last_seen,
+            "box": list(msg.box),
+            "track": msg.track,
+            "direction": msg.direction,
+            "zones": msg.zones,
+            "unsynced": bool(msg.unsynced),
             "received": received,
             "updated": received,
         }
@@ -87,30 +89,34 @@ class Batch:
             {
                 "id": msg.id,
                 "device": device,
-                "t0": msg.t0,
-                "t1": msg.t1,
-                "n": dict(msg.n),
+                "t0": msg.start,
+                "t1": msg.end,
+                "n": dict(msg.counts),
                 "received": received,
             },
         )
 
     def add_health(self, device: str, msg: HealthMsg, received: float) -> None:
         seen = self.touch(device, received)
-        body = msg.model_dump(exclude_none=True, exclude={"v", "id", "t"})
-        row = {"id": msg.id, "device": device, "t": msg.t, "body": body, "received": received}
+        body = msg.model_dump(
+            mode="json", by_alias=True, exclude_none=True, exclude={"version", "id", "at"}
+        )
+        row = {"id": msg.id, "device": device, "t": msg.at, "body": body, "received": received}
         self.health.setdefault(msg.id, row)
         if seen.health is None or msg.id > seen.health["id"]:
             seen.health = row
 
     def add_status(self, device: str, msg: StatusMsg, received: float) -> None:
         seen = self.touch(device, received)
-        body = msg.model_dump(exclude_none=True, exclude={"v", "id"})
+        body = msg.model_dump(
+            mode="json", by_alias=True, exclude_none=True, exclude={"version", "id"}
+        )
         row = {
             "id": msg.id,
             "device": device,
-            "st": msg.st,
-            "why": msg.why,
-            "t": msg.t,
+            "st": msg.state.value,
+            "why": None if msg.reason is None else msg.reason.value,
+            "t": msg.at,
             "received": received,
             "body": body,
         }

@@ -1,0 +1,105 @@
+"""Transfers: a file in chunks on ``xfer/<transfer id>/...``, acknowledged by the station.
+
+The manifest (``XferInit``), the station's acknowledgements (``XferAck``) and the box's
+abort are JSON messages; the data goes as binary chunks, each with a 16-byte header.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from roadside.wire.messages import Message
+from roadside.wire.topics import REQUEST_ID_PATTERN, ULID_PATTERN
+
+CHUNK_MAGIC = b"RC"
+CHUNK_VERSION = 1
+CHUNK_HEADER = struct.Struct(">2sBBIQ")  # magic, version, flags (0), crc32 of data, offset
+
+
+def pack_chunk(offset: int, data: bytes) -> bytes:
+    """One data message: a 16-byte header (offset and CRC-32 of the data), then the data."""
+    return CHUNK_HEADER.pack(CHUNK_MAGIC, CHUNK_VERSION, 0, zlib.crc32(data), offset) + data
+
+
+def unpack_chunk(payload: bytes) -> tuple[int, bytes]:
+    """(offset, data) of a data message; ValueError when it is damaged or not one."""
+    if len(payload) < CHUNK_HEADER.size:
+        raise ValueError("shorter than a chunk header")
+    magic, version, _flags, crc, offset = CHUNK_HEADER.unpack_from(payload)
+    if magic != CHUNK_MAGIC or version != CHUNK_VERSION:
+        raise ValueError("not a version 1 chunk")
+    data = payload[CHUNK_HEADER.size :]
+    if zlib.crc32(data) != crc:
+        raise ValueError(f"chunk at offset {offset}: CRC-32 mismatch")
+    return offset, data
+
+
+class XferInit(Message):
+    """The manifest of one file (``id`` is the transfer id). Sent first, and again after a
+    reconnect or a restart: the station answers with an XferAck saying what it holds."""
+
+    kind: Literal["clip", "snapshot"]
+    request_id: str | None = Field(
+        None, alias="rq", pattern=REQUEST_ID_PATTERN, description="request it serves"
+    )
+    requester: str | None = Field(None, alias="by", max_length=128, description="the requester")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="file name")
+    size: int = Field(ge=0, le=1 << 40, description="bytes")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="of the whole file")
+    chunk_size: int = Field(
+        alias="cs", ge=1024, le=1 << 20, description="chunk size, bytes (the last is shorter)"
+    )
+    at: float = Field(alias="t", description="when the transfer was made, epoch seconds")
+    expires: float | None = Field(
+        None, alias="exp", description="the box gives up at this time, epoch seconds"
+    )
+    asking: int = Field(
+        0, alias="q", ge=0, description="which asking this is; the answering ack echoes it"
+    )
+    meta: dict[str, Any] = Field(
+        default_factory=dict,
+        description="what the file is: asked and actual range, quality, gaps, event id",
+    )
+
+    @property
+    def chunks(self) -> int:
+        return max(1, -(-self.size // self.chunk_size))
+
+
+class XferAckState(StrEnum):
+    """The station's view of one transfer."""
+
+    RECEIVING = "recv"  # chunks are arriving; the ack says which are held
+    DONE = "done"  # the whole file arrived and its sha256 matched
+    FAILED = "fail"  # given up (why in code and detail)
+    UNKNOWN = "unknown"  # no manifest seen: send init
+
+
+class XferAck(Message):
+    """The station's view of one transfer, on ``xfer/<xid>/ack`` (``id``: this message's).
+
+    ``held`` chunks are held from the start; ``ranges`` lists more held ranges of chunk
+    indexes [a, b) beyond them (selective acknowledgement).
+    """
+
+    transfer_id: str = Field(alias="x", pattern=ULID_PATTERN, description="the transfer id")
+    state: XferAckState = Field(alias="st")
+    held: int = Field(0, alias="n", ge=0, description="chunks held from the start")
+    ranges: list[tuple[int, int]] = Field(
+        default_factory=list, alias="r", description="more held chunk ranges [a, b)"
+    )
+    asking: int | None = Field(None, alias="q", description="the ``q`` of the init this answers")
+    code: str | None = Field(None, description="fail: a reason code (ErrorCode)")
+    detail: str | None = Field(None, alias="msg", description="fail: why, for people")
+
+
+class XferAbort(Message):
+    """The box abandons a transfer (cancelled, past its deadline): the station drops it."""
+
+    code: str = Field(description="a reason code (ErrorCode)")
+    detail: str = Field(alias="msg", description="why, for people")
