@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from roadside.central.times import iso_time, show_age, show_time
+from roadside.wire.messages import EventPhase, OfflineReason
 
 
 def out_console() -> Console:
@@ -30,36 +31,40 @@ def _mib(value: float | None) -> str:
 
 
 def health_summary(h: dict[str, Any] | None) -> str:
-    """``load 0.8 · 52°C · mem 41% · disk 3.2 GB free`` from a health body."""
+    """``load 0.8 · 52°C · mem 41% · disk 3.2 GB free`` from a stored health body (the
+    HealthMsg fields by their long names)."""
     if not h:
         return "-"
     parts = []
-    if "ld" in h:
-        parts.append(f"load {h['ld']:.1f}")
-    if "tc" in h:
-        parts.append(f"{h['tc']:.0f}°C")
-    if h.get("mem"):
-        used, total = h["mem"]
+    if "load_1m" in h:
+        parts.append(f"load {h['load_1m']:.1f}")
+    if "cpu_temp_c" in h:
+        parts.append(f"{h['cpu_temp_c']:.0f}°C")
+    if h.get("memory_mib"):
+        used, total = h["memory_mib"]
         parts.append(f"mem {100 * used / total:.0f}%" if total else f"mem {used} MB")
-    disk = h.get("dk") or {}
+    disk = h.get("disk_mib") or {}
     if "free" in disk:
         parts.append(f"disk {_mib(disk['free'])} free")
-    if h.get("thr"):
-        parts.append(f"throttled 0x{h['thr']:x}")
+    if h.get("throttled"):
+        parts.append(f"throttled 0x{h['throttled']:x}")
     return " · ".join(parts) or "-"
 
 
 def outbox_summary(h: dict[str, Any] | None) -> str:
-    if not h or "ob" not in h:
+    if not h or "outbox_depth" not in h:
         return "-"
-    lost = sum((h.get("od") or {}).values())
-    return f"{h['ob']}" + (f" ({lost} lost)" if lost else "")
+    lost = sum((h.get("outbox_losses") or {}).values())
+    return f"{h['outbox_depth']}" + (f" ({lost} lost)" if lost else "")
 
 
 def clock_summary(h: dict[str, Any] | None) -> str:
-    if not h or "ck" not in h:
+    if not h or "clock_synced" not in h:
         return "?"
-    return "synced" if h["ck"] else "NOT synced"
+    return "synced" if h["clock_synced"] else "NOT synced"
+
+
+_OFFLINE = {OfflineReason.LOST: "offline (link lost)", OfflineReason.STOP: "offline (stopped)"}
 
 
 def device_state(d: dict[str, Any]) -> str:
@@ -67,8 +72,8 @@ def device_state(d: dict[str, Any]) -> str:
         return "unknown"
     if d["online"]:
         return "online"
-    why = (d.get("status") or {}).get("why")
-    return {"lost": "offline (link lost)", "stop": "offline (stopped)"}.get(why, "offline")
+    reason = (d.get("status") or {}).get("reason")
+    return _OFFLINE.get(reason, "offline")
 
 
 def devices_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]]:
@@ -79,14 +84,14 @@ def devices_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any
             "state": device_state(d),
             "last_seen": iso_time(d["last_seen"], zone),
             "last_seen_ago_s": round(now - d["last_seen"], 1),
-            "software": (d.get("status") or {}).get("sw"),
-            "model": (d.get("status") or {}).get("m"),
+            "software": (d.get("status") or {}).get("software"),
+            "model": (d.get("status") or {}).get("model"),
             "health": d.get("health"),
             "health_at": iso_time(d.get("health_at"), zone),
-            "outbox": (d.get("health") or {}).get("ob"),
+            "outbox": (d.get("health") or {}).get("outbox_depth"),
             "clock_synced": None
-            if "ck" not in (d.get("health") or {})
-            else bool(d["health"]["ck"]),
+            if "clock_synced" not in (d.get("health") or {})
+            else bool(d["health"]["clock_synced"]),
         }
         for d in rows
     ]
@@ -108,7 +113,7 @@ def devices_table(rows: list[dict[str, Any]], zone: tzinfo) -> Table:
             health_summary(h),
             outbox_summary(h),
             clock_summary(h),
-            (d.get("status") or {}).get("sw") or "-",
+            (d.get("status") or {}).get("software") or "-",
         )
     return table
 
@@ -119,7 +124,7 @@ def events_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]
             "id": e["id"],
             "device": e["device"],
             "class": e["cls"],
-            "state": "ended" if e["phase"] == "e" else "ongoing",
+            "state": "ended" if e["phase"] == EventPhase.END else "ongoing",
             "start": iso_time(e["t0"], zone),
             "end": iso_time(e["t1"], zone),
             "score": round(e["score"], 3),
@@ -138,7 +143,7 @@ def events_table(rows: list[dict[str, Any]], zone: tzinfo, limit: int) -> Table:
     for col in ("time", "box", "class", "seen for", "score", "direction", "zones", "id"):
         table.add_column(col, no_wrap=col in ("time", "id"))
     for e in rows:
-        ongoing = " (ongoing)" if e["phase"] == "s" else ""
+        ongoing = " (ongoing)" if e["phase"] == EventPhase.START else ""
         clock = " [yellow]clock?[/]" if e["unsynced"] else ""
         table.add_row(
             show_time(e["t0"], zone) + clock,

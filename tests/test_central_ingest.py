@@ -190,7 +190,7 @@ def test_status_last_will_and_replies(broker, tmp_path: Path) -> None:
     box.socket().close()  # no DISCONNECT: the broker sends the will
     wait_until(
         lambda: any(
-            d["device"] == "box-w" and d["online"] is False and d["status"]["why"] == "lost"
+            d["device"] == "box-w" and d["online"] is False and d["status"]["reason"] == "lost"
             for d in _devices(store)
         ),
         30,

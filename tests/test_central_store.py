@@ -12,15 +12,25 @@ import pytest
 import sqlalchemy as sa
 from central_helpers import count, db_url, event_pair, health, pg_admin, status  # noqa: F401
 
+from roadside.central import views
 from roadside.central.config import load_central_config, parse_central_config
 from roadside.central.routing import route
 from roadside.central.store import Store, queries
 from roadside.central.store import tables as T
 from roadside.central.store.batch import Batch
-from roadside.central.store.migrations import LATEST, SchemaError, migrate, schema_version
+from roadside.central.store.engine import open_engine
+from roadside.central.store.migrations import (
+    LATEST,
+    SchemaError,
+    migrate,
+    schema_version,
+    v001_initial,
+    v002_long_names,
+)
 from roadside.central.store.writer import BatchWriter
 from roadside.central.times import TimeInputError, parse_duration, parse_time
 from roadside.errors import ConfigError
+from roadside.ids import new_id
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -40,7 +50,7 @@ def _write(
 
 def test_migrated_schema_matches_the_tables_the_code_uses(db_url: str) -> None:  # noqa: F811
     store = Store(db_url)
-    assert store.applied == [1]
+    assert store.applied == [1, 2]
     assert migrate(store.engine) == []  # a second start applies nothing
     inspector = sa.inspect(store.engine)
     for table in T.metadata.sorted_tables:
@@ -53,7 +63,8 @@ def test_migrated_schema_matches_the_tables_the_code_uses(db_url: str) -> None: 
             i.name for i in table.indexes
         }, table.name
     with store.connect() as conn:
-        assert conn.execute(sa.select(schema_version.c.version)).scalars().all() == [LATEST]
+        versions = conn.execute(sa.select(schema_version.c.version)).scalars().all()
+        assert versions == list(range(1, LATEST + 1))
     store.close()
 
 
@@ -117,12 +128,12 @@ def test_counts_health_and_status_dedupe_and_track_the_device(db_url: str) -> No
         dev = queries.devices(conn)[0]
         n = queries.table_counts(conn)
     assert (n["counts"], n["health"], n["status_log"]) == (1, 2, 1)
-    assert dev["online"] is True and dev["health"]["ob"] == 2, "newest health by id wins"
+    assert dev["online"] is True and dev["health"]["outbox_depth"] == 2, "newest health by id wins"
     assert dev["last_seen"] == pytest.approx(now + 1)
     _write(store, ("box-b", "status", will), received=now + 2)  # arrives after: it wins
     with store.connect() as conn:
         dev = queries.devices(conn)[0]
-    assert dev["online"] is False and dev["status"]["why"] == "lost"
+    assert dev["online"] is False and dev["status"]["reason"] == "lost"
     store.close()
 
 
@@ -142,6 +153,102 @@ def test_malformed_messages_are_kept_with_the_reason(tmp_path: Path) -> None:
     assert n["events"] == 1 and len(rejects) == 3
     assert "id" in rejects[0]["reason"] and rejects[0]["payload"] == b'{"v":1,"id":"short"}'
     assert "no schema" in rejects[2]["reason"]
+    store.close()
+
+
+def test_stored_health_and_status_move_to_long_names(
+    db_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A database made by version 1 (short keys in the bodies) is rewritten on upgrade."""
+    engine = open_engine(db_url)
+    old_health = {"ld": 1.46, "tc": 51.0, "ob": 3, "od": {"drop_health": 2}, "ck": 0}
+    with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+        schema_version.create(conn)
+        v001_initial.upgrade(conn)
+        conn.execute(schema_version.insert().values(version=1, description="v1", applied=0.0))
+        conn.execute(
+            T.health.insert(),
+            [
+                {
+                    "id": new_id(100.0 + i),
+                    "device": "box-old",
+                    "t": 100.0 + i,
+                    "body": {**old_health, "dk": {"free": 2048.0}, "fi": i, "later": "kept"},
+                    "received": 101.0 + i,
+                }
+                for i in range(5)
+            ],
+        )
+        conn.execute(
+            T.devices.insert(),
+            [
+                {
+                    "device": "box-old",
+                    "first_seen": 1.0,
+                    "last_seen": 2.0,
+                    "online": False,
+                    "status": {"st": "offline", "t": 1.5, "why": "lost", "sw": "0.1.0", "m": "x"},
+                    "health": old_health,
+                },
+                {
+                    "device": "box-new",
+                    "first_seen": 1.0,
+                    "last_seen": 2.0,
+                    "online": None,
+                    "status": None,
+                    "health": None,
+                },
+            ],
+        )
+    engine.dispose()
+    monkeypatch.setattr(v002_long_names, "BATCH", 2)  # several pages of rows
+    store = Store(db_url)
+    assert store.applied == [2]
+    with store.connect() as conn:
+        bodies = conn.execute(sa.select(T.health.c.body).order_by(T.health.c.id)).scalars().all()
+        devices = {d["device"]: d for d in queries.devices(conn)}
+    assert len(bodies) == 5
+    for i, body in enumerate(bodies):
+        assert body == {
+            "load_1m": 1.46,
+            "cpu_temp_c": 51.0,
+            "outbox_depth": 3,
+            "outbox_losses": {"drop_health": 2},
+            "clock_synced": 0,
+            "disk_mib": {"free": 2048.0},
+            "frames_in": i,
+            "later": "kept",
+        }
+    old = devices["box-old"]
+    assert old["status"] == {
+        "state": "offline",
+        "at": 1.5,
+        "reason": "lost",
+        "software": "0.1.0",
+        "model": "x",
+    }
+    assert views.health_summary(old["health"]) == "load 1.5 · 51°C"
+    assert views.outbox_summary(old["health"]) == "3 (2 lost)"
+    assert views.clock_summary(old["health"]) == "NOT synced"
+    assert views.device_state(old) == "offline (link lost)"
+    assert devices["box-new"]["health"] is None and devices["box-new"]["status"] is None
+    store.close()
+
+
+def test_new_health_and_status_are_stored_under_long_names(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    _write(
+        store,
+        ("box-d", "health", health(load_1m=0.25, disk_mib={"free": 4096.0}, outbox_depth=0)),
+        ("box-d", "status", status("offline", "stop")),
+    )
+    with store.connect() as conn:
+        dev = queries.devices(conn)[0]
+    assert dev["health"] == {"load_1m": 0.25, "disk_mib": {"free": 4096.0}, "outbox_depth": 0}
+    assert set(dev["status"]) == {"state", "at", "reason", "software", "model"}
+    assert views.health_summary(dev["health"]) == "load 0.2 · disk 4.0 GB free"
+    assert views.device_state(dev) == "offline (stopped)"
     store.close()
 
 

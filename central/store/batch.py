@@ -3,7 +3,8 @@
 The broker delivers at least once, and two workers may each hold a copy of one message, so
 folding here only saves work; the exactly-once guarantee comes from the upserts in
 ``writer.py``. Rules: an event's end supersedes its start; the newest status (by arrival) and
-health (by id, which grows with the box's clock) become the device's current ones.
+health (by id, which grows with the box's clock) become the device's current ones. Health and
+status bodies are kept as JSON under the messages' long field names (``load_1m``, not ``ld``).
 """
 
 from __future__ import annotations
@@ -98,9 +99,7 @@ class Batch:
 
     def add_health(self, device: str, msg: HealthMsg, received: float) -> None:
         seen = self.touch(device, received)
-        body = msg.model_dump(
-            mode="json", by_alias=True, exclude_none=True, exclude={"version", "id", "at"}
-        )
+        body = msg.model_dump(mode="json", exclude_none=True, exclude={"version", "id", "at"})
         row = {"id": msg.id, "device": device, "t": msg.at, "body": body, "received": received}
         self.health.setdefault(msg.id, row)
         if seen.health is None or msg.id > seen.health["id"]:
@@ -108,9 +107,7 @@ class Batch:
 
     def add_status(self, device: str, msg: StatusMsg, received: float) -> None:
         seen = self.touch(device, received)
-        body = msg.model_dump(
-            mode="json", by_alias=True, exclude_none=True, exclude={"version", "id"}
-        )
+        body = msg.model_dump(mode="json", exclude_none=True, exclude={"version", "id"})
         row = {
             "id": msg.id,
             "device": device,
