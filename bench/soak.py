@@ -50,9 +50,11 @@ from paho.mqtt.properties import Properties
 from rich.console import Console
 from rich.table import Table
 
+from roadside.backoff import Backoff
 from roadside.badlink import BadLink, LinkShape
 from roadside.central.config import parse_central_config
 from roadside.central.local_broker import LocalBroker
+from roadside.central.mqtt import ReconnectWaits
 from roadside.central.officer import BoxRequest
 from roadside.central.service import CentralService
 from roadside.central.store import tables as T
@@ -270,13 +272,14 @@ class Fuzzer:
         )
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
-        self._client.reconnect_delay_set(0.2, 2)
+        self._reconnects = ReconnectWaits(self._client, Backoff(0.2, 2.0))
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
         self._client.connect_async("127.0.0.1", port, clean_start=False, properties=props)
         self._client.loop_start()
 
     def _on_connect(self, client: mqtt.Client, *_a: object) -> None:
+        self._reconnects.connected()
         client.subscribe(topic(DEVICE, f"{REPLY}/+"), qos=1)
 
     def _on_message(self, _c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:

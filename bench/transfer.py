@@ -38,6 +38,7 @@ from broker import Mosquitto  # noqa: E402
 from roadside.agent.transfer.sender import TransferSender  # noqa: E402
 from roadside.agent.transfer.store import TransferRecord  # noqa: E402
 from roadside.agent.uplink import Uplink  # noqa: E402
+from roadside.backoff import Backoff  # noqa: E402
 from roadside.badlink import BadLink, LinkShape  # noqa: E402
 from roadside.central.config import BrokerConfig  # noqa: E402
 from roadside.central.receiver import TransferReceiver  # noqa: E402
@@ -132,6 +133,8 @@ def single_message(
     sub.loop_start()
     connected, lost, acked = threading.Event(), threading.Event(), threading.Event()
     attempts = best = 0
+    # Waits between attempts as the box's link has them (reset by every connection).
+    backoff = Backoff(args.reconnect_min, MqttConfig.model_fields["reconnect_max_s"].default)
     with BadLink(broker.port, shape=link_shape(args)) as link:
         pub = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id="bench-pub", reconnect_on_failure=False
@@ -150,6 +153,7 @@ def single_message(
             except OSError:
                 ok = False
             if ok:
+                backoff.reset()
                 attempts += 1
                 start_bytes = link.stats.bytes_up
                 pub.publish(f"bench/{DEVICE}/file", payload, qos=1)
@@ -159,7 +163,7 @@ def single_message(
             pub.loop_stop()
             pub.disconnect()
             if not arrived.wait(2.0 if acked.is_set() else 0.0):
-                time.sleep(args.reconnect_min)  # like the box's first reconnect wait
+                time.sleep(backoff.next())
         took = time.monotonic() - t0
     sub.loop_stop()
     sub.disconnect()

@@ -32,8 +32,9 @@ import paho.mqtt.client as mqtt
 import sqlalchemy as sa
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from roadside.backoff import Backoff
 from roadside.central.config import CentralConfig
-from roadside.central.mqtt import connect_properties, make_client
+from roadside.central.mqtt import ReconnectWaits, connect_properties, make_client
 from roadside.central.routing import route
 from roadside.central.store import Store
 from roadside.central.store.batch import Batch
@@ -42,6 +43,9 @@ from roadside.wire.topics import COUNT, EVENT, HEALTH, REPLY, ROOT, STATUS
 log = logging.getLogger(__name__)
 
 SHARED_KINDS = (EVENT, COUNT, HEALTH, f"{REPLY}/+")
+WRITE_RETRY_MIN_S = 0.5  # first wait after a failed database write
+WRITE_RETRY_MAX_S = 10.0  # longest wait between tries while the database is away
+STOPPING_RETRY_S = 0.5  # between the few tries left when the worker is stopping
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,7 @@ class IngestWorker:
         self._epoch = 0
         self._writer = store.writer()
         self._client = make_client(cfg.broker, self.client_id, manual_ack=True)
+        self._reconnects = ReconnectWaits(self._client)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -107,6 +112,7 @@ class IngestWorker:
         if getattr(reason, "is_failure", False):
             log.warning("broker refused %s: %s", self.client_id, reason)
             return
+        self._reconnects.connected()
         self.stats.connects += 1
         log.info("%s connected (session present: %s)", self.client_id, flags.session_present)
         client.subscribe(subscriptions(self.cfg.ingest.group))
@@ -137,7 +143,7 @@ class IngestWorker:
         batch = Batch()
         for item in items:
             route(batch, item.topic, item.payload, item.received)
-        wait = 0.5
+        backoff = Backoff(WRITE_RETRY_MIN_S, WRITE_RETRY_MAX_S)
         for attempt in itertools.count():
             try:
                 self._writer.write(batch)
@@ -153,12 +159,12 @@ class IngestWorker:
                         len(items),
                     )
                     return
+                wait = STOPPING_RETRY_S if self._stop.is_set() else backoff.next()
                 log.warning("database write failed (%s); retrying in %.1f s", why, wait)
                 if self._stop.is_set():
-                    time.sleep(0.5)  # stopping: a few quick tries, then leave it to the broker
+                    time.sleep(wait)  # stopping: a few quick tries, then leave it to the broker
                 else:
                     self._stop.wait(wait)
-                wait = min(wait * 2, 10.0)
         self.stats.received += len(items)
         self.stats.stored += len(items) - len(batch.rejects)
         self.stats.rejected += len(batch.rejects)

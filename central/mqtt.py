@@ -2,7 +2,8 @@
 
 The ingest workers keep a persistent session (clean start off, a session expiry) so the
 broker queues their share of messages while they restart; the officer commands use short
-clean sessions of their own.
+clean sessions of their own. Every client reconnects through paho's network thread with the
+waits of ``ReconnectWaits`` (``roadside.backoff``: doubling, capped, jittered).
 """
 
 from __future__ import annotations
@@ -17,16 +18,53 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from roadside.backoff import Backoff
 from roadside.central.config import BrokerConfig
 from roadside.errors import ConfigError, RoadsideError
+
+RECONNECT_MIN_S = 1.0  # first wait after the broker is lost
+RECONNECT_MAX_S = 30.0  # longest wait between attempts while it stays away
 
 
 class BrokerError(RoadsideError):
     """The station's broker cannot be reached or refused us."""
 
 
+class ReconnectWaits:
+    """The waits paho's network thread makes between reconnect attempts, from a ``Backoff``.
+
+    paho reconnects by itself (``loop_start``) but doubles its wait without jitter, so every
+    client of a station would come back to a restarted broker in the same second. Before each
+    attempt (paho's ``on_pre_connect``, which this takes) the wait that follows a failure of
+    it is set from the backoff; the client's ``on_connect`` calls ``connected`` on success, so
+    the next loss starts again from the shortest wait. Runs on paho's network thread only.
+    """
+
+    def __init__(self, client: mqtt.Client, backoff: Backoff | None = None) -> None:
+        self.backoff = backoff or Backoff(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        self._client = client
+        self._first = True  # the first attempt follows no wait: the wait set now is its own
+        client.on_pre_connect = self._before_attempt
+        self._set_next_wait()
+
+    def connected(self) -> None:
+        """The broker said yes: a loss from now on waits the shortest time first."""
+        self.backoff.reset()
+        self._set_next_wait()
+
+    def _before_attempt(self, _client: mqtt.Client, _userdata: object) -> None:
+        if self._first:
+            self._first = False
+            return
+        self._set_next_wait()
+
+    def _set_next_wait(self) -> None:
+        wait = self.backoff.next()
+        self._client.reconnect_delay_set(min_delay=wait, max_delay=wait)  # type: ignore[arg-type]
+
+
 def make_client(cfg: BrokerConfig, client_id: str, manual_ack: bool = False) -> mqtt.Client:
-    """A configured, not yet connected, MQTT 5 client."""
+    """A configured, not yet connected, MQTT 5 client (give it ``ReconnectWaits``)."""
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
@@ -47,7 +85,6 @@ def make_client(cfg: BrokerConfig, client_id: str, manual_ack: bool = False) -> 
             cert_reqs=ssl.CERT_REQUIRED,
             tls_version=ssl.PROTOCOL_TLS_CLIENT,
         )
-    client.reconnect_delay_set(min_delay=1, max_delay=30)
     return client
 
 
@@ -73,12 +110,15 @@ def connect_now(
     """
     answered = threading.Event()
     outcome: list[str] = []
+    waits = ReconnectWaits(client)
 
     def on_connect(
         _c: mqtt.Client, _u: object, _flags: object, reason: ReasonCode, _props: object
     ) -> None:
         if reason.is_failure:
             outcome.append(str(reason))
+        else:
+            waits.connected()
         answered.set()
 
     client.on_connect = on_connect

@@ -40,6 +40,7 @@ from pydantic import ValidationError
 
 from roadside.digest import sha256_file
 from roadside.ids import new_id
+from roadside.statefile import MovedAside, StateSchema, open_state_file
 from roadside.wire.commands import ErrorCode
 from roadside.wire.topics import (
     ULID_PATTERN,
@@ -62,7 +63,8 @@ DEADLINE_GRACE_S = 3600.0  # kept this long past the box's own deadline, then dr
 _XID = re.compile(ULID_PATTERN)
 _DEVICE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
-_SCHEMA = """
+STATE_FILE = "receiver.db"
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS transfers (
     xid TEXT PRIMARY KEY,
     device TEXT NOT NULL,
@@ -84,6 +86,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     PRIMARY KEY (xid, idx)
 ) WITHOUT ROWID;
 """
+SCHEMA = StateSchema("receiver state", (SCHEMA_V1,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,12 +173,11 @@ class TransferReceiver:
         self.max_size = max_size
         self.stats = ReceiverStats()
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.incoming / "receiver.db", check_same_thread=False, isolation_level=None, timeout=30
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        state = open_state_file(self.incoming / STATE_FILE, SCHEMA, synchronous="NORMAL")
+        # Set when the file was damaged and started anew: boxes send their uploads again
+        # from the start (their manifests come again and find nothing held).
+        self.moved_aside: MovedAside | None = state.moved_aside
+        self._db = state.db
         # A finish cut short by a crash is done again when the next message comes.
         self._db.execute("UPDATE transfers SET state = 'recv' WHERE state = 'verifying'")
         self._cache: dict[str, _Partial] = {}

@@ -21,7 +21,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from roadside.central.config import BrokerConfig
-from roadside.central.mqtt import connect_properties, make_client
+from roadside.central.mqtt import ReconnectWaits, connect_properties, make_client
 from roadside.central.receiver import TransferReceiver
 from roadside.wire.topics import ROOT, XFER, XFER_ABORT, XFER_DATA, XFER_INIT
 
@@ -52,6 +52,7 @@ class ReceiverService:
         self.connected = threading.Event()
         self._inbox: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._client = make_client(cfg, client_id)
+        self._reconnects = ReconnectWaits(self._client)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -88,6 +89,7 @@ class ReceiverService:
         if reason.is_failure:
             log.warning("receiver: broker refused the connection: %s", reason)
             return
+        self._reconnects.connected()
         client.subscribe(SUBSCRIPTIONS)
         self.connected.set()
 

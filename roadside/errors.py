@@ -27,3 +27,7 @@ class DetectorError(RoadsideError):
 
 class ProvisionError(RoadsideError):
     """A certificate, bundle or broker file cannot be made, read or applied."""
+
+
+class StateFileError(RoadsideError):
+    """A SQLite state file cannot be used as it is (written by a newer release)."""

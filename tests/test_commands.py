@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 from waiting import wait_until
 
-from roadside.agent.commands.channel import CommandChannel
+from roadside.agent.commands.channel import INBOX_FILE, REQUESTS_FILE, CommandChannel
 from roadside.agent.commands.jobs import ClipError
 from roadside.agent.commands.snapshots import BestFrames
 from roadside.agent.frames import Frame, LatestFrame
@@ -248,6 +248,27 @@ def test_ping_and_status(rig: Rig) -> None:
     assert status.state == "done"
     assert status.result["link"] == 1 and isinstance(status.result["transfers"], list)
     assert status.result["rec"]["from"] == rig.clips.t0
+
+
+def test_state_files_found_damaged_are_listed_in_the_status(rig: Rig) -> None:
+    """A box whose command files were damaged starts anyway, and says so when asked."""
+    data_dir = rig.root / "box-damaged"
+    data_dir.mkdir()
+    for name in (INBOX_FILE, REQUESTS_FILE):
+        (data_dir / name).write_bytes(b"\x00garbage from a failing card" * 200)
+    box = Box("box-2", data_dir, rig.port, None).start()  # type: ignore[attr-defined]
+    try:
+        box.ready(rig.officer)
+        status = rig.officer.ask("box-2", "status")
+    finally:
+        box.stop()
+    assert status.state == "done"
+    listed = {d["file"]: d for d in status.result["damaged"]}
+    assert set(listed) == {INBOX_FILE, REQUESTS_FILE}
+    for name, report in listed.items():
+        assert (data_dir / report["aside"]).read_bytes().startswith(b"\x00garbage")
+        assert report["aside"].startswith(f"{name}.damaged-") and report["why"]
+    assert "damaged" not in rig.officer.ask("box-1", "status").result
 
 
 @pytest.mark.parametrize(

@@ -186,15 +186,6 @@ def test_rows_in_flight_are_never_dropped_nor_folded(tmp_path: Path):
                 assert row is None or CountMsg.decode(row[0]).counts == {"car": 1}
 
 
-def test_unreadable_file_is_moved_aside(tmp_path: Path):
-    path = tmp_path / "o.db"
-    path.write_bytes(b"this is not a database" * 100)
-    with Outbox(path) as box:
-        put(box, "event", ev(1))
-        assert box.stats().depth == 1
-    assert list(tmp_path.glob("o.db.corrupt-*"))
-
-
 def test_concurrent_producers_and_a_sender_lose_nothing(tmp_path: Path):
     box = Outbox(tmp_path / "o.db", sync="normal")
     produced: list[int] = []

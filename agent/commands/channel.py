@@ -299,7 +299,24 @@ class CommandChannel:
                 status["rec"] = retained()
             except Exception as exc:  # a status must answer even when the recorder cannot
                 status["rec"] = {"error": str(exc)[:200]}
+        damaged = self._damaged_state_files()
+        if damaged:
+            status["damaged"] = damaged
         return status
+
+    def _damaged_state_files(self) -> list[dict[str, Any]]:
+        """State files found damaged at this start, moved aside and started empty."""
+        reports = (
+            self.uplink.outbox.moved_aside,
+            self.inbox.moved_aside,
+            self.requests.moved_aside,
+            self.sender.store.moved_aside,
+        )
+        return [
+            {"file": r.path.name, "aside": r.aside.name, "t": round(r.at, 3), "why": r.reason[:200]}
+            for r in reports
+            if r is not None
+        ]
 
     # -- after a restart -----------------------------------------------------------------
     def _recover(self) -> None:

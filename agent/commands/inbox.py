@@ -10,12 +10,13 @@ milliseconds before a kill would never run and its officer would get no answer.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-_SCHEMA = """
+from roadside.statefile import MovedAside, StateSchema, open_state_file
+
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS inbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     topic TEXT NOT NULL,
@@ -23,6 +24,7 @@ CREATE TABLE IF NOT EXISTS inbox (
     size INTEGER NOT NULL      -- the size it arrived with
 );
 """
+SCHEMA = StateSchema("command inbox", (SCHEMA_V1,))
 
 
 @dataclass(frozen=True)
@@ -41,13 +43,12 @@ class CommandInbox:
     """
 
     def __init__(self, path: str | Path, limit: int) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.limit = limit
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        state = open_state_file(path, SCHEMA, synchronous="FULL")
+        # Set when the file was damaged and started anew: commands in it are lost unanswered.
+        self.moved_aside: MovedAside | None = state.moved_aside
+        self._db = state.db
         self._count = self._db.execute("SELECT count(*) FROM inbox").fetchone()[0]
 
     def put(self, topic: str, payload: bytes, size: int) -> Arrived | None:

@@ -10,18 +10,18 @@ nothing. ``finish`` stores a final reply only if none is stored yet, so two raci
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from roadside.statefile import MovedAside, StateSchema, open_state_file
 from roadside.wire.commands import ReplyMsg
 
 RequestState = Literal["accepted", "running", "final"]
 
-_SCHEMA = """
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS requests (
     rq TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_state ON requests (state);
 """
+SCHEMA = StateSchema("request log", (SCHEMA_V1,))
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,13 @@ class RequestLog:
     job worker and the transfer clock."""
 
     def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a request seen is never run twice
-        self._db.executescript(_SCHEMA)
+        # synchronous FULL: a request seen is never run twice, power cut or not.
+        state = open_state_file(path, SCHEMA, synchronous="FULL")
+        # Set when the file was damaged and started anew: a repeat of an earlier request
+        # would run again.
+        self.moved_aside: MovedAside | None = state.moved_aside
+        self._db = state.db
 
     def claim(
         self, rq: str, name: str, requester: str | None, params: dict[str, Any] | None

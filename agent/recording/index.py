@@ -35,14 +35,14 @@ from roadside.agent.recording.segments import (
     probe_segment,
     recover_partial,
 )
+from roadside.statefile import MovedAside, StateSchema, open_state_file
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.db"
-SCHEMA_VERSION = 1
 GAP_TOLERANCE_S = 0.5  # footage further apart than this is reported as a gap
 
-_SCHEMA = """
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS segments (
     id         INTEGER PRIMARY KEY,
     path       TEXT NOT NULL UNIQUE,   -- relative to the recordings folder
@@ -79,10 +79,11 @@ _COLUMNS = (
     "width",
     "height",
 )
-
-
-class IndexDamaged(Exception):
-    """The index file is not a usable index (it will be rebuilt from the segment files)."""
+SCHEMA = StateSchema(
+    "recording index",
+    (SCHEMA_V1,),
+    probe=f"SELECT {', '.join(_COLUMNS)} FROM segments LIMIT 1",
+)
 
 
 @dataclass
@@ -166,9 +167,12 @@ def merge_ranges(
 class SegmentIndex:
     """The index of one recordings folder. Open it with ``open_index``."""
 
-    def __init__(self, root: Path, db: sqlite3.Connection) -> None:
+    def __init__(
+        self, root: Path, db: sqlite3.Connection, moved_aside: MovedAside | None = None
+    ) -> None:
         self.root = root
         self._db = db
+        self.moved_aside = moved_aside  # set when the file was damaged and rebuilt
 
     # -- reading ------------------------------------------------------------------------
     def _select(
@@ -331,43 +335,6 @@ def record_from_file(root: Path, rel: str) -> SegmentRecord | None:
     )
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    # One thread at a time (the recorder's is opened at start-up, then handed to its thread).
-    db = sqlite3.connect(path, timeout=10.0, check_same_thread=False)
-    db.row_factory = sqlite3.Row
-    return db
-
-
-def _check(db: sqlite3.Connection) -> None:
-    try:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
-            raise IndexDamaged(f"schema version {version}, expected {SCHEMA_VERSION}")
-        ok = db.execute("PRAGMA quick_check").fetchone()[0]
-        if ok != "ok":
-            raise IndexDamaged(f"quick_check: {ok}")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_SCHEMA)
-        if version == 0:
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        db.execute(
-            "SELECT id, path, start, end, mono_start, boot, clock, mode, has_event, "
-            "bytes, keyframes, packets, width, height FROM segments LIMIT 1"
-        ).fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise IndexDamaged(str(exc)) from None
-
-
-def _set_aside(path: Path) -> None:
-    """Keep a damaged index beside (for a post-mortem) and clear the way for a new one."""
-    with contextlib.suppress(OSError):
-        path.replace(path.with_name(path.name + ".damaged"))
-    for extra in ("-wal", "-shm"):
-        with contextlib.suppress(OSError):
-            path.with_name(path.name + extra).unlink()
-
-
 def rebuild(index: SegmentIndex, recover_parts: bool) -> int:
     """Fill an empty index from the segment files; returns how many were indexed."""
     started = time.monotonic()
@@ -384,23 +351,19 @@ def open_index(root: Path, writer: bool = False) -> SegmentIndex:
 
     ``writer`` (the recorder, when it starts) also compares the index with the files and
     salvages partial segments. A reader rebuilds a missing or damaged index but leaves
-    ``.part`` files alone.
+    ``.part`` files alone. A damaged index is moved aside like every state file
+    (``roadside.statefile``); nothing is lost, the files put it back.
     """
     root.mkdir(parents=True, exist_ok=True)
     path = root / INDEX_FILE
     fresh = not path.exists()
-    db = _connect(path)
-    try:
-        _check(db)
-    except IndexDamaged as exc:
-        db.close()
-        log.error("recording index %s is damaged (%s): rebuilding it from the files", path, exc)
-        _set_aside(path)
-        db = _connect(path)
-        _check(db)
-        fresh = True
-    index = SegmentIndex(root, db)
-    if fresh:
+    # One thread at a time (the recorder's is opened at start-up, then handed to its thread).
+    state = open_state_file(
+        path, SCHEMA, synchronous="NORMAL", isolation_level="", busy_timeout_s=10.0
+    )
+    state.db.row_factory = sqlite3.Row
+    index = SegmentIndex(root, state.db, state.moved_aside)
+    if fresh or state.moved_aside is not None:
         rebuild(index, recover_parts=writer)
     elif writer:
         index.reconcile()

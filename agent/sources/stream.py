@@ -7,17 +7,19 @@ exponential backoff (with jitter, capped) and never gives up while the agent run
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 
 import cv2
 
 from roadside.agent.frames import Frame
+from roadside.backoff import Backoff
 from roadside.config.agent import SourceConfig
 from roadside.errors import SourceError
 
 log = logging.getLogger(__name__)
+
+RECONNECT_MIN_S = 0.5  # first wait after a stream is lost
 
 
 class StreamSource:
@@ -40,8 +42,8 @@ class StreamSource:
         self.reconnect_max_s = reconnect_max_s
         self.reconnects = 0
         # Grows while reconnects yield no frames; a camera that accepts the connection and
-        # then sends nothing must not be hammered every half second.
-        self._delay = 0.5
+        # then sends nothing must not be hammered every half second. Reset by a frame.
+        self._backoff = Backoff(min(RECONNECT_MIN_S, reconnect_max_s), reconnect_max_s)
         self._cap: cv2.VideoCapture | None = None
         self._index = 0
         # Set by close() from another thread to stop a reconnect wait early.
@@ -87,10 +89,10 @@ class StreamSource:
             if self._cap is not None:
                 self._cap.release()
                 self._cap = None
-            log.warning("stream %s lost; reconnecting in %.1f s", self.target, self._delay)
-            if self._closed.wait(self._delay * random.uniform(0.8, 1.2)):
+            wait = self._backoff.next()
+            log.warning("stream %s lost; reconnecting in %.1f s", self.target, wait)
+            if self._closed.wait(wait):
                 return
-            self._delay = min(self._delay * 2, self.reconnect_max_s)
             if self._connect():
                 self.reconnects += 1
                 log.warning("stream %s reopened (%d reconnects)", self.target, self.reconnects)
@@ -101,7 +103,7 @@ class StreamSource:
             if self._cap is not None:
                 ok, image = self._cap.read()
                 if ok and image is not None:
-                    self._delay = 0.5
+                    self._backoff.reset()
                     frame = Frame(image, time.time(), time.monotonic(), self._index)
                     self._index += 1
                     return frame

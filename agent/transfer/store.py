@@ -8,16 +8,17 @@ progress reports; the station's answer is what the sender goes by.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from roadside.statefile import MovedAside, StateSchema, open_state_file
+
 State = Literal["sending", "done", "failed"]
 
-_SCHEMA = """
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS transfers (
     xid TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -42,6 +43,7 @@ CREATE TABLE IF NOT EXISTS transfers (
 CREATE INDEX IF NOT EXISTS transfers_rq ON transfers (rq);
 CREATE INDEX IF NOT EXISTS transfers_state ON transfers (state);
 """
+SCHEMA = StateSchema("transfer store", (SCHEMA_V1,))
 
 
 @dataclass
@@ -85,14 +87,12 @@ class TransferStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.path, check_same_thread=False, isolation_level=None, timeout=30
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        state = open_state_file(self.path, SCHEMA, synchronous="NORMAL")
+        # Set when the file was damaged and started anew: uploads in it are forgotten, and
+        # their requests get an error reply after the restart ("lost in a restart").
+        self.moved_aside: MovedAside | None = state.moved_aside
+        self._db = state.db
 
     def add(self, rec: TransferRecord) -> None:
         with self._lock:

@@ -18,6 +18,9 @@ dropped, count messages are folded pairwise (intervals joined, numbers added: to
 kept, resolution is lost) and then dropped, then events, then replies. Rows in flight are never
 touched. Every drop and fold is counted per kind in the database itself, so losses survive
 restarts and are reported in the health heartbeat.
+
+A damaged file is moved aside and an empty one started (``roadside.statefile``): the box keeps
+working, and the loss is counted as ``damaged`` in the new file, so the heartbeat says so.
 """
 
 from __future__ import annotations
@@ -32,15 +35,17 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import ValidationError
 
 from roadside.ids import new_id
+from roadside.statefile import MovedAside, StateSchema, open_state_file
 from roadside.wire.messages import CountMsg
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     priority INTEGER NOT NULL,
@@ -53,12 +58,15 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_order ON outbox (priority, id);
 CREATE TABLE IF NOT EXISTS losses (kind TEXT PRIMARY KEY, n INTEGER NOT NULL);
 """
+SCHEMA = StateSchema("outbox", (SCHEMA_V1,))
+BUSY_TIMEOUT_S = 5.0
 _NO_LIMIT = 1 << 62
 ACK_BATCH = 128  # acknowledged rows are deleted from the file this many at a time ...
 ACK_FLUSH_S = 0.25  # ... or at least this often (a crash repeats at most these)
 READ_AHEAD = 256  # rows read from the file per query when the sender takes
 ROOM_FRACTION = 0.95  # making room goes down to this fraction of the bound, not just under it
 FOLD = "fold"  # the losses key counting count messages merged into a neighbour
+DAMAGED = "damaged"  # the losses key counting outbox files found damaged and started anew
 
 
 class Priority(IntEnum):
@@ -136,11 +144,12 @@ class Outbox:
         self.path = Path(path)
         self.max_rows = max_rows
         self.max_bytes = max_bytes
-        self._put_sync = "FULL" if sync == "full" else "NORMAL"
+        self._put_sync: Literal["FULL", "NORMAL"] = "FULL" if sync == "full" else "NORMAL"
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
+        self.moved_aside: MovedAside | None = None  # set when the file was found damaged
         self._db = self._open()
-        self._sync_mode = ""
+        self._sync_mode = self._put_sync
         self._count: dict[int, int] = {}  # rows per priority
         self._bytes = 0
         self._leased: dict[int, _Lease] = {}
@@ -155,33 +164,21 @@ class Outbox:
 
     # -- opening ------------------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            return self._connect()
-        except sqlite3.OperationalError:
-            raise  # locked, unreadable, no space: not corruption; never move the file aside
-        except sqlite3.DatabaseError as exc:
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            log.error(
-                "outbox %s is unreadable (%s): moved to %s, starting empty", self.path, exc, aside
+        """Open the file; a damaged one is replaced by an empty one (roadside.statefile),
+        and what it held is counted as lost (``DAMAGED`` in the losses, so the heartbeat
+        reports it)."""
+        state = open_state_file(
+            self.path, SCHEMA, synchronous=self._put_sync, busy_timeout_s=BUSY_TIMEOUT_S
+        )
+        self.moved_aside = state.moved_aside
+        db = state.db
+        db.execute("PRAGMA journal_size_limit=4194304")
+        if state.moved_aside is not None:
+            db.execute(
+                "INSERT INTO losses (kind, n) VALUES (?, 1) "
+                "ON CONFLICT (kind) DO UPDATE SET n = n + 1",
+                (DAMAGED,),
             )
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(f"{self.path}{suffix}")
-                if src.exists():
-                    src.rename(f"{aside}{suffix}")
-            return self._connect()
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA journal_size_limit=4194304")
-            db.executescript(_SCHEMA)
-            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-                raise sqlite3.DatabaseError("quick_check failed")
-        except sqlite3.DatabaseError:
-            db.close()
-            raise
         return db
 
     def _load_counters(self) -> None:

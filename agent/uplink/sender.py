@@ -9,10 +9,11 @@ comes back, whatever was in flight on the old connection is taken again from the
 (paho's RAM copy was dropped): at-least-once, with one owner of retransmission. A PUBACK
 saying "no matching subscribers" (MQTT 5) means the broker dropped the message: the row goes
 back to the outbox and its priority (its kind: replies, events, counts, health) goes quiet
-for a pause (1 s, doubling up to ``UNHEARD_MAX_S``), after which one row of it probes, until
-the station hears that kind again. So the window between a broker restart and the station
-subscribing again loses nothing; a station away for hours costs the link one message per
-pause, not the whole outbox; and a kind nobody listens to holds back no other kind.
+for a pause (``UNHEARD_MIN_S``, doubling up to ``UNHEARD_MAX_S``, jittered by
+``roadside.backoff``), after which one row of it probes, until the station hears that kind
+again. So the window between a broker restart and the station subscribing again loses
+nothing; a station away for hours costs the link one message per pause, not the whole outbox;
+and a kind nobody listens to holds back no other kind.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Protocol
 
 from roadside.agent.uplink.client import UplinkClient
 from roadside.agent.uplink.outbox import Outbox, OutboxRow
+from roadside.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +81,8 @@ class _InFlight:
 class _Quiet:
     """A priority nobody subscribes to at the moment: paused, then probed one row at a time."""
 
-    pause_s: float
-    until: float  # monotonic: the next probe may go then
+    pauses: Backoff  # UNHEARD_MIN_S, doubling up to UNHEARD_MAX_S, jittered
+    until: float = 0.0  # monotonic: the next probe may go then
     probing: bool = False
 
 
@@ -236,9 +238,8 @@ class Sender:
                 self.client.device,
                 prio,
             )
-            quiet = self._quiet[prio] = _Quiet(0.0, 0.0)
-        quiet.pause_s = min(UNHEARD_MAX_S, max(UNHEARD_MIN_S, quiet.pause_s * 2))
-        quiet.until = time.monotonic() + quiet.pause_s
+            quiet = self._quiet[prio] = _Quiet(Backoff(UNHEARD_MIN_S, UNHEARD_MAX_S))
+        quiet.until = time.monotonic() + quiet.pauses.next()
         quiet.probing = False
 
     def _fill_window(self) -> None:
