@@ -28,10 +28,10 @@ def agent() -> None:
 )
 def run(config_path: Path, duration: float | None) -> None:
     """Run the pipeline; events go to the configured sinks (JSON lines on stdout by default)."""
-    from roadside.agent.app import Agent
+    from roadside.agent.assembly import assemble
 
     cfg = load_config(config_path)
-    stats = Agent(cfg).run(duration)
+    stats = assemble(cfg).run(duration)
     click.echo(
         f"stopped: {stats.frames} frames, {stats.detections_run} detector runs, "
         f"{stats.events} event messages",

@@ -103,9 +103,14 @@ def test_led_patterns_follow_pipeline_and_link_state(pins: MockFactory) -> None:
     stats = PipelineStats()
     link = {"now": LinkSummary(True)}
     liveness = PipelineLiveness(stats, WatchdogConfig(frame_timeout_s=0.6, detect_timeout_s=5))
-    watchdog = Watchdog(liveness, SystemdNotifier({}), link=lambda: link["now"], tick_s=0.05)
     led = StatusLed(17)
-    watchdog.listeners.append(led.show)
+    watchdog = Watchdog(
+        liveness,
+        SystemdNotifier({}),
+        link=lambda: link["now"],
+        tick_s=0.05,
+        listeners=[led.show],
+    )
     pin = pins.pin(17)
     feeding = threading.Event()
     stop = threading.Event()
@@ -167,9 +172,10 @@ def test_led_follows_the_real_station_link(pins: MockFactory, broker, tmp_path: 
     stats = PipelineStats(frames=1, started_mono=time.monotonic())
     stats.last_frame_mono = stats.last_detect_mono = time.monotonic()
     liveness = PipelineLiveness(stats, WatchdogConfig(frame_timeout_s=600, detect_timeout_s=600))
-    watchdog = Watchdog(liveness, SystemdNotifier({}), link=link_probe(uplink), tick_s=0.05)
     led = StatusLed(17)
-    watchdog.listeners.append(led.show)
+    watchdog = Watchdog(
+        liveness, SystemdNotifier({}), link=link_probe(uplink), tick_s=0.05, listeners=[led.show]
+    )
     pin = pins.pin(17)
     uplink.start()
     watchdog.start()
@@ -231,7 +237,7 @@ def test_opening_the_door_sends_an_event_and_keeps_a_snapshot(
     pins: MockFactory, tmp_path: Path, footage: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The real agent on real footage, with the door switch on a mock pin."""
-    from roadside.agent.app import Agent
+    from roadside.agent.assembly import assemble
 
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)  # not a service here
 
@@ -245,7 +251,7 @@ def test_opening_the_door_sends_an_event_and_keeps_a_snapshot(
     doc["source"].update(pace="native", loop=True)
     cfg = parse_config(doc)
     switch = pins.pin(22)
-    agent = Agent(cfg)
+    agent = assemble(cfg)
     assert agent.hardware.tamper is not None
     switch.drive_low()  # the shut door holds the switch closed
     runner = threading.Thread(target=agent.run, daemon=True)
@@ -333,9 +339,8 @@ def _dusk_to_dawn(
 def _run_night(
     road_frame: np.ndarray, cfg: IrLightConfig, ir_gain: float
 ) -> tuple[IrLight, list[bool]]:
-    ir = IrLight(cfg, BrightnessMeter(every_s=1.0))
     seen: list[bool] = []
-    ir.listeners.append(seen.append)
+    ir = IrLight(cfg, BrightnessMeter(every_s=1.0), listeners=[seen.append])
     for t, render in _dusk_to_dawn(road_frame, ir_gain):
         ir.meter(Frame(render(ir.night), t, t, int(t)))
         ir.tick(now=t)
