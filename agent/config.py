@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from roadside.errors import ConfigError
+from roadside.logs import LoggingConfig
 
 COCO_INTEREST = ("person", "bicycle", "motorcycle", "car", "bus", "truck")
 DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -719,6 +720,7 @@ class AgentConfig(Section):
     transfer: TransferConfig = Field(default_factory=TransferConfig)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @model_validator(mode="after")
     def _mqtt_sink_needs_broker(self) -> AgentConfig:

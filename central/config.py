@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from roadside.agent.config import Section
 from roadside.agent.config import _describe as describe_error
 from roadside.errors import ConfigError
+from roadside.logs import LoggingConfig
 
 ENV_CONFIG = "ROADSIDE_CENTRAL_CONFIG"
 DEFAULT_CONFIG = "/etc/roadside/central.toml"
@@ -167,6 +168,7 @@ class CentralConfig(Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     officer: OfficerConfig = Field(default_factory=OfficerConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @field_validator("time_zone")
     @classmethod

@@ -7,6 +7,7 @@ classes run unchanged and the mock pins record every level change with its durat
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -348,12 +349,18 @@ def _run_night(
 
 
 def test_ir_relay_switches_with_brightness_once_each_way(
-    pins: MockFactory, lores_road: np.ndarray
+    pins: MockFactory, lores_road: np.ndarray, caplog: pytest.LogCaptureFixture
 ) -> None:
     cfg = IrLightConfig(pin=27, on_below=35, off_above=90, confirm_s=20, hold_s=300)
-    ir, seen = _run_night(lores_road, cfg, ir_gain=30.0)  # the IR light lifts the scene by 30
+    with caplog.at_level(logging.INFO, logger="roadside.agent.hardware.ir_light"):
+        ir, seen = _run_night(lores_road, cfg, ir_gain=30.0)  # the IR light lifts the scene 30
     relay = pins.pin(27)
     assert seen == [True, False]  # night once, day once: the noise and the IR glow did not flap
+    switches = [(r.levelno, r.getMessage()) for r in caplog.records if "IR light" in r.getMessage()]
+    assert [(level, msg.split(" (")[0]) for level, msg in switches] == [
+        (logging.INFO, "night: IR light on"),  # as docs/hardware.md quotes it, at INFO
+        (logging.INFO, "day: IR light off"),
+    ]
     assert [s.state for s in relay.states[1:]] == [True, False]
     on_for = relay.states[2].timestamp  # the relay's own record of how long it stayed on
     assert on_for >= 0 and ir.switches == 2
@@ -403,15 +410,20 @@ def test_ir_by_schedule_across_midnight(pins: MockFactory) -> None:
 
 
 # -- PIR -----------------------------------------------------------------------------------
-def test_pir_wakes_the_detector_on_a_still_scene(pins: MockFactory, road_frame: np.ndarray) -> None:
+def test_pir_wakes_the_detector_on_a_still_scene(
+    pins: MockFactory, road_frame: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
     gate = WakeGate(MotionGate(MotionConfig()))
     pir = PirSensor(PirConfig(pin=23, wake_s=0.5), gate)
     try:
         assert gate.update(road_frame)  # the first frame is always looked at
         assert not gate.update(road_frame)  # nothing moves
-        pins.pin(23).drive_high()  # someone walks past in the dark
-        assert eventually(lambda: gate.update(road_frame), 2)
+        with caplog.at_level(logging.INFO, logger="roadside.agent.hardware.pir"):
+            pins.pin(23).drive_high()  # someone walks past in the dark
+            assert eventually(lambda: gate.update(road_frame), 2)
         assert pir.triggers == 1
+        said = [(r.levelno, r.getMessage()) for r in caplog.records]
+        assert (logging.INFO, "PIR: motion, detector awake for 0 s") in said  # as documented
         pins.pin(23).drive_low()
         assert eventually(lambda: not gate.update(road_frame), 3)  # wake_s runs out
     finally:
