@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -9,8 +10,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from roadside import logs
 from roadside.agent.cli_options import config_option
 from roadside.config.agent import load_config
+
+log = logging.getLogger(__name__)
 
 
 @click.group()
@@ -28,12 +32,22 @@ def agent() -> None:
 )
 def run(config_path: Path, duration: float | None) -> None:
     """Run the pipeline; events go to the configured sinks (JSON lines on stdout by default)."""
-    from roadside.agent.app import Agent
+    from roadside.agent.assembly import assemble
 
     cfg = load_config(config_path)
-    stats = Agent(cfg).run(duration)
+    logs.apply(cfg.logging)
+    log.info(
+        "starting %s: source %s, model %s, events to %s, recording %s",
+        cfg.device,
+        cfg.source.kind,
+        cfg.detector.model,
+        ", ".join(cfg.events.sinks) or "nowhere",
+        cfg.recording.mode,
+    )
+    stats = assemble(cfg).run(duration)
     click.echo(
-        f"stopped: {stats.frames} frames, {stats.detections_run} detector runs, "
+        f"{logs.line_prefix(logging.INFO)}stopped: {stats.frames} frames, "
+        f"{stats.detections_run} detector runs, "
         f"{stats.events} event messages",
         err=True,
     )

@@ -11,16 +11,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
 
 from roadside.agent.clock import ClockWatch
 from roadside.agent.events.builder import EventBuilder
 from roadside.agent.events.counts import CountWindow
 from roadside.agent.events.sinks import Sink
-from roadside.agent.frames import Frame, LatestFrame
+from roadside.agent.frames import Frame
 from roadside.agent.sources.base import FrameSource
-from roadside.agent.sources.feed import CaptureThread, FrameFeed
+from roadside.agent.sources.feed import CaptureThread, FrameFeed, FrameTap
 from roadside.agent.vision.detector import Detector
 from roadside.agent.vision.motion import MotionGate
 from roadside.agent.vision.tracker import Track, Tracker
@@ -31,6 +34,12 @@ from roadside.wire.messages import EventPhase, Message
 log = logging.getLogger(__name__)
 
 FrameObserver = Callable[[Frame, Iterable[Track]], None]
+
+
+class Gate(Protocol):
+    """What the pipeline asks of its motion gate: is this frame worth a detector run?"""
+
+    def update(self, image: np.ndarray) -> bool: ...
 
 
 @dataclass
@@ -52,32 +61,42 @@ class PipelineStats:
 
 
 class Pipeline:
-    """Runs the stages over a source until told to stop or the source ends."""
+    """Runs the stages over a source until told to stop or the source ends.
+
+    Everything it is connected to comes in here: ``taps`` see every captured frame on the
+    capture thread (they must not block); ``gate`` (default: a ``MotionGate``), ``detector``
+    and ``tracker`` (default: from the config) are the stages; ``observers`` are called on the
+    pipeline thread after each frame with the live tracks; ``sinks`` take every message in
+    order. ``stats`` is shared with whoever watches the pipeline (the watchdog).
+    """
 
     def __init__(
         self,
         cfg: AgentConfig,
         source: FrameSource,
         detector: Detector,
-        sinks: list[Sink],
+        sinks: Sequence[Sink],
+        *,
+        taps: Sequence[FrameTap] = (),
+        gate: Gate | None = None,
+        tracker: Tracker | None = None,
+        observers: Sequence[FrameObserver] = (),
+        stats: PipelineStats | None = None,
     ) -> None:
         self.cfg = cfg
         self.source = source
         self.detector = detector
-        self.sinks = sinks
-        self.gate = MotionGate(cfg.motion)
-        self.tracker = Tracker(cfg.tracker)
+        self.sinks = tuple(sinks)
+        self.gate: Gate = gate if gate is not None else MotionGate(cfg.motion)
+        self.tracker = tracker if tracker is not None else Tracker(cfg.tracker)
         self.builder = EventBuilder(ZoneMap(cfg.events.zones), ClockWatch())
         self.counts = CountWindow(cfg.events.count_interval_s)
         self.stop_event = threading.Event()
         fast_file = not source.live and cfg.source.pace == "fast"
         self.feed = FrameFeed(size=4 if fast_file else 2, newest_wins=not fast_file)
-        self.capture = CaptureThread(source, self.feed, self.stop_event)
-        self.latest = LatestFrame()
-        self.capture.taps.append(self.latest)
-        # Called on the pipeline thread after each frame with the live tracks (best frames).
-        self.observers: list[FrameObserver] = []
-        self.stats = PipelineStats()
+        self.capture = CaptureThread(source, self.feed, self.stop_event, taps)
+        self.observers = tuple(observers)
+        self.stats = stats if stats is not None else PipelineStats()
         self._last_detect_t: float | None = None
 
     # -- the loop -----------------------------------------------------------------------

@@ -17,8 +17,9 @@ One command (``python bench/soak.py [--duration SECONDS] [--seed N]``, default 6
 
 "Lost" is counted against the box's own log, never against the store: an event message
 (its ULID ``id`` and its phase ``k``) written to the box's JSON-lines file that the station's
-store does not hold after the drain. The outbox is written before that log (``agent/app.py``),
-so every logged message was durable on the box first. docs/reliability.md explains it all.
+store does not hold after the drain. The outbox is written before that log
+(``agent/assembly.py``), so every logged message was durable on the box first.
+docs/reliability.md explains it all.
 
 Last line: ``RESULT lost=<n> dup=<n> clips_ok=<n>/<m> crashes=<n> restarts=<n> cuts=<n>
 kills=<n>``.

@@ -8,12 +8,14 @@ recorded in the audit log under the officer's user@host.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from roadside import logs
 from roadside.central.config import ENV_CONFIG, CentralConfig, load_central_config
 from roadside.central.times import parse_duration, parse_time
 from roadside.errors import RoadsideError
@@ -98,10 +100,11 @@ def run_cmd(
     from roadside.central.service import CentralService
 
     cfg = load_central_config(config_path)
+    logs.apply(cfg.logging)
     stats = CentralService(cfg, worker, receiver).run(duration)
     click.echo(
-        f"stopped: {stats.received} messages, {stats.rejected} rejected, "
-        f"{stats.batches} transactions",
+        f"{logs.line_prefix(logging.INFO)}stopped: {stats.received} messages, "
+        f"{stats.rejected} rejected, {stats.batches} transactions",
         err=True,
     )
 

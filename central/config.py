@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 
 from roadside.config.base import Section, load, parse
 from roadside.config.broker import BrokerLink
+from roadside.logs import LoggingConfig
 
 ENV_CONFIG = "ROADSIDE_CENTRAL_CONFIG"
 DEFAULT_CONFIG = "/etc/roadside/central.toml"
@@ -128,6 +129,7 @@ class CentralConfig(Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     officer: OfficerConfig = Field(default_factory=OfficerConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @field_validator("time_zone")
     @classmethod

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import click
 
-from roadside import __version__
+from roadside import __version__, logs
 from roadside.cli_base import RoadsideGroup
 
 
 @click.group(cls=RoadsideGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="roadside")
-@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
-def main(verbose: int) -> None:
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (debug).")
+@click.option(
+    "-q", "--quiet", count=True, help="Less log output: -q warnings and errors, -qq errors."
+)
+def main(verbose: int, quiet: int) -> None:
     """Roadside camera boxes: the on-box agent, models, provisioning and the station side."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.setup(shift=quiet - verbose)
 
 
 def _register() -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from roadside.errors import RoadsideError
+from roadside.logs import line_prefix
 
 
 class RoadsideGroup(click.Group):
@@ -15,5 +18,5 @@ class RoadsideGroup(click.Group):
         try:
             return super().invoke(ctx)
         except RoadsideError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"{line_prefix(logging.ERROR)}error: {exc}", err=True)
             ctx.exit(2)

@@ -385,8 +385,7 @@ def test_snapshot_of_an_event_is_its_best_frame(
     )
     events = Events()
     source = open_source(cfg.source)
-    pipeline = Pipeline(cfg, source, Detector(cfg.detector), [events])
-    pipeline.observers.append(rig.best.observe)
+    pipeline = Pipeline(cfg, source, Detector(cfg.detector), [events], observers=[rig.best.observe])
     pipeline.run(duration=20)
     source.close()
     rig.best.flush()  # as the agent does when it stops
@@ -541,7 +540,7 @@ def test_the_running_agent_answers_snapshots(
     """The whole agent: pipeline, uplink and command side assembled from one config."""
     from conftest import agent_config
 
-    from roadside.agent.app import Agent
+    from roadside.agent.assembly import assemble
 
     doc = agent_config(
         tmp_path,
@@ -552,7 +551,7 @@ def test_the_running_agent_answers_snapshots(
     doc["source"].update(pace="native", loop=True)
     doc["device"] = "agent-box"
     doc["mqtt"] = {"host": "127.0.0.1", "port": rig.port}  # type: ignore[attr-defined]
-    agent = Agent(parse_config(doc))
+    agent = assemble(parse_config(doc))
     ended: list[str] = []
     watch = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="event-watch")
     watch.on_message = lambda _c, _u, m: (

@@ -7,6 +7,7 @@ classes run unchanged and the mock pins record every level change with its durat
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -103,9 +104,14 @@ def test_led_patterns_follow_pipeline_and_link_state(pins: MockFactory) -> None:
     stats = PipelineStats()
     link = {"now": LinkSummary(True)}
     liveness = PipelineLiveness(stats, WatchdogConfig(frame_timeout_s=0.6, detect_timeout_s=5))
-    watchdog = Watchdog(liveness, SystemdNotifier({}), link=lambda: link["now"], tick_s=0.05)
     led = StatusLed(17)
-    watchdog.listeners.append(led.show)
+    watchdog = Watchdog(
+        liveness,
+        SystemdNotifier({}),
+        link=lambda: link["now"],
+        tick_s=0.05,
+        listeners=[led.show],
+    )
     pin = pins.pin(17)
     feeding = threading.Event()
     stop = threading.Event()
@@ -167,9 +173,10 @@ def test_led_follows_the_real_station_link(pins: MockFactory, broker, tmp_path: 
     stats = PipelineStats(frames=1, started_mono=time.monotonic())
     stats.last_frame_mono = stats.last_detect_mono = time.monotonic()
     liveness = PipelineLiveness(stats, WatchdogConfig(frame_timeout_s=600, detect_timeout_s=600))
-    watchdog = Watchdog(liveness, SystemdNotifier({}), link=link_probe(uplink), tick_s=0.05)
     led = StatusLed(17)
-    watchdog.listeners.append(led.show)
+    watchdog = Watchdog(
+        liveness, SystemdNotifier({}), link=link_probe(uplink), tick_s=0.05, listeners=[led.show]
+    )
     pin = pins.pin(17)
     uplink.start()
     watchdog.start()
@@ -238,7 +245,7 @@ def test_opening_the_door_sends_an_event_and_keeps_a_snapshot(
     pins: MockFactory, tmp_path: Path, footage: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The real agent on real footage, with the door switch on a mock pin."""
-    from roadside.agent.app import Agent
+    from roadside.agent.assembly import assemble
 
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)  # not a service here
 
@@ -252,7 +259,7 @@ def test_opening_the_door_sends_an_event_and_keeps_a_snapshot(
     doc["source"].update(pace="native", loop=True)
     cfg = parse_config(doc)
     switch = pins.pin(22)
-    agent = Agent(cfg)
+    agent = assemble(cfg)
     assert agent.hardware.tamper is not None
     switch.drive_low()  # the shut door holds the switch closed
     runner = threading.Thread(target=agent.run, daemon=True)
@@ -340,9 +347,8 @@ def _dusk_to_dawn(
 def _run_night(
     road_frame: np.ndarray, cfg: IrLightConfig, ir_gain: float
 ) -> tuple[IrLight, list[bool]]:
-    ir = IrLight(cfg, BrightnessMeter(every_s=1.0))
     seen: list[bool] = []
-    ir.listeners.append(seen.append)
+    ir = IrLight(cfg, BrightnessMeter(every_s=1.0), listeners=[seen.append])
     for t, render in _dusk_to_dawn(road_frame, ir_gain):
         ir.meter(Frame(render(ir.night), t, t, int(t)))
         ir.tick(now=t)
@@ -350,12 +356,18 @@ def _run_night(
 
 
 def test_ir_relay_switches_with_brightness_once_each_way(
-    pins: MockFactory, lores_road: np.ndarray
+    pins: MockFactory, lores_road: np.ndarray, caplog: pytest.LogCaptureFixture
 ) -> None:
     cfg = IrLightConfig(pin=27, on_below=35, off_above=90, confirm_s=20, hold_s=300)
-    ir, seen = _run_night(lores_road, cfg, ir_gain=30.0)  # the IR light lifts the scene by 30
+    with caplog.at_level(logging.INFO, logger="roadside.agent.hardware.ir_light"):
+        ir, seen = _run_night(lores_road, cfg, ir_gain=30.0)  # the IR light lifts the scene 30
     relay = pins.pin(27)
     assert seen == [True, False]  # night once, day once: the noise and the IR glow did not flap
+    switches = [(r.levelno, r.getMessage()) for r in caplog.records if "IR light" in r.getMessage()]
+    assert [(level, msg.split(" (")[0]) for level, msg in switches] == [
+        (logging.INFO, "night: IR light on"),  # as docs/hardware.md quotes it, at INFO
+        (logging.INFO, "day: IR light off"),
+    ]
     assert [s.state for s in relay.states[1:]] == [True, False]
     on_for = relay.states[2].timestamp  # the relay's own record of how long it stayed on
     assert on_for >= 0 and ir.switches == 2
@@ -405,15 +417,20 @@ def test_ir_by_schedule_across_midnight(pins: MockFactory) -> None:
 
 
 # -- PIR -----------------------------------------------------------------------------------
-def test_pir_wakes_the_detector_on_a_still_scene(pins: MockFactory, road_frame: np.ndarray) -> None:
+def test_pir_wakes_the_detector_on_a_still_scene(
+    pins: MockFactory, road_frame: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
     gate = WakeGate(MotionGate(MotionConfig()))
     pir = PirSensor(PirConfig(pin=23, wake_s=0.5), gate)
     try:
         assert gate.update(road_frame)  # the first frame is always looked at
         assert not gate.update(road_frame)  # nothing moves
-        pins.pin(23).drive_high()  # someone walks past in the dark
-        assert eventually(lambda: gate.update(road_frame), 2)
+        with caplog.at_level(logging.INFO, logger="roadside.agent.hardware.pir"):
+            pins.pin(23).drive_high()  # someone walks past in the dark
+            assert eventually(lambda: gate.update(road_frame), 2)
         assert pir.triggers == 1
+        said = [(r.levelno, r.getMessage()) for r in caplog.records]
+        assert (logging.INFO, "PIR: motion, detector awake for 0 s") in said  # as documented
         pins.pin(23).drive_low()
         assert eventually(lambda: not gate.update(road_frame), 3)  # wake_s runs out
     finally:

@@ -245,7 +245,7 @@ def test_night_from_the_ir_schedule_reaches_the_camera(
     import datetime as dt
     import threading
 
-    from roadside.agent.app import Agent
+    from roadside.agent.assembly import assemble
     from roadside.config.agent import parse_config
 
     monkeypatch.setenv("ROADSIDE_PICAMERA2", "standin")
@@ -270,7 +270,7 @@ def test_night_from_the_ir_schedule_reaches_the_camera(
         "fps": 30,
         "camera": {"night_max_exposure_us": 200_000},
     }
-    agent = Agent(parse_config(doc))
+    agent = assemble(parse_config(doc))
     runner = threading.Thread(target=agent.run, daemon=True)
     runner.start()
     try:

@@ -7,13 +7,18 @@ this virtual environment's ``roadside``, and any warning that names the unit fai
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import tomli_w
+from conftest import agent_config
+from waiting import wait_until
 
 from roadside.config.agent import AgentConfig, WatchdogConfig
 
@@ -116,6 +121,40 @@ def test_agent_exec_start_is_a_valid_command_line(tmp_path: Path) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "no such config file" in proc.stderr, proc.stderr
     assert "Usage:" not in proc.stderr
+
+
+def test_the_agent_started_as_the_unit_logs_to_the_journal(tmp_path: Path, footage: Path) -> None:
+    """The unit's ExecStart and Environment, stderr a file systemd would name in
+    JOURNAL_STREAM: INFO lines arrive, each with its sd-daemon priority and no timestamp (the
+    journal adds its own), and ``systemctl stop``'s SIGTERM is logged as a warning."""
+    service = unit_keys(UNITS / "roadside-agent.service")["Service"]
+    argv = service["ExecStart"][0].split()
+    doc = agent_config(tmp_path, footage / "traffic_frames.mp4")
+    doc["source"].update(pace="native", loop=True)
+    config = tmp_path / "agent.toml"
+    config.write_text(tomli_w.dumps(doc))
+    assert argv[0] == INSTALLED and argv[-1] == "/etc/roadside/agent.toml"
+    argv = [str(ROADSIDE), *argv[1:-1], str(config)]
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    env.update(kv.split("=", 1) for kv in service.get("Environment", []))
+    journal = tmp_path / "journal"
+    with open(journal, "wb") as stderr:
+        st = os.fstat(stderr.fileno())
+        env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+    try:
+        ready = "<6>roadside.agent.hardware.watchdog: pipeline running: ready"
+        wait_until(lambda: ready in journal.read_text(), 90, "the ready line in the journal")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    lines = journal.read_text().splitlines()
+    assert "<6>roadside.agent.cli: starting test-box: source file, model" in "\n".join(lines)
+    assert "<4>roadside.agent.app: signal SIGTERM: stopping" in lines, lines
+    assert any(ln.startswith("<6>stopped: ") for ln in lines), lines
+    ours = [ln for ln in lines if "roadside." in ln or "stopped:" in ln]
+    assert ours and all(re.match(r"<[0-7]>", ln) for ln in ours), lines
+    assert not any(re.search(r"\d\d:\d\d:\d\d", ln) for ln in ours), lines
 
 
 def test_central_unit_runs_the_central_service() -> None:

@@ -221,7 +221,7 @@ def test_a_logged_event_is_already_in_the_outbox(
     """The agent writes each message to the outbox before any local log (jsonl, console): a
     SIGKILL between the two may leave a queued message unlogged, never a logged one unqueued,
     so the box's own log is a lower bound of what the station will get."""
-    from roadside.agent.app import Agent
+    from roadside.agent.assembly import assemble
     from roadside.agent.events.sinks import JsonlSink
     from roadside.agent.uplink.sink import MqttSink
     from roadside.config.agent import parse_config
@@ -233,7 +233,7 @@ def test_a_logged_event_is_already_in_the_outbox(
         events={"sinks": ["jsonl", "mqtt"], "jsonl_path": str(tmp_path / "e")},
     )
     doc["mqtt"] = {"host": "127.0.0.1", "port": free_port()}
-    agent = Agent(parse_config(doc))
+    agent = assemble(parse_config(doc))
     try:
         kinds_in_order = [type(s) for s in agent.sinks.sinks]
         assert kinds_in_order.index(MqttSink) < kinds_in_order.index(JsonlSink)

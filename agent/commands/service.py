@@ -1,8 +1,9 @@
 """The command side of the agent, assembled: transfers, the command channel, snapshots.
 
 Built by the agent when the station link is configured: the transfer sender (a bulk source
-of the uplink), the channel listening on ``cmd/#``, a tap keeping the newest frame for
-"snapshot now", and the best-frame keeper watching the pipeline.
+of the uplink), the channel listening on ``cmd/#``, and the best-frame keeper, whose
+``observe`` the assembly connects to the pipeline. "Snapshot now" reads the newest frame
+from the ``LatestFrame`` capture tap it is given.
 """
 
 from __future__ import annotations
@@ -14,24 +15,24 @@ from roadside.agent.commands.jobs import ClipMaker
 from roadside.agent.commands.snapshots import BestFrames
 from roadside.agent.frames import LatestFrame
 from roadside.agent.hardware.tamper import TAMPER_SNAPSHOTS
-from roadside.agent.pipeline import Pipeline
 from roadside.agent.transfer.sender import TransferSender
 from roadside.agent.uplink import Uplink
 from roadside.config.agent import AgentConfig
 
 
 class CommandService:
-    """Owns the transfer sender and the command channel; ``start`` before the uplink."""
+    """Owns the transfer sender, the command channel and the best frames; ``start`` before
+    the uplink. ``best.observe`` is a pipeline frame observer."""
 
     def __init__(
         self,
         cfg: AgentConfig,
         uplink: Uplink,
-        pipeline: Pipeline | None = None,
+        latest: LatestFrame,
         clips: ClipMaker | None = None,
     ) -> None:
         c = cfg.commands
-        self.latest = pipeline.latest if pipeline is not None else LatestFrame()
+        self.latest = latest
         self.best = BestFrames(
             Path(cfg.data_dir) / "bestframes",
             c.best_frames,
@@ -39,8 +40,6 @@ class CommandService:
             c.snapshot_quality,
             also=[Path(cfg.data_dir) / TAMPER_SNAPSHOTS],
         )
-        if pipeline is not None:
-            pipeline.observers.append(self.best.observe)
         self.sender = TransferSender(uplink, cfg.data_dir, cfg.transfer)
         self.channel = CommandChannel(
             uplink, self.sender, c, cfg.data_dir, clips=clips, latest=self.latest, best=self.best

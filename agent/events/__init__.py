@@ -1,1 +1,2 @@
-"""From tracks to messages: events, per-class counts, and the sinks that take them."""
+"""From tracks to messages: events, per-class counts, the sinks that take them and the
+fan-out that hands each message to every sink."""

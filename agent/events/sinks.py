@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Protocol, TextIO
 
+from roadside.config.agent import EventsConfig
 from roadside.wire.messages import Message, dumps_line
 
 
@@ -51,3 +52,14 @@ class JsonlSink:
 
     def close(self) -> None:
         self._fh.close()
+
+
+def local_sinks(cfg: EventsConfig, device: str) -> list[Sink]:
+    """The box's own logs of its messages that ``events.sinks`` names (console, jsonl)."""
+    sinks: list[Sink] = []
+    for name in cfg.sinks:
+        if name == "console":
+            sinks.append(ConsoleSink(device))
+        elif name == "jsonl":
+            sinks.append(JsonlSink(device, cfg.jsonl_path or ""))
+    return sinks

@@ -1,20 +1,22 @@
 """The box as an appliance: the devices around the pipeline, built from ``[hardware]``.
 
-``BoxHardware`` assembles what the config names (watchdog always; LED, IR light, door switch
-and PIR only when their tables are present), hooks them to the pipeline (capture taps, the
-motion gate, its stats) and starts and stops them together.
+``BoxHardware`` builds what the config names (watchdog always; LED, IR light, door switch and
+PIR only when their tables are present) and starts and stops them together. It takes what the
+devices read or call (the pipeline's stats, the newest frame, where alerts go, who hears of
+night) and hands back what the pipeline must be built with: its capture ``taps`` and its
+``gate``. The agent's assembly makes both connections.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 from gpiozero.exc import GPIOZeroError
 
-from roadside.agent.hardware.ir_light import BrightnessMeter, IrLight
+from roadside.agent.frames import LatestFrame
+from roadside.agent.hardware.ir_light import BrightnessMeter, IrLight, NightListener
 from roadside.agent.hardware.liveness import BoxState, LinkProbe, PipelineLiveness
 from roadside.agent.hardware.pir import PirSensor, WakeGate
 from roadside.agent.hardware.status_led import StatusLed
@@ -24,33 +26,36 @@ from roadside.agent.hardware.tamper import (
     SnapshotStore,
     TamperSwitch,
 )
-from roadside.agent.hardware.watchdog import SystemdNotifier, Watchdog
-from roadside.agent.pipeline import Pipeline
+from roadside.agent.hardware.watchdog import StateListener, SystemdNotifier, Watchdog
+from roadside.agent.pipeline import Gate, PipelineStats
+from roadside.agent.sources.feed import FrameTap
 from roadside.config.agent import AgentConfig
 from roadside.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
-@runtime_checkable
-class NightAware(Protocol):
-    """A source that has night settings (the Pi camera)."""
-
-    def set_night(self, night: bool) -> None: ...
-
-
 class BoxHardware:
     """Owns the appliance devices; ``start`` before the pipeline runs, ``stop`` after.
 
-    ``link`` reports the uplink (connected, messages queued) to the LED and STATUS line; it is
-    called on the watchdog thread and must be thread-safe.
+    In: ``stats`` (the pipeline's, judged by the watchdog), ``motion`` (the pipeline's motion
+    gate), ``latest`` (the newest frame, pictured when the door is forced), ``publish`` (where
+    a door alert goes, from gpiozero's pin thread), ``night`` (told of each day/night switch,
+    from the IR light's thread), and ``link``, which reports the uplink (connected, messages
+    queued) to the LED and STATUS line from the watchdog thread and must be thread-safe.
+
+    Out: ``taps`` for the capture thread (the IR brightness meter) and ``gate``, the gate the
+    pipeline asks: ``motion`` itself, or wrapped so that the PIR can wake the detector.
     """
 
     def __init__(
         self,
         cfg: AgentConfig,
-        pipeline: Pipeline,
+        stats: PipelineStats,
+        motion: Gate,
+        latest: LatestFrame,
         publish: Publish,
+        night: Sequence[NightListener] = (),
         link: LinkProbe | None = None,
         notifier: SystemdNotifier | None = None,
     ) -> None:
@@ -58,6 +63,8 @@ class BoxHardware:
         if notifier is None:  # watchdog.enabled = false: judge health (for the LED), stay quiet
             notifier = SystemdNotifier() if hw.watchdog.enabled else SystemdNotifier({})
         self.notifier = notifier
+        self.taps: list[FrameTap] = []
+        self.gate: Gate = motion
         self.watchdog: Watchdog | None = None
         self.led: StatusLed | None = None
         self.ir: IrLight | None = None
@@ -65,20 +72,17 @@ class BoxHardware:
         self.pir: PirSensor | None = None
         self._closers: list[Callable[[], None]] = []
         try:
-            self._build_watchdog(cfg, pipeline, link)
             if hw.status_led is not None:
                 self.led = StatusLed(hw.status_led.pin, hw.status_led.active_high)
                 self._closers.append(self.led.close)
                 self.led.show(BoxState.STARTING)
+            self._build_watchdog(cfg, stats, link, [self.led.show] if self.led else [])
             if hw.ir_light is not None:
-                self._build_ir(cfg, pipeline)
+                self._build_ir(cfg, night)
             if hw.tamper is not None:
-                self._build_tamper(cfg, pipeline, publish)
+                self._build_tamper(cfg, latest, publish)
             if hw.pir is not None:
-                gate = WakeGate(pipeline.gate)
-                pipeline.gate = gate  # type: ignore[assignment]
-                self.pir = PirSensor(hw.pir, gate)
-                self._closers.append(self.pir.close)
+                self._build_pir(cfg, motion)
         except GPIOZeroError as exc:
             self.stop()
             named = ", ".join(f"hardware.{name}.pin = {pin!r}" for name, pin in hw.pins().items())
@@ -91,11 +95,19 @@ class BoxHardware:
             raise
 
     # -- assembly -----------------------------------------------------------------------
-    def _build_watchdog(self, cfg: AgentConfig, pipeline: Pipeline, link: LinkProbe | None) -> None:
+    def _build_watchdog(
+        self,
+        cfg: AgentConfig,
+        stats: PipelineStats,
+        link: LinkProbe | None,
+        listeners: Sequence[StateListener],
+    ) -> None:
         wd = cfg.hardware.watchdog
         keepalive = cfg.motion.keepalive_s if cfg.motion.enabled else 0.0
-        liveness = PipelineLiveness(pipeline.stats, wd, keepalive)
-        self.watchdog = Watchdog(liveness, self.notifier, link, wd.status_interval_s)
+        liveness = PipelineLiveness(stats, wd, keepalive)
+        self.watchdog = Watchdog(
+            liveness, self.notifier, link, wd.status_interval_s, listeners=listeners
+        )
         period = self.notifier.watchdog_s
         if period is not None and wd.frame_timeout_s >= period:
             log.warning(
@@ -105,29 +117,30 @@ class BoxHardware:
                 period,
             )
 
-    def _build_ir(self, cfg: AgentConfig, pipeline: Pipeline) -> None:
+    def _build_ir(self, cfg: AgentConfig, night: Sequence[NightListener]) -> None:
         assert cfg.hardware.ir_light is not None
         meter = BrightnessMeter()
-        pipeline.capture.taps.append(meter)
-        self.ir = IrLight(cfg.hardware.ir_light, meter)
-        source = pipeline.source
-        if isinstance(source, NightAware):
-            self.ir.listeners.append(source.set_night)
+        self.taps.append(meter)
+        self.ir = IrLight(cfg.hardware.ir_light, meter, listeners=night)
 
-    def _build_tamper(self, cfg: AgentConfig, pipeline: Pipeline, publish: Publish) -> None:
+    def _build_tamper(self, cfg: AgentConfig, latest: LatestFrame, publish: Publish) -> None:
         assert cfg.hardware.tamper is not None
-        latest = pipeline.latest
         store = SnapshotStore(
             Path(cfg.data_dir) / TAMPER_SNAPSHOTS, keep=cfg.hardware.tamper.keep_snapshots
         )
         self.tamper = TamperSwitch(cfg.hardware.tamper, publish, latest, store)
         self._closers.append(self.tamper.close)
 
+    def _build_pir(self, cfg: AgentConfig, motion: Gate) -> None:
+        assert cfg.hardware.pir is not None
+        gate = WakeGate(motion)
+        self.pir = PirSensor(cfg.hardware.pir, gate)
+        self._closers.append(self.pir.close)
+        self.gate = gate
+
     # -- life ---------------------------------------------------------------------------
     def start(self) -> None:
         if self.watchdog is not None:
-            if self.led is not None:
-                self.watchdog.listeners.append(self.led.show)
             self.watchdog.start()
         if self.ir is not None:
             self.ir.start()

@@ -17,7 +17,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from gpiozero import DigitalOutputDevice
 
@@ -116,6 +116,7 @@ class IrLight(threading.Thread):
         meter: BrightnessMeter | None = None,
         interval_s: float = 1.0,
         clock: Callable[[], dt.datetime] = dt.datetime.now,
+        listeners: Sequence[NightListener] = (),
     ) -> None:
         super().__init__(name="ir-light", daemon=True)
         self.cfg = cfg
@@ -129,7 +130,7 @@ class IrLight(threading.Thread):
         )
         self.decision = DayNight(cfg.on_below, cfg.off_above, cfg.confirm_s, cfg.hold_s)
         self.schedule = NightSchedule(cfg.on_at, cfg.off_at)
-        self.listeners: list[NightListener] = []
+        self.listeners = tuple(listeners)
         self.night = False
         self.switches = 0
         self._stop_event = threading.Event()

@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Protocol
 
 import numpy as np
 from gpiozero import MotionSensor
 
+from roadside.agent.pipeline import Gate
 from roadside.config.agent import PirConfig
 
 log = logging.getLogger(__name__)
-
-
-class Gate(Protocol):
-    """What the pipeline asks of its motion gate."""
-
-    def update(self, image: np.ndarray) -> bool: ...
 
 
 class WakeGate:

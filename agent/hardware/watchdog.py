@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from roadside.agent.hardware.liveness import (
     BoxState,
@@ -109,6 +109,7 @@ class Watchdog(threading.Thread):
         link: LinkProbe | None = None,
         status_interval_s: float = 10.0,
         tick_s: float = TICK_S,
+        listeners: Sequence[StateListener] = (),
     ) -> None:
         super().__init__(name="watchdog", daemon=True)
         self.liveness = liveness
@@ -118,7 +119,7 @@ class Watchdog(threading.Thread):
         self.tick_s = tick_s
         if notifier.watchdog_s is not None:
             self.tick_s = min(tick_s, notifier.watchdog_s / 4)
-        self.listeners: list[StateListener] = []
+        self.listeners = tuple(listeners)
         self.state = BoxState.STARTING
         self.pings = 0
         self.ready = False

@@ -44,7 +44,6 @@ from roadside.config.agent import AgentConfig, RecordingConfig
 from roadside.wire.messages import EventMsg, EventPhase, Message
 
 if TYPE_CHECKING:
-    from roadside.agent.pipeline import Pipeline
     from roadside.agent.recording.recent import RecentClips
 
 log = logging.getLogger(__name__)
@@ -207,18 +206,6 @@ class Recorder:
             return None
         blocking = not live and cfg.source.pace == "fast"
         return cls(rec, rec.folder(cfg.data_dir), blocking=blocking)
-
-    def attach(self, pipeline: Pipeline, source: object, sinks: list | None = None) -> str:
-        """Wire into a pipeline: the camera's own encoder when it has one (picamera2), else a
-        capture tap; and ``sinks`` (the pipeline's own by default), so that every event marks
-        footage. Returns which path was taken."""
-        (pipeline.sinks if sinks is None else sinks).append(self)
-        attach_recorder = getattr(source, "attach_recorder", None)
-        if callable(attach_recorder):
-            attach_recorder(self)
-            return "pass-through"
-        pipeline.capture.taps.append(self.submit)
-        return "encode"
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from roadside.agent.frames import Frame
 from roadside.config.agent import SourceConfig
@@ -23,6 +23,28 @@ class FrameSource(Protocol):
     def read(self) -> Frame | None: ...
 
     def close(self) -> None: ...
+
+
+class PacketSink(Protocol):
+    """Where a camera's own H.264 goes: the recorder. Called on the camera's encoder thread,
+    so it must not block (the recorder queues)."""
+
+    def write_packet(self, data: bytes, pts_s: float, keyframe: bool) -> None: ...
+
+
+@runtime_checkable
+class EncodingSource(Protocol):
+    """A camera that encodes H.264 itself (the Pi camera): its packets go to the recorder as
+    they are, instead of frames from a capture tap."""
+
+    def attach_recorder(self, sink: PacketSink) -> None: ...
+
+
+@runtime_checkable
+class NightAware(Protocol):
+    """A camera with night settings (the Pi camera), told of each day/night switch."""
+
+    def set_night(self, night: bool) -> None: ...
 
 
 def open_source(cfg: SourceConfig) -> FrameSource:

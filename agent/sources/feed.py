@@ -6,7 +6,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from roadside.agent.frames import Frame
 from roadside.agent.sources.base import FrameSource
@@ -76,12 +76,18 @@ class CaptureThread(threading.Thread):
     Taps (the recorder, the IR brightness meter) must not block: each owns its own queue.
     """
 
-    def __init__(self, source: FrameSource, feed: FrameFeed, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        feed: FrameFeed,
+        stop: threading.Event,
+        taps: Sequence[FrameTap] = (),
+    ) -> None:
         super().__init__(name="capture", daemon=True)
         self.source = source
         self.feed = feed
         self.stop = stop
-        self.taps: list[FrameTap] = []
+        self.taps = tuple(taps)
         self.frames = 0
         self.last_frame_mono = time.monotonic()
         self.error: BaseException | None = None

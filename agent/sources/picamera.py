@@ -18,25 +18,19 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 import numpy as np
 
 from roadside.agent.frames import Frame
+from roadside.agent.sources.base import PacketSink
 from roadside.config.agent import PicameraConfig, SourceConfig
 from roadside.errors import SourceError
 
 log = logging.getLogger(__name__)
 
 API_ENV = "ROADSIDE_PICAMERA2"
-
-
-class PacketSink(Protocol):
-    """Where encoded H.264 goes: the recorder. Called on picamera2's encoder thread, so it
-    must not block (the recorder queues)."""
-
-    def write_packet(self, data: bytes, pts_s: float, keyframe: bool) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, ByteSize, Field, field_validator, model_val
 
 from roadside.config.base import Section, load, parse
 from roadside.config.broker import BrokerLink
+from roadside.logs import LoggingConfig
 
 COCO_INTEREST = ("person", "bicycle", "motorcycle", "car", "bus", "truck")
 DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -677,6 +678,7 @@ class AgentConfig(Section):
     transfer: TransferConfig = Field(default_factory=TransferConfig)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @model_validator(mode="after")
     def _mqtt_sink_needs_broker(self) -> AgentConfig:

@@ -1,14 +1,16 @@
-"""One door into the sinks for two kinds of caller: the pipeline and hardware alerts.
+"""One door into the sinks for every producer: the pipeline and hardware alerts.
 
 Events normally leave from the pipeline thread; a forced door is reported from gpiozero's
-pin thread the moment it happens, even while the camera is stalled. ``SharedSinks`` fans each
-message out to the real sinks under one lock, so the two never interleave inside a sink.
+pin thread the moment it happens, even while the camera is stalled. ``SinkFanout`` hands each
+message to the real sinks in their order under one lock, so the two never interleave inside a
+sink.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
 from roadside.agent.events.sinks import Sink
 from roadside.wire.messages import Message
@@ -16,7 +18,7 @@ from roadside.wire.messages import Message
 log = logging.getLogger(__name__)
 
 
-class SharedSinks:
+class SinkFanout:
     """A ``Sink`` over several sinks, safe to publish to from any thread.
 
     Threading: the pipeline thread and hardware alert threads call ``publish``; the lock is
@@ -24,8 +26,8 @@ class SharedSinks:
     logged as lost and counted in ``lost``, never silently dropped.
     """
 
-    def __init__(self, sinks: list[Sink]) -> None:
-        self.sinks = sinks
+    def __init__(self, sinks: Sequence[Sink]) -> None:
+        self.sinks = tuple(sinks)
         self.lost = 0
         self._closed = False
         self._lock = threading.Lock()
