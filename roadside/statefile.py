@@ -41,6 +41,9 @@ from roadside.errors import StateFileError
 
 log = logging.getLogger(__name__)
 
+# sqlite3's transaction modes; None leaves the connection in autocommit.
+IsolationLevel = Literal["DEFERRED", "EXCLUSIVE", "IMMEDIATE"] | None
+
 KEEP_DAMAGED = 3  # damaged copies kept beside each state file, newest first
 DAMAGED = ".damaged-"  # moved aside as <name>.damaged-<UTC time>[-n]
 SIDE_FILES = ("-wal", "-shm")
@@ -130,7 +133,7 @@ def open_state_file(
     schema: StateSchema,
     *,
     synchronous: Literal["FULL", "NORMAL"] = "NORMAL",
-    isolation_level: str | None = None,
+    isolation_level: IsolationLevel = None,
     check_same_thread: bool = False,
     busy_timeout_s: float = 30.0,
 ) -> StateFile:
@@ -179,7 +182,7 @@ def _open(
     path: Path,
     schema: StateSchema,
     synchronous: str,
-    isolation_level: str | None,
+    isolation_level: IsolationLevel,
     check_same_thread: bool,
     busy_timeout_s: float,
 ) -> StateFile:

@@ -511,7 +511,7 @@ class UplinkClient:
     ) -> None:
         inbound = Inbound(
             message.topic,
-            message.payload,
+            bytes(message.payload),
             message.qos,
             message.retain,
             getattr(message, "properties", None),

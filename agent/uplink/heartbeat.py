@@ -100,9 +100,9 @@ class HealthReporter:
             detect_latency_ms=round(counters.detect_latency_s * 1000, 1) if counters else None,
             outbox_depth=ob.depth,
             outbox_losses={k: n for k, n in ob.losses.items() if n} or None,
-            link_up=None if link is None else int(link.connected),
+            link_up=None if link is None else (1 if link.connected else 0),
             reconnects=None if link is None else link.reconnects,
-            clock_synced=None if host.clock_synced is None else int(host.clock_synced),
+            clock_synced=None if host.clock_synced is None else (1 if host.clock_synced else 0),
         )
 
     def _disk(self) -> dict[str, float] | None:
@@ -121,7 +121,7 @@ class Heartbeat:
     """A thread that emits one health message at start and then every ``period_s``."""
 
     def __init__(
-        self, reporter: HealthReporter, emit: Callable[[HealthMsg], None], period_s: float
+        self, reporter: HealthReporter, emit: Callable[[HealthMsg], object], period_s: float
     ) -> None:
         self.reporter = reporter
         self.emit = emit

@@ -486,7 +486,7 @@ class Outbox:
         return total
 
     # -- housekeeping -------------------------------------------------------------------
-    def _set_sync(self, mode: str) -> None:
+    def _set_sync(self, mode: Literal["FULL", "NORMAL"]) -> None:
         if mode != self._sync_mode:
             self._db.execute(f"PRAGMA synchronous={mode}")
             self._sync_mode = mode

@@ -27,6 +27,15 @@ Point = tuple[Fraction, Fraction]
 
 
 ControlValue = int | float | bool | list[int] | list[float]
+SinkName = Literal["console", "jsonl", "mqtt"]
+
+
+def _night_controls() -> dict[str, ControlValue]:
+    return {"AeExposureMode": 2}  # long exposures first
+
+
+def _console_only() -> list[SinkName]:
+    return ["console"]
 
 
 class PicameraConfig(Section):
@@ -71,7 +80,7 @@ class PicameraConfig(Section):
         "long (µs); the frame rate drops to match (FrameDurationLimits).",
     )
     night_controls: dict[str, ControlValue] = Field(
-        default_factory=lambda: {"AeExposureMode": 2},
+        default_factory=_night_controls,
         description="Controls applied at night (AeExposureMode 2 = long exposures first).",
     )
 
@@ -205,9 +214,7 @@ class EventsConfig(Section):
         60.0, ge=1.0, le=86400, description="Per-class counts are sent every this many seconds."
     )
     zones: list[Zone] = Field(default_factory=list, description="Named zones an event reports.")
-    sinks: list[Literal["console", "jsonl", "mqtt"]] = Field(
-        default_factory=lambda: ["console"], description="Where events go."
-    )
+    sinks: list[SinkName] = Field(default_factory=_console_only, description="Where events go.")
     jsonl_path: str | None = Field(None, description="File for the jsonl sink.")
 
     @model_validator(mode="after")
