@@ -347,6 +347,21 @@ def test_commands_reach_subscribers_across_a_broker_restart(tmp_path, broker):
     assert json.loads(got[-1].payload)["n"] == 1
 
 
+def test_link_listeners_hear_the_link_come_and_go(tmp_path, broker):
+    up = make_uplink(tmp_path, broker.port)
+    heard: list[bool] = []
+    up.add_link_listener(heard.append)
+    with up:
+        assert up.client.wait_connected(10)
+        assert heard == [True]
+        broker.restart()
+        deadline = time.monotonic() + 10
+        while len(heard) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert heard == [True, False, True]
+    assert heard == [True, False, True]  # a clean stop is not a drop
+
+
 class ChunkSource:
     """A bulk source handing out numbered chunks (a transfer), as fast as it is asked."""
 
