@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from roadside.agent.transfer.machine import Manifest
+
 State = Literal["sending", "done", "failed"]
 
 _SCHEMA = """
@@ -69,11 +71,15 @@ class TransferRecord:
     finished: float | None = None
 
     @property
+    def manifest(self) -> Manifest:
+        return Manifest(self.size, self.cs)
+
+    @property
     def chunks(self) -> int:
-        return max(1, -(-self.size // self.cs))
+        return self.manifest.chunks
 
     def chunk_len(self, idx: int) -> int:
-        return max(0, min(self.cs, self.size - idx * self.cs))
+        return self.manifest.chunk_len(idx)
 
 
 class TransferStore:
