@@ -78,9 +78,6 @@ class TransferRecord:
     def chunks(self) -> int:
         return self.manifest.chunks
 
-    def chunk_len(self, idx: int) -> int:
-        return self.manifest.chunk_len(idx)
-
 
 class TransferStore:
     """SQLite file of transfer records.
