@@ -52,11 +52,17 @@ from roadside.wire.topics import (
     device_of,
     xfer_topic,
 )
-from roadside.wire.transfer import XferAbort, XferAck, XferAckState, XferInit, unpack_chunk
+from roadside.wire.transfer import (
+    MAX_ACK_RANGES,
+    XferAbort,
+    XferAck,
+    XferAckState,
+    XferInit,
+    unpack_chunk,
+)
 
 log = logging.getLogger(__name__)
 
-MAX_ACK_RANGES = 64  # selective-ack ranges in one ack; more are reported by later acks
 DEFAULT_MAX_SIZE = 8 << 30  # largest file accepted, bytes
 STALE_S = 7 * 86400  # a transfer with no deadline and no news for this long is dropped
 DEADLINE_GRACE_S = 3600.0  # kept this long past the box's own deadline, then dropped

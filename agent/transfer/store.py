@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from roadside.agent.transfer.machine import Manifest
 from roadside.statefile import MovedAside, StateSchema, open_state_file
 
 State = Literal["sending", "done", "failed"]
@@ -71,11 +72,12 @@ class TransferRecord:
     finished: float | None = None
 
     @property
-    def chunks(self) -> int:
-        return max(1, -(-self.size // self.cs))
+    def manifest(self) -> Manifest:
+        return Manifest(self.size, self.cs)
 
-    def chunk_len(self, idx: int) -> int:
-        return max(0, min(self.cs, self.size - idx * self.cs))
+    @property
+    def chunks(self) -> int:
+        return self.manifest.chunks
 
 
 class TransferStore:

@@ -1,14 +1,16 @@
 """The box's end of the station link, assembled: outbox, MQTT client, sender and heartbeat.
 
 Other parts of the agent use it through a few calls: ``sink`` for the pipeline, ``publish``
-for durable messages of their own (command replies), ``subscribe`` for commands, and
-``add_bulk`` for transfers that must never hold back events.
+for durable messages of their own (command replies), ``subscribe`` for commands and transfer
+acks, ``add_bulk`` for transfers that must never hold back events, and ``add_link_listener``
+to hear the link come and go.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from roadside import __version__
@@ -26,6 +28,8 @@ from roadside.wire.topics import HEALTH, topic
 log = logging.getLogger(__name__)
 
 OUTBOX_FILE = "outbox.db"
+
+LinkListener = Callable[[bool], None]  # True: the link is up, False: it dropped
 
 
 class Uplink:
@@ -94,6 +98,18 @@ class Uplink:
 
     def add_bulk(self, source: BulkSource) -> None:
         self.sender.add_bulk(source)
+
+    def add_link_listener(self, listener: LinkListener) -> None:
+        """Call ``listener(True)`` each time the link to the broker comes up and
+        ``listener(False)`` each time it drops (a clean ``stop`` is not a drop); register
+        before ``start``.
+
+        Called on the link thread, so it must return quickly. On a new connection it comes
+        after the sender has handed back to bulk sources (``lost``) what was in flight on the
+        old one, and before the sender puts anything on the new one.
+        """
+        self.client.listeners.connected.append(lambda _epoch, _session: listener(True))
+        self.client.listeners.disconnected.append(lambda: listener(False))
 
     @property
     def connected(self) -> bool:

@@ -19,6 +19,7 @@ from roadside.wire.topics import REQUEST_ID_PATTERN, ULID_PATTERN
 CHUNK_MAGIC = b"RC"
 CHUNK_VERSION = 1
 CHUNK_HEADER = struct.Struct(">2sBBIQ")  # magic, version, flags (0), crc32 of data, offset
+MAX_ACK_RANGES = 64  # held ranges listed in one ack at most; later ones follow in later acks
 
 
 def pack_chunk(offset: int, data: bytes) -> bytes:
