@@ -6,7 +6,7 @@ SHARED ?= $(abspath ../shared)
 export ROADSIDE_SHARED ?= $(SHARED)
 export ROADSIDE_MODELS_DIR ?= $(abspath var/models)
 
-.PHONY: setup demo test lint bench soak clean
+.PHONY: setup demo test test-fast lint typecheck bench soak clean
 
 setup: $(VENV)/.installed
 
@@ -21,13 +21,21 @@ demo: setup
 	$(VENV)/bin/roadside footage fetch motorway_overpass
 	$(PY) -m roadside.demo
 
-test: setup
-	$(VENV)/bin/ruff check .
+test: lint typecheck
 	$(VENV)/bin/pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# mypy reads the installed names (roadside.agent is agent/, ...): it checks a tree of links
+# that lays the folders out as the package is installed.
+TYPECHECK := var/typecheck
+typecheck: setup
+	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/roadside
+	ln -s $(CURDIR)/roadside/* $(TYPECHECK)/roadside/
+	for d in agent central models provisioning; do ln -s $(CURDIR)/$$d $(TYPECHECK)/roadside/$$d; done
+	cd $(TYPECHECK) && $(abspath $(VENV))/bin/mypy --config-file $(CURDIR)/pyproject.toml roadside
 
 # Every benchmark in turn (about 15 minutes; the soak has its own target). The clip cut is
 # compared against the ffmpeg command when it is installed (apt-get install ffmpeg).

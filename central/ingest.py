@@ -127,7 +127,9 @@ class IngestWorker:
             log.warning("%s lost the broker (%s); reconnecting", self.client_id, reason)
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        self._inbox.put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, self._epoch, time.time()))
+        self._inbox.put(
+            Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._epoch, time.time())
+        )
 
     # -- writer thread --------------------------------------------------------------------
     def _take(self, first: Inbound) -> list[Inbound]:

@@ -95,13 +95,13 @@ class BoxRequest:
         kind = kind_of(m.topic) or ""
         try:
             if kind.startswith(REPLY + "/"):
-                self.updates.put(Update("reply", ReplyMsg.decode(m.payload)))
+                self.updates.put(Update("reply", ReplyMsg.decode(bytes(m.payload))))
             elif kind == STATUS:
-                self.updates.put(Update("status", StatusMsg.decode(m.payload)))
+                self.updates.put(Update("status", StatusMsg.decode(bytes(m.payload))))
             elif kind.endswith("/" + XFER_INIT):
-                self.updates.put(Update("init", XferInit.decode(m.payload)))
+                self.updates.put(Update("init", XferInit.decode(bytes(m.payload))))
             elif kind.endswith("/" + XFER_ACK):
-                self.updates.put(Update("ack", XferAck.decode(m.payload)))
+                self.updates.put(Update("ack", XferAck.decode(bytes(m.payload))))
         except ValidationError as exc:
             log.warning("ignoring a malformed message on %s: %s", m.topic, exc.errors()[0])
 

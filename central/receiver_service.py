@@ -97,7 +97,7 @@ class ReceiverService:
         self.connected.clear()
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        self._inbox.put((msg.topic, msg.payload))
+        self._inbox.put((msg.topic, bytes(msg.payload)))
 
     # -- worker thread -------------------------------------------------------------------
     def _work(self) -> None:
@@ -106,11 +106,11 @@ class ReceiverService:
             try:
                 item = self._inbox.get(timeout=1.0)
             except queue.Empty:
-                item = ()
+                item = ("", b"")  # nothing came: only the sweep below may be due
             if item is None:
                 return
-            if item:
-                topic, payload = item
+            topic, payload = item
+            if topic:
                 try:
                     for out in self.receiver.handle(topic, payload):
                         self._client.publish(out.topic, out.payload, qos=out.qos)

@@ -73,7 +73,7 @@ def device_state(d: dict[str, Any]) -> str:
     if d["online"]:
         return "online"
     reason = (d.get("status") or {}).get("reason")
-    return _OFFLINE.get(reason, "offline")
+    return _OFFLINE.get(reason, "offline") if reason is not None else "offline"
 
 
 def devices_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ class RoadsideGroup(click.Group):
     """A group that turns deliberate errors into one ``error: ...`` line on stderr and exit
     code 2; used by the main group and by groups that also run on their own."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except RoadsideError as exc:

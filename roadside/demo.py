@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -45,7 +46,7 @@ say = Console(stderr=True).print
 
 
 def _agent_config(broker_port: int, store: Path, footage: Path) -> Path:
-    doc = {
+    doc: dict[str, Any] = {
         "device": DEVICE,
         "data_dir": str(WORK / "box"),
         "source": {"kind": "file", "path": str(footage), "pace": "native", "loop": True},

@@ -32,6 +32,7 @@ from roadside.agent.transfer.store import TransferRecord
 from roadside.config.agent import CommandsConfig
 from roadside.ids import ulid_time
 from roadside.wire.commands import ClipParams, ErrorCode, SnapshotParams
+from roadside.wire.transfer import TransferKind
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 class ClipError(RecordingError):
     """A clip or snapshot request cannot be served; ``code`` is the reply's reason code."""
 
-    def __init__(self, message: str, code: str = ErrorCode.FAILED) -> None:
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.FAILED) -> None:
         super().__init__(message)
         self.code = code
 
@@ -206,7 +207,7 @@ class JobRunner:
         out.write_bytes(jpeg)
         self._upload(job, out, "snapshot", f"{self.device}_{_stamp(at)}.jpg", meta)
 
-    def _upload(self, job: Job, path: Path, kind: str, name: str, meta: dict) -> None:
+    def _upload(self, job: Job, path: Path, kind: TransferKind, name: str, meta: dict) -> None:
         rec = self.sender.send_file(path, kind, name, rq=job.rq, requester=job.requester, meta=meta)
         self.requests.running(job.rq, rec.xid)
         self.replies.progress(job.rq, 0.0, f"uploading {_mb(rec.size)}", rec.xid)

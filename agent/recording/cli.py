@@ -81,13 +81,13 @@ def recordings(config_path: Path, show_all: bool, as_json: bool) -> None:
         ranges = index.ranges()
     used = sum(r.bytes for r in records)
     modes: dict[str, dict[str, float]] = {}
-    for r in records:
+    for rec in records:
         m = modes.setdefault(
-            MODE_NAMES.get(r.mode, r.mode), {"segments": 0, "seconds": 0.0, "bytes": 0}
+            MODE_NAMES.get(rec.mode, rec.mode), {"segments": 0, "seconds": 0.0, "bytes": 0}
         )
         m["segments"] += 1
-        m["seconds"] += r.duration
-        m["bytes"] += r.bytes
+        m["seconds"] += rec.duration
+        m["bytes"] += rec.bytes
     if as_json:
         click.echo(
             json.dumps(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import logging
 from fractions import Fraction
+from typing import cast
 
 import av
 from av.video.frame import PictureType
@@ -70,7 +71,7 @@ class FrameEncoder:
         self.keyframe_s = keyframe_s
         self.generation = 0
         self.skipped = 0  # frames left out to keep to cfg.fps
-        self._ctx: av.CodecContext | None = None
+        self._ctx: av.VideoCodecContext | None = None
         self._source_size: tuple[int, int] | None = None
         self._size: tuple[int, int] = (0, 0)
         self._mono0 = 0.0

@@ -359,7 +359,7 @@ def open_index(root: Path, writer: bool = False) -> SegmentIndex:
     fresh = not path.exists()
     # One thread at a time (the recorder's is opened at start-up, then handed to its thread).
     state = open_state_file(
-        path, SCHEMA, synchronous="NORMAL", isolation_level="", busy_timeout_s=10.0
+        path, SCHEMA, synchronous="NORMAL", isolation_level="DEFERRED", busy_timeout_s=10.0
     )
     state.db.row_factory = sqlite3.Row
     index = SegmentIndex(root, state.db, state.moved_aside)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import av
 
@@ -80,10 +80,10 @@ class SegmentName:
             int(m["start"]) / 1000,
             m["boot"],
             int(m["mono"]) / 1000,
-            m["clock"],
-            m["mode"],
+            cast(Clock, m["clock"]),
+            cast(Mode, m["mode"]),
             bool(m["ev"]),
-        )  # type: ignore[arg-type]
+        )
 
     def but(self, **changes: object) -> SegmentName:
         return replace(self, **changes)  # type: ignore[arg-type]

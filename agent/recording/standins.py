@@ -40,6 +40,7 @@ def camera_packets(video: Path) -> tuple[list[CameraPacket], float]:
         if v.codec_context.name != "h264":
             raise ValueError(f"{video} is not H.264")
         tb = v.time_base
+        assert tb is not None, f"{video}: the video stream has no time base"
         to_annexb = BitStreamFilterContext("h264_mp4toannexb", v)
         out: list[CameraPacket] = []
         for p in c.demux(v):

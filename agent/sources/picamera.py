@@ -72,7 +72,7 @@ def load_api(which: str | None = None) -> Picamera2Api:
 def packet_output_class(base: type) -> type:
     """An ``Output`` subclass (picamera2 checks the type) that forwards packets to a sink."""
 
-    class PacketOutput(base):  # type: ignore[misc, valid-type]
+    class PacketOutput(base):
         """Forwards each encoded frame to the recorder unchanged, with its time in seconds."""
 
         def __init__(self, sink: PacketSink) -> None:

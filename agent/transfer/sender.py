@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from pydantic import ValidationError
 
@@ -62,6 +62,7 @@ from roadside.wire.commands import ErrorCode
 from roadside.wire.topics import XFER, XFER_ABORT, XFER_ACK, XFER_DATA, XFER_INIT, xfer_topic
 from roadside.wire.transfer import (
     CHUNK_HEADER,
+    TransferKind,
     XferAbort,
     XferAck,
     XferAckState,
@@ -183,7 +184,7 @@ class TransferSender:
     def send_file(
         self,
         path: str | Path,
-        kind: str,
+        kind: TransferKind,
         name: str,
         *,
         rq: str | None = None,
@@ -384,7 +385,7 @@ class TransferSender:
 
     @staticmethod
     def _token(msg: BulkMessage) -> tuple[str, Token]:
-        xid, token = msg.token  # type: ignore[misc]
+        xid, token = cast(tuple[str, Token], msg.token)
         return xid, token
 
     def _carry(self, run: _Running, actions: list[Action]) -> None:

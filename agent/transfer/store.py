@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from roadside.agent.transfer.machine import Manifest
 from roadside.statefile import MovedAside, StateSchema, open_state_file
+from roadside.wire.transfer import TransferKind
 
 State = Literal["sending", "done", "failed"]
 
@@ -52,7 +53,7 @@ class TransferRecord:
     """One upload as stored. ``acked`` is a bitmap, one bit per chunk."""
 
     xid: str
-    kind: str
+    kind: TransferKind
     path: str
     name: str
     size: int

@@ -18,12 +18,16 @@ from roadside.agent.transfer.store import TransferRecord
 from roadside.agent.uplink import Uplink
 from roadside.config.agent import AgentConfig
 from roadside.errors import ConfigError
+from roadside.wire.transfer import TransferKind
 
 log = logging.getLogger(__name__)
 
 
 def upload(
-    cfg: AgentConfig, path: Path | None, timeout: float | None = None, kind: str = "clip"
+    cfg: AgentConfig,
+    path: Path | None,
+    timeout: float | None = None,
+    kind: TransferKind = "clip",
 ) -> list[TransferRecord]:
     """Resume stored uploads, start one for ``path`` (a copy; unless one of the same file is
     already running), and wait until all have ended or ``timeout`` passes."""

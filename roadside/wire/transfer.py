@@ -40,11 +40,14 @@ def unpack_chunk(payload: bytes) -> tuple[int, bytes]:
     return offset, data
 
 
+TransferKind = Literal["clip", "snapshot"]
+
+
 class XferInit(Message):
     """The manifest of one file (``id`` is the transfer id). Sent first, and again after a
     reconnect or a restart: the station answers with an XferAck saying what it holds."""
 
-    kind: Literal["clip", "snapshot"]
+    kind: TransferKind
     request_id: str | None = Field(
         None, alias="rq", pattern=REQUEST_ID_PATTERN, description="request it serves"
     )
