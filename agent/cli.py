@@ -13,6 +13,7 @@ from rich.table import Table
 from roadside import logs
 from roadside.agent.cli_options import config_option
 from roadside.config.agent import load_config
+from roadside.errors import ExitCode
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def check(config_path: Path) -> None:
         table.add_row(r.name, verdict, r.detail)
     Console(file=sys.stdout).print(table)
     if not all(r.ok for r in results):
-        sys.exit(1)
+        sys.exit(ExitCode.FAILED)
 
 
 @agent.command()
@@ -93,7 +94,7 @@ def upload(config_path: Path, path: Path | None, timeout: float | None) -> None:
         outcome = "done" if rec.state == "done" else f"failed: {rec.code}: {rec.msg}"
         click.echo(f"{rec.xid} {rec.name} {rec.size} bytes sha256 {rec.sha256}: {outcome}")
     if not ended or any(rec.state != "done" for rec in ended):
-        sys.exit(2)
+        sys.exit(ExitCode.FAILED)
 
 
 def _add_recording_commands() -> None:

@@ -31,11 +31,11 @@ from roadside.central.config import CentralConfig
 from roadside.central.officer import BoxRequest, RequestError, deliver, wait_for_file
 from roadside.central.store import Store, queries
 from roadside.central.times import parse_time, show_time
+from roadside.errors import ExitCode
 from roadside.wire.commands import ReplyMsg, ReplyState
 from roadside.wire.messages import OfflineReason, Presence, StatusMsg
 from roadside.wire.transfer import XferAck, XferAckState, XferInit
 
-EXIT_DONE, EXIT_ERROR, EXIT_PENDING = 0, 1, 3
 FILE_RECORD_WAIT_S = 30.0  # the receiver's record may trail the box's final reply
 
 
@@ -181,7 +181,7 @@ def follow_request(
     try:
         if no_wait:
             _emit(as_json, {"id": request_id, "state": "sent"}, request_id)
-            return EXIT_DONE
+            return ExitCode.OK
         console.print(
             f"request {request_id}: {command} from {device}" + _describe_params(cfg, params)
         )
@@ -195,7 +195,7 @@ def follow_request(
         )
         req.give_up(why)
         _emit(as_json, {"id": request_id, "state": "pending", "detail": why}, why)
-        return EXIT_PENDING
+        return ExitCode.PENDING
     if final.state == ReplyState.ERROR:
         text = f"{device} refused or failed: {final.detail} ({final.code})"
         _emit(
@@ -203,7 +203,7 @@ def follow_request(
             {"id": request_id, "state": "error", "code": final.code, "detail": final.detail},
             text,
         )
-        return EXIT_ERROR
+        return ExitCode.FAILED
     row = wait_for_file(store, request_id, FILE_RECORD_WAIT_S)
     if row is None or row["state"] != "done" or not row.get("path"):
         raise RequestError(
@@ -223,7 +223,7 @@ def follow_request(
         },
         f"{path}  sha256 {digest}",
     )
-    return EXIT_DONE
+    return ExitCode.OK
 
 
 def _describe_params(cfg: CentralConfig, params: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ import re
 import time
 from datetime import date, datetime, timedelta, tzinfo
 
-from roadside.errors import RoadsideError
+from roadside.errors import UsageError
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|min|s|m|h|d)", re.IGNORECASE)
@@ -20,7 +20,7 @@ _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?$")
 _RELATIVE = re.compile(r"^now\s*-\s*(.+)$|^(.+?)\s+ago$", re.IGNORECASE)
 
 
-class TimeInputError(RoadsideError):
+class TimeInputError(UsageError):
     """A time or duration typed on the command line cannot be understood."""
 
 

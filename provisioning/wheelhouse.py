@@ -13,7 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from roadside.errors import ProvisionError
+from roadside.errors import RoadsideError
+
+
+class WheelhouseError(RoadsideError):
+    """pip could not build or collect the wheels (a failure, not a wrong argument)."""
+
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,10 +53,10 @@ def _run(cmd: list[str]) -> None:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     except OSError as exc:
-        raise ProvisionError(f"cannot run pip: {exc}") from None
+        raise WheelhouseError(f"cannot run pip: {exc}") from None
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise ProvisionError(f"`{' '.join(cmd[2:5])} ...` failed: {last}")
+        raise WheelhouseError(f"`{' '.join(cmd[2:5])} ...` failed: {last}")
 
 
 def build_wheelhouse(
@@ -70,7 +75,7 @@ def build_wheelhouse(
         out.glob("roadside-*.whl"), key=lambda p: p.stat().st_mtime
     )
     if not wheels:
-        raise ProvisionError(f"pip built no roadside wheel in {out}")
+        raise WheelhouseError(f"pip built no roadside wheel in {out}")
     wheel = wheels[-1]
     _run(
         download_command(

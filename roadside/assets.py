@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from roadside.digest import sha256_file
-from roadside.errors import AssetError
+from roadside.errors import AssetError, UnknownAssetError
 
 ENV_STORE = "ROADSIDE_MODELS_DIR"
 ENV_SHARED = "ROADSIDE_SHARED"
@@ -105,7 +105,7 @@ def manifests(kind: str = "model") -> dict[str, Manifest]:
 def manifest(name: str, kind: str = "model") -> Manifest:
     known = manifests(kind)
     if name not in known:
-        raise AssetError(f"no {kind} named {name!r}; known: {', '.join(known) or 'none'}")
+        raise UnknownAssetError(f"no {kind} named {name!r}; known: {', '.join(known) or 'none'}")
     return known[name]
 
 

@@ -11,12 +11,12 @@ from roadside.logs import line_prefix
 
 
 class RoadsideGroup(click.Group):
-    """A group that turns deliberate errors into one ``error: ...`` line on stderr and exit
-    code 2; used by the main group and by groups that also run on their own."""
+    """A group that turns deliberate errors into one ``error: ...`` line on stderr and the
+    error's exit code; used by the main group and by groups that also run on their own."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except RoadsideError as exc:
             click.echo(f"{line_prefix(logging.ERROR)}error: {exc}", err=True)
-            ctx.exit(2)
+            ctx.exit(exc.exit_code)

@@ -1,15 +1,36 @@
-"""Every error the product raises on purpose, in one place.
+"""Every error the product raises on purpose, in one place, and the exit codes they give.
 
 Each carries a sentence written for the person at the keyboard; the command line prints
-that sentence alone (no traceback) and exits non-zero.
+that sentence alone (no traceback) and exits with the error's ``exit_code``: a script can
+tell "asked wrongly" (fix the command or the file) from "asked rightly, and it failed"
+(retry, look at the box).
 """
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What every ``roadside`` command returns."""
+
+    OK = 0
+    FAILED = 1  # the command ran and what it was asked to do failed
+    USAGE = 2  # the command cannot run as asked: an option, argument, input or config is wrong
+    PENDING = 3  # the request is on its way and has no final answer yet (officer commands)
 
 
 class RoadsideError(Exception):
     """Base of every deliberate error: its message is shown to the user as is."""
 
+    exit_code = ExitCode.FAILED
 
-class ConfigError(RoadsideError):
+
+class UsageError(RoadsideError):
+    """What was asked cannot be done as written: a bad option value, input or config."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(UsageError):
     """The configuration file is missing, unreadable or invalid."""
 
 
@@ -25,8 +46,12 @@ class DetectorError(RoadsideError):
     """The detector cannot load its model or run it."""
 
 
-class ProvisionError(RoadsideError):
-    """A certificate, bundle or broker file cannot be made, read or applied."""
+class UnknownAssetError(AssetError, UsageError):
+    """No manifest has the name asked for."""
+
+
+class ProvisionError(UsageError):
+    """A certificate, bundle or broker file cannot be made from what was given."""
 
 
 class StateFileError(RoadsideError):

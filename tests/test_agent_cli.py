@@ -129,7 +129,7 @@ def test_model_fetch_from_folder_and_verify(tmp_path: Path) -> None:
     env = {**os.environ, "ROADSIDE_MODELS_DIR": str(store)}
     listing = run_cli("model", "list", env=env)
     assert listing.returncode == 0 and "not fetched" in listing.stdout
-    assert run_cli("model", "verify", "yolox_nano", env=env).returncode == 2
+    assert run_cli("model", "verify", "yolox_nano", env=env).returncode == 1  # failed, not misused
     fetched = run_cli("model", "fetch", "yolox_nano", "--from", str(MODELS), env=env)
     assert fetched.returncode == 0, fetched.stderr
     assert (store / "yolox_nano_float16.tflite").stat().st_size > 1_000_000
@@ -140,7 +140,7 @@ def test_model_fetch_from_folder_and_verify(tmp_path: Path) -> None:
     data[1000] ^= 0xFF
     weights.write_bytes(bytes(data))
     bad = run_cli("model", "verify", "yolox_nano", env=env)
-    assert bad.returncode == 2 and "sha256 mismatch" in bad.stderr
+    assert bad.returncode == 1 and "sha256 mismatch" in bad.stderr
 
 
 def test_fetch_refuses_wrong_bytes(tmp_path: Path) -> None:
@@ -157,7 +157,7 @@ def test_fetch_refuses_wrong_bytes(tmp_path: Path) -> None:
         "--store",
         str(tmp_path / "store"),
     )
-    assert proc.returncode == 2 and "refusing to install" in proc.stderr
+    assert proc.returncode == 1 and "refusing to install" in proc.stderr
     assert not (tmp_path / "store" / "ssd_mobilenet_v1_coco_quant.tflite").exists()
 
 

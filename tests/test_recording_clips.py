@@ -177,7 +177,7 @@ def test_recordings_command_lists_ranges_bytes_and_modes(ring: Path, tmp_path: P
 
     missing = write_config(tmp_path / "other", tmp_path / "nothing-here")
     result = run("agent", "recordings", "--config", str(missing))
-    assert result.exit_code == 2 and result.output.startswith("error: no recordings folder")
+    assert result.exit_code == 1 and result.output.startswith("error: no recordings folder")
 
 
 def test_clip_command_cuts_and_reports_errors_in_one_line(ring: Path, tmp_path: Path) -> None:
@@ -230,7 +230,7 @@ def test_clip_command_cuts_and_reports_errors_in_one_line(ring: Path, tmp_path: 
         "--out",
         str(tmp_path / "x.mp4"),
     )
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # asked rightly; nothing is held there
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: no footage between")
     assert "this box holds" in lines[0]

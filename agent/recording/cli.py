@@ -13,7 +13,7 @@ from rich.table import Table
 
 from roadside.agent.cli_options import config_option
 from roadside.agent.recording.clipcut import QUALITIES, ClipCutter
-from roadside.agent.recording.errors import RecordingError, when
+from roadside.agent.recording.errors import BadRangeError, RecordingError, when
 from roadside.agent.recording.index import Range, open_index
 from roadside.config.agent import AgentConfig, load_config
 
@@ -29,7 +29,7 @@ def parse_time(text: str, option: str) -> float:
     try:
         t = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise RecordingError(
+        raise BadRangeError(
             f"{option} {text!r} is not a time: use ISO 8601 such as 2026-05-12T10:14:00 "
             "(local time; add +02:00 or Z for another zone) or epoch seconds"
         ) from None
@@ -178,7 +178,7 @@ def clip(config_path: Path, from_: str, to: str, out: Path, quality: str) -> Non
     cfg = load_config(config_path)
     start, end = parse_time(from_, "--from"), parse_time(to, "--to")
     if end <= start:
-        raise RecordingError(f"--to ({to}) must be after --from ({from_})")
+        raise BadRangeError(f"--to ({to}) must be after --from ({from_})")
     folder = _folder(cfg)
     if not folder.is_dir():
         raise RecordingError(f"no recordings folder at {folder}: this box holds no recordings")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import logging
 from fractions import Fraction
-from typing import cast
 
 import av
 from av.video.frame import PictureType

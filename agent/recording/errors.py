@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from roadside.errors import RoadsideError
+from roadside.errors import RoadsideError, UsageError
 from roadside.wire.commands import ErrorCode
 
 
@@ -22,7 +22,7 @@ class RecordingError(RoadsideError):
     code = ErrorCode.FAILED
 
 
-class BadRangeError(RecordingError):
+class BadRangeError(RecordingError, UsageError):
     """The range asked for is not a range."""
 
     code = ErrorCode.BAD_PARAMS
