@@ -29,6 +29,7 @@ from rich.progress import (
 from roadside.agent import protocol as P
 from roadside.central import views
 from roadside.central.config import CentralConfig
+from roadside.central.i18n import _, ngettext
 from roadside.central.officer import BoxRequest, RequestError, deliver, wait_for_file
 from roadside.central.store import Store, queries
 from roadside.central.times import parse_time, show_time
@@ -71,7 +72,9 @@ class TransferBar:
     def __init__(self, progress: Progress, device: str) -> None:
         self.progress = progress
         self.device = device
-        self.task: TaskID = progress.add_task(f"waiting for {device}", total=None)
+        self.task: TaskID = progress.add_task(
+            _("waiting for %(box)s") % {"box": device}, total=None
+        )
         self.size: int | None = None
         self.chunk: int = 1
         self.xid: str | None = None
@@ -81,7 +84,11 @@ class TransferBar:
 
     def _say(self, text: str) -> None:
         drops = (
-            f" [dim]({self.drops} drop{'s' if self.drops != 1 else ''})[/]" if self.drops else ""
+            " [dim]("
+            + ngettext("%(n)d drop", "%(n)d drops", self.drops) % {"n": self.drops}
+            + ")[/]"
+            if self.drops
+            else ""
         )
         self.progress.update(self.task, description=text + drops)
 
@@ -89,15 +96,19 @@ class TransferBar:
         if msg.st == "offline" and not self.offline:
             self.offline = True
             self.drops += 1
-            self._say(f"[red]{self.device} offline ({msg.why or 'lost'}): waiting to resume")
+            self._say(
+                "[red]"
+                + _("%(box)s offline (%(why)s): waiting to resume")
+                % {"box": self.device, "why": msg.why or "lost"}
+            )
         elif msg.st == "online" and self.offline:
             self.offline = False
-            self._say(f"[green]{self.device} back online: resuming")
+            self._say("[green]" + _("%(box)s back online: resuming") % {"box": self.device})
 
     def init(self, msg: P.XferInit) -> None:
         self.xid, self.size, self.chunk = msg.id, msg.size, msg.cs
         self.progress.update(self.task, total=msg.size)
-        self._say(f"receiving {msg.name}")
+        self._say(_("receiving %(name)s") % {"name": msg.name})
 
     def ack(self, msg: P.XferAck) -> None:
         if self.size is None or msg.x != self.xid:
@@ -115,7 +126,7 @@ class TransferBar:
             if msg.msg and not self.offline:
                 self._say(msg.msg)
         elif msg.st == "done":
-            self._say("[green]done")
+            self._say("[green]" + _("done"))
             if self.size is not None:
                 self.progress.update(self.task, completed=self.size)
 
@@ -170,10 +181,11 @@ def follow_request(
     out: Path | None,
     no_wait: bool,
     as_json: bool,
+    requester: str,
 ) -> int:
     """Send one clip or snapshot request and see it through; returns the exit code."""
     console = Console(stderr=True)
-    req = BoxRequest(cfg, store, device, command, params)
+    req = BoxRequest(cfg, store, device, command, params, requester=requester)
     request_id = req.send()
     try:
         if no_wait:
@@ -186,15 +198,19 @@ def follow_request(
     finally:
         req.close()
     if final is None:
-        why = (
-            f"no final answer from {device} yet; the request stays queued for it: "
-            f"roadside clip status {request_id}"
-        )
+        why = _(
+            "no final answer from %(box)s yet; the request stays queued for it: "
+            "roadside clip status %(id)s"
+        ) % {"box": device, "id": request_id}
         req.give_up(why)
         _emit(as_json, {"id": request_id, "state": "pending", "detail": why}, why)
         return EXIT_PENDING
     if final.st == "error":
-        text = f"{device} refused or failed: {final.msg} ({final.code})"
+        text = _("%(box)s refused or failed: %(msg)s (%(code)s)") % {
+            "box": device,
+            "msg": final.msg,
+            "code": final.code,
+        }
         _emit(
             as_json,
             {"id": request_id, "state": "error", "code": final.code, "detail": final.msg},

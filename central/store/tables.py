@@ -148,3 +148,25 @@ rejects = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("received", sa.Double, nullable=False),
 )
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True, doc="the officer's login name"),
+    sa.Column("role", sa.String(16), nullable=False, doc="viewer, investigator, admin"),
+    sa.Column("password_hash", sa.Text, nullable=False, doc="argon2id, PHC string"),
+    sa.Column("active", sa.Boolean, nullable=False, doc="false: disabled, cannot log in"),
+    sa.Column("created", sa.Double, nullable=False),
+    sa.Column("changed", sa.Double, nullable=False),
+)
+
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True, doc="sha256 of the cookie's token"),
+    sa.Column("user", sa.String(32), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False, doc="the token every form must carry"),
+    sa.Column("created", sa.Double, nullable=False),
+    sa.Column("expires", sa.Double, nullable=False),
+    sa.Index("ix_web_sessions_user", "user"),
+)
