@@ -287,3 +287,78 @@ def test_the_events_form_takes_what_officers_type(console: RunningConsole, typed
     assert r.status_code == 200 and 'role="alert"' not in r.text, typed
     bad = lan.get("/events", params={"since": "half past ten"})
     assert "không phải là thời điểm" in bad.text
+
+
+def test_the_console_speaks_https_with_a_station_web_certificate(tmp_path: Path) -> None:
+    import ssl
+
+    from broker import free_port
+    from central_helpers import central_config
+    from click.testing import CliRunner
+    from console_helpers import add_accounts
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from roadside.central.store import Store
+    from roadside.central.web.server import WebServer
+    from roadside.cli import main
+
+    secret = tmp_path / "pass"
+    secret.write_text("a long enough passphrase\n")
+    secret.chmod(0o600)
+    env = {"ROADSIDE_CA_PASSPHRASE_FILE": str(secret)}
+    ca, out = tmp_path / "ca", tmp_path / "web"
+    runner = CliRunner()
+    assert runner.invoke(main, ["provision", "ca", "init", str(ca)], env=env).exit_code == 0
+    r = runner.invoke(
+        main,
+        ["provision", "web", "--ca", str(ca), "--host", "localhost", "--out", str(out)],
+        env=env,
+    )
+    assert r.exit_code == 0, r.output
+    assert (out / "web.key").stat().st_mode & 0o077 == 0
+    cert = x509.load_pem_x509_certificate((out / "web.crt").read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["localhost"]
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
+
+    port = free_port()
+    cfg = central_config(
+        tmp_path,
+        free_port(),
+        web={
+            "host": "127.0.0.1",
+            "port": port,
+            "tls_cert": str(out / "web.crt"),
+            "tls_key": str(out / "web.key"),
+        },
+    )
+    store = Store(cfg.database_url)
+    add_accounts(store)
+    trust = ssl.create_default_context(cafile=str(out / "ca.crt"))
+    server = WebServer(cfg, store).start()
+    url = f"https://localhost:{port}"
+    with httpx.Client(base_url=url, verify=trust, timeout=30) as c:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                page = c.get("/login")
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, "the console did not answer over HTTPS"
+                time.sleep(0.1)
+        assert page.status_code == 200
+        token = CSRF.search(page.text).group(1)  # type: ignore[union-attr]
+        r = c.post(
+            "/login",
+            data={"csrf": token, "name": "lan", "password": PASSWORDS["lan"], "next": "/"},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303
+        cookie = r.headers["set-cookie"].lower()
+        assert "secure" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url + "/login", timeout=10)  # not trusted without the station CA
+    server.stop()
+    store.close()
