@@ -51,9 +51,11 @@ events = sa.Table(
     sa.Column("unsynced", sa.Boolean, nullable=False, doc="the box clock was not NTP-synced"),
     sa.Column("received", sa.Double, nullable=False, doc="first message, station clock"),
     sa.Column("updated", sa.Double, nullable=False, doc="last change, station clock"),
-    sa.Index("ix_events_t0", "t0"),
-    sa.Index("ix_events_device_t0", "device", "t0"),
-    sa.Index("ix_events_cls_t0", "cls", "t0"),
+    # (…, t0, id): pages newest first stop after a page's rows (migration 2)
+    sa.Index("ix_events_t0_id", "t0", "id"),
+    sa.Index("ix_events_device_t0_id", "device", "t0", "id"),
+    sa.Index("ix_events_cls_t0_id", "cls", "t0", "id"),
+    sa.Index("ix_events_device_cls_t0_id", "device", "cls", "t0", "id"),
 )
 
 counts = sa.Table(

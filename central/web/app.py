@@ -16,6 +16,7 @@ from typing import Any
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount
@@ -27,7 +28,7 @@ from roadside.central.accounts import Accounts
 from roadside.central.config import CentralConfig
 from roadside.central.store import Store
 from roadside.central.web import messages
-from roadside.central.web.auth import LoginThrottle
+from roadside.central.web.auth import LoginThrottle, request_language
 from roadside.central.web.footage import FootageDesk
 from roadside.central.web.sessions import Session, SessionStore
 
@@ -132,7 +133,22 @@ def create_app(cfg: CentralConfig, store: Store) -> Starlette:
         yield
         console.desk.stop()
 
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        with i18n.speaking(request_language(request)):
+            return console.render(
+                request,
+                "message.html",
+                None,
+                status_code=status,
+                title=i18n._("Not found") if status == 404 else i18n._("Error"),
+                text=i18n._("There is nothing at this address.")
+                if status == 404
+                else i18n._("The station could not answer this request."),
+            )
+
     app = Starlette(
+        exception_handlers={HTTPException: not_found},
         routes=[
             *ROUTES,
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
