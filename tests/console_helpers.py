@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,18 +73,27 @@ def start_console(cfg: CentralConfig, store: Store) -> RunningConsole:
     return RunningConsole(cfg, store, server, url)
 
 
-@pytest.fixture(name="console")
-def console_fixture(tmp_path: Path) -> Iterator[RunningConsole]:
-    """A console on SQLite with a broker port nobody listens on (no box needed)."""
+@contextmanager
+def running_console(tmp_path: Path, broker_port: int) -> Iterator[RunningConsole]:
+    """A console on SQLite, its accounts made, talking to the broker on ``broker_port``."""
     cfg = central_config(
         tmp_path,
-        free_port(),
+        broker_port,
         web={"host": "127.0.0.1", "port": free_port(), "login_failures": 3},
         officer={"clips_dir": str(tmp_path / "clips")},
     )
     store = Store(cfg.database_url)
     add_accounts(store)
     running = start_console(cfg, store)
-    yield running
-    running.server.stop()
-    store.close()
+    try:
+        yield running
+    finally:
+        running.server.stop()
+        store.close()
+
+
+@pytest.fixture(name="console")
+def console_fixture(tmp_path: Path) -> Iterator[RunningConsole]:
+    """A console with a broker port nobody listens on (for tests that send nothing)."""
+    with running_console(tmp_path, free_port()) as running:
+        yield running

@@ -4,6 +4,7 @@ files, login throttling, and the Vietnamese pages checked against the catalog.""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from html.parser import HTMLParser
@@ -362,3 +363,40 @@ def test_the_console_speaks_https_with_a_station_web_certificate(tmp_path: Path)
         httpx.get(url + "/login", timeout=10)  # not trusted without the station CA
     server.stop()
     store.close()
+
+
+def test_an_officer_is_told_why_a_request_waits_or_fails(broker, tmp_path: Path) -> None:
+    """A box offline: the request is kept and the page says so. A box that answers with an
+    error: the page says it in the officer's words, from the reason code."""
+    from console_helpers import running_console
+    from test_central_cli import BoxThatAnswers
+    from waiting import wait_until
+
+    with running_console(tmp_path, broker.port) as console:
+        ids = _fill(console, "box-r")
+        lan = console.login("lan")
+        batch = Batch()
+        batch.add_status("box-r", status("offline", "lost"), time.time())
+        console.store.writer().write(batch)
+        r = lan.post(f"/events/{ids[0]}/clip", data={"csrf": _csrf(lan)})
+        assert r.status_code == 303
+        waiting = lan.get(r.headers["location"])
+        assert "đang mất kết nối" in waiting.text and "sẽ chạy khi hộp kết nối lại" in waiting.text
+        rq = r.headers["location"].rsplit("/", 1)[1]
+        (row,) = [a for a in _audit_rows(console) if a["id"] == rq]
+        assert row["requester"] == "lan" and row["state"] == "sent"
+        assert row["params"]["event"] == ids[0] and row["params"]["from"] < row["params"]["to"]
+
+        box = BoxThatAnswers(broker.port, "box-r")  # answers: no footage of that time
+        try:
+            r = lan.post(f"/events/{ids[1]}/clip", data={"csrf": _csrf(lan)})
+            page = r.headers["location"]
+            wait_until(
+                lambda: "không còn giữ đoạn phim" in lan.get(page).text, 20, "the error shown"
+            )
+            with lan.stream("GET", page + "/progress") as events:
+                lines = [line for line in events.iter_lines() if line.startswith("data: ")]
+            final = json.loads(lines[-1].removeprefix("data: "))
+            assert final["phase"] == "failed" and final["final"] and "ghi đè" in final["text"]
+        finally:
+            box.close()

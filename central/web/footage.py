@@ -31,6 +31,7 @@ from roadside.errors import RoadsideError
 log = logging.getLogger(__name__)
 
 MAX_FOLLOWED = 32  # requests followed at once by one console; more are refused
+KEEP_FINISHED_S = 3600.0  # finished requests stay in memory this long (then: the database)
 FILE_RECORD_WAIT_S = 30.0  # the receiver's record may trail the box's final reply
 
 
@@ -128,6 +129,9 @@ class FootageDesk:
     ) -> str:
         """Send the request and follow it; returns the request id once the broker has it."""
         with self._changed:
+            old = time.time() - KEEP_FINISHED_S
+            for rq in [k for k, p in self._progress.items() if p.phase.final and p.updated < old]:
+                del self._progress[rq]
             running = sum(1 for p in self._progress.values() if not p.phase.final)
         if running >= MAX_FOLLOWED:
             raise RequestError("too many requests in progress at this station; wait a moment")
@@ -154,6 +158,11 @@ class FootageDesk:
             if held is not None:
                 return replace(held)
         return progress_from_store(self.store, request_id)
+
+    def follows(self, request_id: str) -> bool:
+        """True while this process holds the request's progress (else it is in the store)."""
+        with self._changed:
+            return request_id in self._progress
 
     def wait_change(self, request_id: str, version: int, timeout: float) -> Progress | None:
         """The progress once its version is past ``version`` (or after ``timeout``)."""

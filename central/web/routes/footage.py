@@ -30,6 +30,7 @@ from roadside.central.web.messages import error_sentence
 from roadside.central.web.routes.checks import FILE_NAME, REQUEST_ID, ULID, path_part
 
 STREAM_BEAT_S = 15.0  # a comment line this often keeps proxies from closing the stream
+STORE_POLL_S = 2.0  # a request this process does not follow is read from the store this often
 
 
 def progress_text(p: Progress) -> str:
@@ -167,18 +168,22 @@ async def request_progress(v: Visit) -> Response:
 
     async def events():
         p: Progress | None = first
+        last: dict[str, Any] | None = None
         while p is not None:
             with speaking(v.lang):
-                yield f"event: progress\ndata: {json.dumps(progress_json(p))}\n\n"
+                data = progress_json(p)
+            if data != last:
+                yield f"event: progress\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+                last = data
+            else:
+                yield ": still here\n\n"
             if p.phase.final or await v.request.is_disconnected():
                 return
-            version = p.version
+            if not console.desk.follows(request_id):
+                await asyncio.sleep(STORE_POLL_S)  # followed elsewhere: read the store now and then
             p = await run_in_threadpool(
-                console.desk.wait_change, request_id, version, STREAM_BEAT_S
+                console.desk.wait_change, request_id, p.version, STREAM_BEAT_S
             )
-            if p is not None and p.version == version and not p.phase.final:
-                yield ": still here\n\n"
-                await asyncio.sleep(0)
 
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}

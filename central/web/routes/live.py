@@ -82,7 +82,7 @@ async def live_feed(v: Visit) -> Response:
                     yield ": waiting\n\n"
                     continue
                 with speaking(v.lang):
-                    data = json.dumps(_item_json(item, console.zone))
+                    data = json.dumps(_item_json(item, console.zone), ensure_ascii=False)
                 yield f"event: {item.kind.value}\ndata: {data}\n\n"
                 if item.kind is FeedEvent.END:
                     return
