@@ -190,16 +190,23 @@ def identify(accounts: Accounts, name: str | None, needed: Role) -> Account:
     """The officer a command line names, checked: known, active, allowed ``needed``."""
     if not name:
         raise AccountError(
-            f"say who is asking: --officer NAME or ${ENV_OFFICER} (an account made with "
-            "`roadside central user add`)"
+            _(
+                "say who is asking: --officer NAME or $%(env)s (an account made with "
+                "`roadside central user add`)"
+            )
+            % {"env": ENV_OFFICER}
         )
     account = accounts.get(name)
     if account is None:
-        raise AccountError(f"there is no account {name!r} (see `roadside central user list`)")
+        raise AccountError(
+            _("there is no account %(name)s (see `roadside central user list`)")
+            % {"name": repr(name)}
+        )
     if not account.active:
-        raise AccountError(f"the account {name!r} is disabled")
+        raise AccountError(_("the account %(name)s is disabled") % {"name": repr(name)})
     if not account.may(needed):
         raise AccountError(
-            f"the account {name!r} is a {account.role.label}; this needs {needed.label} or above"
+            _("the account %(name)s is a %(role)s; this needs %(needed)s or above")
+            % {"name": repr(name), "role": account.role.label, "needed": needed.label}
         )
     return account
