@@ -8,7 +8,9 @@ times, timing the whole request:
 - ``first``: the newest events, no filter;
 - ``filtered``: one box, one class, one direction (a rare combination: about 0.03 %);
 - ``deep``: the page 20 pages back from the newest (following "older" links);
-- ``range``: one class over one day, a week ago.
+- ``range``: one class over one day, a week ago;
+- ``baseline``: the login page (no session, no query): what the same machine takes to answer
+  any page at all, to read the others against on a busy machine.
 
 Last line: ``RESULT sqlite_first_p95_ms=… sqlite_filtered_p95_ms=… postgres_first_p95_ms=…
 postgres_filtered_p95_ms=… target_ms=200`` (plus the other pages' p95).
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import re
 import statistics
 import sys
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 import httpx
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # pg.py: find or start a PostgreSQL server
@@ -37,25 +39,76 @@ from roadside.central.local_broker import free_port  # noqa: E402
 from roadside.central.store import Store  # noqa: E402
 from roadside.central.store import tables as T  # noqa: E402
 from roadside.central.web.server import WebServer  # noqa: E402
-from roadside.ids import new_id  # noqa: E402
 
 CLASSES = (("car", 60), ("motorcycle", 25), ("person", 8), ("truck", 5), ("bus", 2))
 DIRECTIONS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
 ZONES = ("left-lanes", "right-lanes", "junction", "shoulder")
 DAYS = 30
-BATCH = 10_000
 TARGET_MS = 200
 PASSWORD = "bench-password-1"
 
 
-def fill(store: Store, n: int, seed: int = 7) -> float:
-    """``n`` ended events over the last DAYS days; returns seconds taken."""
-    rng = random.Random(seed)
-    names = [c for c, _w in CLASSES]
-    weights = [w for _c, w in CLASSES]
+# One statement fills the table on the database server itself: random classes (by weight),
+# boxes, directions, zone lists and start times over DAYS days.
+_CLASS_CASE = (
+    "CASE "
+    + " ".join(
+        f"WHEN rc < {sum(w for _c, w in CLASSES[: i + 1])} THEN '{c}'"
+        for i, (c, _w) in enumerate(CLASSES)
+    )
+    + " END"
+)
+_ROWS = """
+SELECT 'EV' || {pad} AS id, {device} AS device, 'e' AS phase, {cls} AS cls,
+       0.5 + rs / 2.0 AS score, t0, t0 + 1 + 5 * rs AS t1, '[0.4,0.4,0.1,0.1]' AS box,
+       i % 1000 AS track, {direction} AS direction,
+       CASE rz WHEN 0 THEN NULL WHEN 1 THEN '["left-lanes"]' ELSE '["junction","shoulder"]' END
+         AS zones,
+       {false} AS unsynced, t0 + 1 AS received, t0 + 6 AS updated
+FROM r
+"""
+_SQLITE = (
+    "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < :n - 1), "
+    "r AS MATERIALIZED (SELECT i, abs(random()) % 100 AS rc, abs(random()) % 20 AS rd, "
+    "abs(random()) % 8 AS rdir, abs(random()) % 3 AS rz, "
+    "(abs(random()) % 1000000) / 1000000.0 AS rs, "
+    ":now - :span * ((abs(random()) % 1000000000) / 1000000000.0) AS t0 FROM n) "
+    "INSERT INTO events (id, device, phase, cls, score, t0, t1, box, track, direction, zones, "
+    "unsynced, received, updated) "
+    + _ROWS.format(
+        pad="printf('%024d', i)",
+        device="printf('box-%02d', rd)",
+        cls=_CLASS_CASE,
+        direction="substr('N NE E SE S SW W NW ', 1 + 3 * rdir, 2)",
+        false="0",
+    ).replace(
+        "substr('N NE E SE S SW W NW ', 1 + 3 * rdir, 2)",
+        "trim(substr('N  NE E  SE S  SW W  NW ', 1 + 3 * rdir, 2))",
+    )
+)
+_POSTGRES = (
+    "WITH r AS MATERIALIZED (SELECT i, floor(random() * 100)::int AS rc, "
+    "floor(random() * 20)::int AS rd, floor(random() * 8)::int AS rdir, "
+    "floor(random() * 3)::int AS rz, random() AS rs, "
+    ":now - :span * random() AS t0 FROM generate_series(0, :n - 1) AS i) "
+    "INSERT INTO events (id, device, phase, cls, score, t0, t1, box, track, direction, zones, "
+    "unsynced, received, updated) "
+    + _ROWS.format(
+        pad="lpad(i::text, 24, '0')",
+        device="'box-' || lpad(rd::text, 2, '0')",
+        cls=_CLASS_CASE,
+        direction="(ARRAY['N','NE','E','SE','S','SW','W','NW'])[rdir + 1]",
+        false="false",
+    )
+    .replace("'[0.4,0.4,0.1,0.1]' AS box", "'[0.4,0.4,0.1,0.1]'::json AS box")
+    .replace("END\n         AS zones", "END::json\n         AS zones")
+)
+
+
+def fill(store: Store, n: int) -> float:
+    """``n`` ended events over the last DAYS days from 20 boxes; returns seconds taken."""
     now = time.time()
     started = time.monotonic()
-    rows = []
     with store.engine.begin() as conn:
         conn.execute(
             T.devices.insert(),
@@ -64,35 +117,13 @@ def fill(store: Store, n: int, seed: int = 7) -> float:
                 for i in range(20)
             ],
         )
-    for i in range(n):
-        t0 = now - DAYS * 86400 * rng.random()
-        rows.append(
-            {
-                "id": new_id(t0),
-                "device": f"box-{rng.randrange(20):02d}",
-                "phase": "e",
-                "cls": rng.choices(names, weights)[0],
-                "score": 0.5 + rng.random() / 2,
-                "t0": t0,
-                "t1": t0 + 1 + 5 * rng.random(),
-                "box": [0.4, 0.4, 0.1, 0.1],
-                "track": i % 1000,
-                "direction": rng.choice(DIRECTIONS),
-                "zones": rng.sample(ZONES, rng.randrange(3)) or None,
-                "unsynced": False,
-                "received": t0 + 1,
-                "updated": t0 + 6,
-            }
-        )
-        if len(rows) == BATCH or i == n - 1:
-            with store.engine.begin() as conn:
-                conn.execute(T.events.insert(), rows)
-            rows.clear()
+    postgres = store.engine.dialect.name == "postgresql"
     with store.engine.begin() as conn:
-        if store.engine.dialect.name == "postgresql":
-            conn.exec_driver_sql("ANALYZE events")
-        else:
-            conn.exec_driver_sql("ANALYZE")
+        conn.execute(
+            sa.text(_POSTGRES if postgres else _SQLITE),
+            {"n": n, "now": now, "span": DAYS * 86400.0},
+        )
+        conn.exec_driver_sql("ANALYZE events" if postgres else "ANALYZE")
     return time.monotonic() - started
 
 
@@ -135,14 +166,17 @@ def time_pages(url: str, rounds: int) -> dict[str, float]:
         "range": f"/events?cls=bus&since={week_ago}&until={day_after}",
     }
     out = {}
-    for name, path in pages.items():
-        client.get(path)  # warm: templates, statement cache
+    anonymous = httpx.Client(base_url=url, timeout=60)
+    for name, path in [("baseline", "/login"), *pages.items()]:
+        c = anonymous if name == "baseline" else client
+        c.get(path)  # warm: templates, statement cache
         samples = []
         for _ in range(rounds):
             t = time.perf_counter()
-            r = client.get(path)
+            r = c.get(path)
             samples.append((time.perf_counter() - t) * 1000)
-            assert r.status_code == 200 and 'id="events"' in r.text, (path, r.status_code)
+            assert r.status_code == 200, (path, r.status_code)
+            assert name == "baseline" or 'id="events"' in r.text, path
         out[name] = p95(samples)
         print(
             f"  {name:<9} p95 {out[name]:7.1f} ms  median {statistics.median(samples):7.1f} ms"
@@ -150,6 +184,7 @@ def time_pages(url: str, rounds: int) -> dict[str, float]:
             flush=True,
         )
     client.close()
+    anonymous.close()
     return out
 
 

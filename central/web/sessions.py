@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from roadside.central.accounts import Account, Accounts
+from roadside.central.accounts import Account, Accounts, Role
 from roadside.central.store import tables as T
 
 
@@ -56,18 +56,19 @@ class SessionStore:
         return token, session
 
     def get(self, token: str | None) -> Session | None:
-        """The live session of this token, with its account as it is now."""
+        """The live session of this token, with its account as it is now (one query)."""
         if not token or len(token) > 128:
             return None
+        ws, u = T.web_sessions.c, T.users.c
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(T.web_sessions).where(T.web_sessions.c.id == _digest(token))
+                sa.select(ws.csrf, ws.expires, u.name, u.role, u.active, u.created, u.changed)
+                .join_from(T.web_sessions, T.users, ws.user == u.name)
+                .where(ws.id == _digest(token))
             ).first()
-        if row is None or row.expires < time.time():
+        if row is None or row.expires < time.time() or not row.active:
             return None
-        account = self.accounts.get(row.user)
-        if account is None or not account.active:
-            return None
+        account = Account(row.name, Role.parse(row.role), True, row.created, row.changed)
         return Session(account, row.csrf, row.expires)
 
     def close(self, token: str | None) -> None:
