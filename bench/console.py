@@ -176,7 +176,7 @@ def time_pages(url: str, rounds: int) -> dict[str, float]:
             r = c.get(path)
             samples.append((time.perf_counter() - t) * 1000)
             assert r.status_code == 200, (path, r.status_code)
-            assert name == "baseline" or 'id="events"' in r.text, path
+            assert name == "baseline" or 'class="filters"' in r.text, path
         out[name] = p95(samples)
         print(
             f"  {name:<9} p95 {out[name]:7.1f} ms  median {statistics.median(samples):7.1f} ms"
