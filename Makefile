@@ -45,6 +45,7 @@ bench: setup
 	$(PY) bench/transfer.py
 	$(PY) bench/clips.py
 	$(PY) bench/ingest.py
+	$(PY) bench/console.py
 
 # The mountain-link soak (about 11 minutes): chaos against the whole system, docs/reliability.md.
 soak: setup

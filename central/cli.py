@@ -3,7 +3,11 @@
 
 Every officer command reads the central config (``--config``, or $ROADSIDE_CENTRAL_CONFIG,
 else /etc/roadside/central.toml), shows tables by default and JSON with ``--json``, and is
-recorded in the audit log under the officer's user@host.
+recorded in the audit log under the officer's account: ``--officer NAME`` or
+$ROADSIDE_OFFICER names it, and it must be an active account with the role the command needs
+(viewer for devices and events, investigator for clip, snapshot and audit). The terminal is
+trusted like the station config it reads: no password is asked. Messages follow
+$ROADSIDE_LANG, else the locale ($LANG …): Vietnamese or English.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from roadside import logs
+from roadside.central import i18n
+from roadside.central.accounts import ENV_OFFICER, Accounts, Role, identify
 from roadside.central.config import ENV_CONFIG, CentralConfig, load_central_config
 from roadside.central.times import parse_duration, parse_time
 from roadside.errors import RoadsideError
@@ -32,6 +38,12 @@ config_option = click.option(
     help=f"Central config file (TOML); default ${ENV_CONFIG}, else /etc/roadside/central.toml.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, not a table.")
+officer_option = click.option(
+    "--officer",
+    envvar=ENV_OFFICER,
+    default=None,
+    help=f"Your account at the station (default ${ENV_OFFICER}); the audit log records it.",
+)
 
 
 class _TimeParam(click.ParamType):
@@ -60,8 +72,18 @@ DURATION = _DurationParam()
 def _open(config_path: Path | None) -> tuple[CentralConfig, Store]:
     from roadside.central.store import Store
 
+    i18n.use(i18n.language_from_env())
     cfg = load_central_config(config_path)
     return cfg, Store(cfg.database_url, cfg.database.echo)
+
+
+def _officer(store: Store, name: str | None, needed: Role) -> str:
+    """The account name to audit under, once it is known to be allowed ``needed``."""
+    try:
+        return identify(Accounts(store.engine), name, needed).name
+    except RoadsideError:
+        store.close()
+        raise
 
 
 def _when(cfg: CentralConfig, text: str | None) -> float | None:
@@ -127,17 +149,18 @@ def migrate_cmd(config_path: Path | None) -> None:
 # -- officer commands -------------------------------------------------------------------------
 @click.command("devices")
 @config_option
+@officer_option
 @json_option
-def devices_cmd(config_path: Path | None, as_json: bool) -> None:
+def devices_cmd(config_path: Path | None, officer: str | None, as_json: bool) -> None:
     """Every box: online or not, last seen, health, outbox depth, clock."""
     from roadside.central import views
     from roadside.central.store import queries
-    from roadside.central.store.audit import who_am_i
 
     cfg, store = _open(config_path)
+    who = _officer(store, officer, Role.VIEWER)
     with store.connect() as conn:
         rows = queries.devices(conn)
-    store.audit.record(who_am_i(), "devices", {}, {"rows": len(rows)})
+    store.audit.record(who, "devices", {}, {"rows": len(rows)})
     if as_json:
         views.print_json(views.devices_json(rows, cfg.zone))
     else:
@@ -162,9 +185,11 @@ def devices_cmd(config_path: Path | None, as_json: bool) -> None:
     show_default=True,
     help="At most this many, newest first.",
 )
+@officer_option
 @json_option
 def events_cmd(
     config_path: Path | None,
+    officer: str | None,
     device: str | None,
     cls: str | None,
     since: str | None,
@@ -175,9 +200,9 @@ def events_cmd(
     """Events stored at the station, newest first."""
     from roadside.central import views
     from roadside.central.store import queries
-    from roadside.central.store.audit import who_am_i
 
     cfg, store = _open(config_path)
+    who = _officer(store, officer, Role.VIEWER)
     flt = queries.EventFilter(device, cls, _when(cfg, since), _when(cfg, until), limit)
     with store.connect() as conn:
         rows = queries.events(conn, flt)
@@ -186,7 +211,7 @@ def events_cmd(
         for k, v in (("device", device), ("class", cls), ("since", since), ("until", until))
         if v is not None
     }
-    store.audit.record(who_am_i(), "events", params, {"rows": len(rows)}, device)
+    store.audit.record(who, "events", params, {"rows": len(rows)}, device)
     if as_json:
         views.print_json(views.events_json(rows, cfg.zone))
     else:
@@ -198,8 +223,11 @@ def events_cmd(
 @config_option
 @click.option("--since", type=TIME, help="From this time (default: the last 7 days).")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=200, show_default=True)
+@officer_option
 @json_option
-def audit_cmd(config_path: Path | None, since: str | None, limit: int, as_json: bool) -> None:
+def audit_cmd(
+    config_path: Path | None, since: str | None, limit: int, officer: str | None, as_json: bool
+) -> None:
     """The audit log: who asked what, when, and how it ended."""
     import time
 
@@ -207,6 +235,7 @@ def audit_cmd(config_path: Path | None, since: str | None, limit: int, as_json: 
     from roadside.central.store import queries
 
     cfg, store = _open(config_path)
+    _officer(store, officer, Role.INVESTIGATOR)
     start = _when(cfg, since) if since else time.time() - 7 * 86400
     with store.connect() as conn:
         rows = queries.audit(conn, start, limit)
@@ -269,6 +298,7 @@ def clip_group() -> None:
     help="Copy the clip here (a file or a folder); it is kept at the station too.",
 )
 @click.option("--no-wait", is_flag=True, help="Send the request, print its id, return.")
+@officer_option
 @json_option
 def clip_request_cmd(
     device: str,
@@ -282,17 +312,19 @@ def clip_request_cmd(
     max_bytes: int | None,
     out: Path | None,
     no_wait: bool,
+    officer: str | None,
     as_json: bool,
 ) -> None:
     """Ask DEVICE for a clip and wait for the file (progress on stderr)."""
     from roadside.central.requests_cli import clip_range, follow_request
 
     cfg, store = _open(config_path)
+    who = _officer(store, officer, Role.INVESTIGATOR)
     t_from, t_to = clip_range(cfg, at, before, after, start, end)
     params: dict[str, Any] = {"from": t_from, "to": t_to, "quality": quality}
     if max_bytes:
         params["max_bytes"] = max_bytes
-    sys.exit(follow_request(cfg, store, device, "clip", params, out, no_wait, as_json))
+    sys.exit(follow_request(cfg, store, device, "clip", params, out, no_wait, as_json, who))
 
 
 @clip_group.command("status")
@@ -323,6 +355,7 @@ def clip_status_cmd(request_id: str, config_path: Path | None, as_json: bool) ->
     help="Copy the JPEG here (a file or a folder).",
 )
 @click.option("--no-wait", is_flag=True, help="Send the request, print its id, return.")
+@officer_option
 @json_option
 def snapshot_cmd(
     device: str,
@@ -330,14 +363,26 @@ def snapshot_cmd(
     event_id: str | None,
     out: Path | None,
     no_wait: bool,
+    officer: str | None,
     as_json: bool,
 ) -> None:
     """Ask DEVICE for a snapshot (a small JPEG) of now or of an event."""
     from roadside.central.requests_cli import follow_request
 
     cfg, store = _open(config_path)
+    who = _officer(store, officer, Role.INVESTIGATOR)
     params = {"event": event_id} if event_id else {}
-    sys.exit(follow_request(cfg, store, device, "snapshot", params, out, no_wait, as_json))
+    sys.exit(follow_request(cfg, store, device, "snapshot", params, out, no_wait, as_json, who))
 
 
 OFFICER_COMMANDS = (devices_cmd, events_cmd, clip_group, snapshot_cmd, audit_cmd)
+
+
+def _add_console_commands() -> None:
+    from roadside.central.web.cli import user_group, web_cmd
+
+    central.add_command(web_cmd)
+    central.add_command(user_group)
+
+
+_add_console_commands()

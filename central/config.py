@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from roadside.config.base import Section, load, parse
 from roadside.config.broker import BrokerLink
@@ -116,6 +116,63 @@ class OfficerConfig(Section):
     default_after_s: float = Field(20.0, ge=0, le=3600, description="--after default.")
 
 
+class WebConfig(Section):
+    """The officers' console (``roadside central web``, or inside ``central run``)."""
+
+    enabled: bool = Field(
+        False, description="`roadside central run` serves the console too (one process)."
+    )
+    host: str = Field(
+        "0.0.0.0", min_length=1, description="Address to listen on (the station LAN's)."
+    )
+    port: int | None = Field(
+        None, ge=1, le=65535, description="Port (default 8080, or 8443 with a certificate)."
+    )
+    tls_cert: str | None = Field(
+        None, description="Certificate for HTTPS (PEM; `roadside provision web` issues one)."
+    )
+    tls_key: str | None = Field(None, description="The certificate's private key (PEM).")
+    language: Literal["vi", "en"] = Field(
+        "vi", description="Language of the console until an officer picks another."
+    )
+    session_hours: float = Field(
+        12.0, gt=0, le=24 * 30, description="A login lasts this long, hours."
+    )
+    login_failures: int = Field(
+        5, ge=1, le=100, description="Failed logins (per name or address) before a pause."
+    )
+    login_pause_s: float = Field(
+        300.0, ge=1, le=86400, description="How long logins pause after too many failures."
+    )
+    silent_after_s: float = Field(
+        900.0, ge=30, le=7 * 86400, description="A box silent this long stands out, seconds."
+    )
+    page_size: int = Field(50, ge=5, le=500, description="Events per page.")
+    live_interval_s: float = Field(
+        5.0,
+        ge=2,
+        le=300,
+        description="Live view: at most one snapshot per this many seconds (mind the 3G link).",
+    )
+    live_max_s: float = Field(
+        120.0, ge=10, le=3600, description="Live view stops after this long; the officer resumes."
+    )
+
+    @property
+    def uses_tls(self) -> bool:
+        return bool(self.tls_cert)
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (8443 if self.uses_tls else 8080)
+
+    @model_validator(mode="after")
+    def _pair(self) -> WebConfig:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("web.tls_cert and web.tls_key go together: set both or neither")
+        return self
+
+
 class CentralConfig(Section):
     """The whole central configuration file."""
 
@@ -130,6 +187,7 @@ class CentralConfig(Section):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     officer: OfficerConfig = Field(default_factory=OfficerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
 
     @field_validator("time_zone")
     @classmethod

@@ -65,6 +65,9 @@ class BoxRequest:
         command: str,
         params: dict[str, Any],
         requester: str | None = None,
+        audit_note: dict[str, Any] | None = None,
+        audited: bool = True,
+        expiry_s: float = REQUEST_EXPIRY_S,
     ) -> None:
         if command not in PARAMS:
             raise RequestError(f"unknown command {command!r}")
@@ -79,6 +82,9 @@ class BoxRequest:
         self.command = command
         self.params = params
         self.requester = requester or who_am_i()
+        self.audit_note = audit_note or {}  # kept in the audit row only, never sent to the box
+        self.audited = audited  # False: part of a larger request that has its own row
+        self.expiry_s = expiry_s
         self.request_id = new_id()
         self.updates: queue.Queue[Update] = queue.Queue()
         self.final: ReplyMsg | None = None
@@ -108,9 +114,14 @@ class BoxRequest:
     # -- caller's thread ------------------------------------------------------------------
     def send(self, timeout: float = 10.0) -> str:
         """Record, subscribe, publish; returns the request id once the broker has it."""
-        self.store.audit.open(
-            self.request_id, self.requester, self.command, self.device, self.params
-        )
+        if self.audited:
+            self.store.audit.open(
+                self.request_id,
+                self.requester,
+                self.command,
+                self.device,
+                {**self.params, **self.audit_note},
+            )
         try:
             connect_now(self._client, self.cfg.broker, timeout)
             filters = [
@@ -126,7 +137,7 @@ class BoxRequest:
                 id=self.request_id,
                 requester=self.requester,
                 params=self.params,
-                expires=time.time() + REQUEST_EXPIRY_S,
+                expires=time.time() + self.expiry_s,
             )
             info = self._client.publish(
                 topic(self.device, f"{CMD}/{self.command}"), cmd.encode(), qos=1
@@ -135,7 +146,8 @@ class BoxRequest:
             if not info.is_published():
                 raise BrokerError("the broker did not acknowledge the command")
         except RoadsideError as exc:
-            self.store.audit.update(self.request_id, "failed", detail=str(exc))
+            if self.audited:
+                self.store.audit.update(self.request_id, "failed", detail=str(exc))
             self.close()
             raise
         return self.request_id
@@ -151,6 +163,7 @@ class BoxRequest:
             assert isinstance(reply, ReplyMsg)
             if reply.request_id == self.request_id and reply.final and self.final is None:
                 self.final = reply
+            if self.final is reply and self.audited:
                 self.store.audit.update(
                     self.request_id,
                     AUDIT_STATE[reply.state],
@@ -160,7 +173,8 @@ class BoxRequest:
         return update
 
     def give_up(self, why: str) -> None:
-        self.store.audit.update(self.request_id, "timeout", detail=why)
+        if self.audited:
+            self.store.audit.update(self.request_id, "timeout", detail=why)
 
     def close(self) -> None:
         self._client.disconnect()

@@ -28,6 +28,7 @@ from rich.progress import (
 
 from roadside.central import views
 from roadside.central.config import CentralConfig
+from roadside.central.i18n import _, ngettext
 from roadside.central.officer import BoxRequest, RequestError, deliver, wait_for_file
 from roadside.central.store import Store, queries
 from roadside.central.times import parse_time, show_time
@@ -73,7 +74,9 @@ class TransferBar:
     def __init__(self, progress: Progress, device: str) -> None:
         self.progress = progress
         self.device = device
-        self.task: TaskID = progress.add_task(f"waiting for {device}", total=None)
+        self.task: TaskID = progress.add_task(
+            _("waiting for %(box)s") % {"box": device}, total=None
+        )
         self.size: int | None = None
         self.chunk: int = 1
         self.xid: str | None = None
@@ -83,7 +86,11 @@ class TransferBar:
 
     def _say(self, text: str) -> None:
         drops = (
-            f" [dim]({self.drops} drop{'s' if self.drops != 1 else ''})[/]" if self.drops else ""
+            " [dim]("
+            + ngettext("%(n)d drop", "%(n)d drops", self.drops) % {"n": self.drops}
+            + ")[/]"
+            if self.drops
+            else ""
         )
         self.progress.update(self.task, description=text + drops)
 
@@ -92,15 +99,19 @@ class TransferBar:
             self.offline = True
             self.drops += 1
             reason = msg.reason or OfflineReason.LOST
-            self._say(f"[red]{self.device} offline ({reason}): waiting to resume")
+            self._say(
+                "[red]"
+                + _("%(box)s offline (%(why)s): waiting to resume")
+                % {"box": self.device, "why": reason}
+            )
         elif msg.state == Presence.ONLINE and self.offline:
             self.offline = False
-            self._say(f"[green]{self.device} back online: resuming")
+            self._say("[green]" + _("%(box)s back online: resuming") % {"box": self.device})
 
     def init(self, msg: XferInit) -> None:
         self.xid, self.size, self.chunk = msg.id, msg.size, msg.chunk_size
         self.progress.update(self.task, total=msg.size)
-        self._say(f"receiving {msg.name}")
+        self._say(_("receiving %(name)s") % {"name": msg.name})
 
     def ack(self, msg: XferAck) -> None:
         if self.size is None or msg.transfer_id != self.xid:
@@ -118,7 +129,7 @@ class TransferBar:
             if msg.detail and not self.offline:
                 self._say(msg.detail)
         elif msg.state == ReplyState.DONE:
-            self._say("[green]done")
+            self._say("[green]" + _("done"))
             if self.size is not None:
                 self.progress.update(self.task, completed=self.size)
 
@@ -173,10 +184,11 @@ def follow_request(
     out: Path | None,
     no_wait: bool,
     as_json: bool,
+    requester: str,
 ) -> int:
     """Send one clip or snapshot request and see it through; returns the exit code."""
     console = Console(stderr=True)
-    req = BoxRequest(cfg, store, device, command, params)
+    req = BoxRequest(cfg, store, device, command, params, requester=requester)
     request_id = req.send()
     try:
         if no_wait:
@@ -189,15 +201,19 @@ def follow_request(
     finally:
         req.close()
     if final is None:
-        why = (
-            f"no final answer from {device} yet; the request stays queued for it: "
-            f"roadside clip status {request_id}"
-        )
+        why = _(
+            "no final answer from %(box)s yet; the request stays queued for it: "
+            "roadside clip status %(id)s"
+        ) % {"box": device, "id": request_id}
         req.give_up(why)
         _emit(as_json, {"id": request_id, "state": "pending", "detail": why}, why)
         return ExitCode.PENDING
     if final.state == ReplyState.ERROR:
-        text = f"{device} refused or failed: {final.detail} ({final.code})"
+        text = _("%(box)s refused or failed: %(msg)s (%(code)s)") % {
+            "box": device,
+            "msg": final.detail,
+            "code": final.code,
+        }
         _emit(
             as_json,
             {"id": request_id, "state": "error", "code": final.code, "detail": final.detail},

@@ -40,6 +40,11 @@ class CentralService:
                 client_id=f"roadside-receiver-{cfg.ingest.group}",
                 session_expiry_s=cfg.broker.session_expiry_s,
             )
+        self.web = None
+        if cfg.web.enabled:
+            from roadside.central.web.server import WebServer
+
+            self.web = WebServer(cfg, self.store)
         self.stop_event = threading.Event()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -60,6 +65,9 @@ class CentralService:
         self.ingest.start()
         if self.receiver is not None:
             self.receiver.start()
+        if self.web is not None:
+            self.web.start()
+            log.warning("central: console at %s", self.web.url)
         deadline = None if duration is None else time.monotonic() + duration
         try:
             while True:
@@ -68,6 +76,8 @@ class CentralService:
                     break
                 log.info("central: %s", self.ingest.stats)
         finally:
+            if self.web is not None:
+                self.web.stop()
             if self.receiver is not None:
                 self.receiver.stop()
                 self.receiver.receiver.close()

@@ -1,9 +1,12 @@
-"""Times as officers type them, and as the station shows them.
+"""Times as officers type them, and as the station shows them: one parser for the console's
+forms and the officer command line.
 
 Accepted: ISO 8601 with an offset (``2024-05-01T10:14:00+07:00``, ``…Z``), a local date and
-time (``2024-05-01 10:14``), a local time alone (``10:14``, the latest one not in the future),
-``today 10:14`` / ``yesterday 10:14``, ``now``, and ``now-15m`` / ``15m ago``. Local means the
-configured zone (default Asia/Ho_Chi_Minh), not the computer's.
+time (``2024-05-01 10:14``, or day first as Vietnamese write it: ``01/12/2026 14:05``,
+``1/12/2026``), a local time alone (``10:14``, the latest one not in the future),
+``today 10:14`` / ``yesterday 10:14`` (``hôm nay 14:05`` / ``hôm qua 14:05``), ``now``
+(``bây giờ``), and ``now-15m`` / ``15m ago`` (``2 giờ trước``, ``30 phút trước``). Local means
+the configured zone (default Asia/Ho_Chi_Minh), not the computer's.
 """
 
 from __future__ import annotations
@@ -12,12 +15,30 @@ import re
 import time
 from datetime import date, datetime, timedelta, tzinfo
 
+from roadside.central.i18n import _
 from roadside.errors import UsageError
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|min|s|m|h|d)", re.IGNORECASE)
+_UNITS = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "giây": 1.0,
+    "phút": 60.0,
+    "giờ": 3600.0,
+    "tiếng": 3600.0,
+    "ngày": 86400.0,
+}
+_DURATION = re.compile(
+    r"(\d+(?:\.\d+)?)\s*(giây|phút|giờ|tiếng|ngày|ms|min|s|m|h|d)", re.IGNORECASE
+)
 _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?$")
-_RELATIVE = re.compile(r"^now\s*-\s*(.+)$|^(.+?)\s+ago$", re.IGNORECASE)
+_RELATIVE = re.compile(r"^now\s*-\s*(.+)$|^(.+?)\s+(?:ago|trước)$", re.IGNORECASE)
+_DAY_FIRST = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:\s+(.+))?$")
+_NOW = ("now", "bây giờ")
+_DAY_WORDS = {"today": 0, "yesterday": 1, "hôm nay": 0, "hôm qua": 1}
 
 
 class TimeInputError(UsageError):
@@ -40,7 +61,9 @@ def parse_duration(text: str) -> float:
     else:
         if pos and not s[pos:].strip():
             return total
-    raise TimeInputError(f"{text!r} is not a duration; write e.g. 10s, 2m, 1h30m")
+    raise TimeInputError(
+        _("%(text)s is not a duration; write e.g. 10s, 2m, 1h30m") % {"text": repr(text)}
+    )
 
 
 def _at_clock(day: date, clock: re.Match, zone: tzinfo) -> datetime:
@@ -51,7 +74,38 @@ def _at_clock(day: date, clock: re.Match, zone: tzinfo) -> datetime:
             day.year, day.month, day.day, int(hh), int(mm), int(ss or 0), micro, tzinfo=zone
         )
     except ValueError:
-        raise TimeInputError(f"{clock.string!r} is not a time of day (HH:MM or HH:MM:SS)") from None
+        raise TimeInputError(
+            _("%(text)s is not a time of day (HH:MM or HH:MM:SS)") % {"text": repr(clock.string)}
+        ) from None
+
+
+def _day_first(match: re.Match, text: str, zone: tzinfo) -> float:
+    """``01/12/2026`` (midnight) or ``01/12/2026 14:05``: day, month, year."""
+    dd, mm, yyyy, clock_text = match.groups()
+    try:
+        day = date(int(yyyy), int(mm), int(dd))
+    except ValueError:
+        raise TimeInputError(
+            _("%(text)s is not a date (day/month/year)") % {"text": repr(text)}
+        ) from None
+    if clock_text is None:
+        return datetime(day.year, day.month, day.day, tzinfo=zone).timestamp()
+    clock = _CLOCK.match(clock_text)
+    if clock is None:
+        raise TimeInputError(
+            _("%(text)s is not a time of day (HH:MM or HH:MM:SS)") % {"text": repr(clock_text)}
+        )
+    return _at_clock(day, clock, zone).timestamp()
+
+
+def _named_day(low: str, today: date, zone: tzinfo) -> float | None:
+    """``yesterday 10:14``, ``hôm qua 14:05``: a day word, then a time of day."""
+    for word, back in _DAY_WORDS.items():
+        if low.startswith(word + " "):
+            clock = _CLOCK.match(low[len(word) + 1 :])
+            if clock:
+                return _at_clock(today - timedelta(days=back), clock, zone).timestamp()
+    return None
 
 
 def parse_time(text: str, zone: tzinfo, now: float | None = None) -> float:
@@ -60,15 +114,17 @@ def parse_time(text: str, zone: tzinfo, now: float | None = None) -> float:
     now = time.time() if now is None else now
     today = datetime.fromtimestamp(now, zone).date()
     low = s.lower()
-    if low == "now":
+    if low in _NOW:
         return now
     rel = _RELATIVE.match(s)
     if rel:
         return now - parse_duration(rel.group(1) or rel.group(2))
-    words = low.split(" ", 1)
-    if words[0] in ("today", "yesterday") and len(words) == 2 and _CLOCK.match(words[1]):
-        day = today - timedelta(days=1 if words[0] == "yesterday" else 0)
-        return _at_clock(day, _CLOCK.match(words[1]), zone).timestamp()  # type: ignore[arg-type]
+    named = _named_day(low, today, zone)
+    if named is not None:
+        return named
+    day_first = _DAY_FIRST.match(s)
+    if day_first:
+        return _day_first(day_first, text, zone)
     clock = _CLOCK.match(s)
     if clock:
         when = _at_clock(today, clock, zone)
@@ -79,8 +135,11 @@ def parse_time(text: str, zone: tzinfo, now: float | None = None) -> float:
         parsed = datetime.fromisoformat(s)
     except ValueError:
         raise TimeInputError(
-            f"{text!r} is not a time; write e.g. 2024-05-01T10:14:00+07:00, "
-            "'2024-05-01 10:14', 10:14, 'yesterday 10:14', now or '15m ago'"
+            _(
+                "%(text)s is not a time; write e.g. 14:05, 'yesterday 14:05', '01/12/2026 "
+                "14:05', '2h ago', now or 2024-05-01T10:14:00+07:00"
+            )
+            % {"text": repr(text)}
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone)

@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from roadside.central.i18n import _
 from roadside.central.times import iso_time, show_age, show_time
 from roadside.wire.messages import EventPhase, OfflineReason
 
@@ -61,19 +62,30 @@ def outbox_summary(h: dict[str, Any] | None) -> str:
 def clock_summary(h: dict[str, Any] | None) -> str:
     if not h or "clock_synced" not in h:
         return "?"
-    return "synced" if h["clock_synced"] else "NOT synced"
+    return _("synced") if h["clock_synced"] else _("NOT synced")
 
 
 _OFFLINE = {OfflineReason.LOST: "offline (link lost)", OfflineReason.STOP: "offline (stopped)"}
 
 
 def device_state(d: dict[str, Any]) -> str:
+    """The state as JSON has it (English words, stable for programs)."""
     if d["online"] is None:
         return "unknown"
     if d["online"]:
         return "online"
     reason = (d.get("status") or {}).get("reason")
     return _OFFLINE.get(reason, "offline") if reason is not None else "offline"
+
+
+def _device_state_shown(state: str) -> str:
+    return {
+        "unknown": _("unknown"),
+        "online": _("online"),
+        "offline (link lost)": _("offline (link lost)"),
+        "offline (stopped)": _("offline (stopped)"),
+        "offline": _("offline"),
+    }[state]
 
 
 def devices_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]]:
@@ -99,8 +111,19 @@ def devices_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any
 
 def devices_table(rows: list[dict[str, Any]], zone: tzinfo) -> Table:
     now = time.time()
-    table = Table(title=f"Boxes ({len(rows)})", caption=f"times in {zone}")
-    for col in ("box", "state", "last seen", "health", "outbox", "clock", "software"):
+    table = Table(
+        title=_("Boxes (%(n)d)") % {"n": len(rows)},
+        caption=_("times in %(zone)s") % {"zone": zone},
+    )
+    for col in (
+        _("box"),
+        _("state"),
+        _("last seen"),
+        _("health"),
+        _("outbox"),
+        _("clock"),
+        _("software"),
+    ):
         table.add_column(col)
     for d in rows:
         state = device_state(d)
@@ -108,8 +131,9 @@ def devices_table(rows: list[dict[str, Any]], zone: tzinfo) -> Table:
         h = d.get("health")
         table.add_row(
             d["device"],
-            f"[{style}]{state}[/]",
-            f"{show_time(d['last_seen'], zone)} ({show_age(now - d['last_seen'])} ago)",
+            f"[{style}]{_device_state_shown(state)}[/]",
+            _("%(when)s (%(age)s ago)")
+            % {"when": show_time(d["last_seen"], zone), "age": show_age(now - d["last_seen"])},
             health_summary(h),
             outbox_summary(h),
             clock_summary(h),
@@ -138,13 +162,17 @@ def events_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]
 
 
 def events_table(rows: list[dict[str, Any]], zone: tzinfo, limit: int) -> Table:
-    more = f", the newest {limit}" if len(rows) >= limit else ""
-    table = Table(title=f"Events ({len(rows)}{more})", caption=f"times in {zone}")
-    for col in ("time", "box", "class", "seen for", "score", "direction", "zones", "id"):
-        table.add_column(col, no_wrap=col in ("time", "id"))
+    title = _("Events (%(n)d, the newest %(limit)d)") if len(rows) >= limit else _("Events (%(n)d)")
+    table = Table(
+        title=title % {"n": len(rows), "limit": limit},
+        caption=_("times in %(zone)s") % {"zone": zone},
+    )
+    columns = (_("time"), _("box"), _("class"), _("seen for"), _("score"), _("direction"))
+    for i, col in enumerate((*columns, _("zones"), "id")):
+        table.add_column(col, no_wrap=i in (0, 7))
     for e in rows:
-        ongoing = " (ongoing)" if e["phase"] == EventPhase.START else ""
-        clock = " [yellow]clock?[/]" if e["unsynced"] else ""
+        ongoing = _(" (ongoing)") if e["phase"] == EventPhase.START else ""
+        clock = " [yellow]" + _("clock?") + "[/]" if e["unsynced"] else ""
         table.add_row(
             show_time(e["t0"], zone) + clock,
             e["device"],
@@ -166,9 +194,13 @@ def audit_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]]
 
 
 def audit_table(rows: list[dict[str, Any]], zone: tzinfo) -> Table:
-    table = Table(title=f"Officer requests ({len(rows)})", caption=f"times in {zone}")
-    for col in ("when", "who", "what", "box", "parameters", "result", "id"):
-        table.add_column(col, no_wrap=col in ("when", "id"))
+    table = Table(
+        title=_("Officer requests (%(n)d)") % {"n": len(rows)},
+        caption=_("times in %(zone)s") % {"zone": zone},
+    )
+    columns = (_("when"), _("who"), _("what"), _("box"), _("parameters"), _("result"), "id")
+    for i, col in enumerate(columns):
+        table.add_column(col, no_wrap=i in (0, 6))
     for r in rows:
         params = (
             ", ".join(

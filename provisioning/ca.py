@@ -304,11 +304,16 @@ class ProjectCA:
         )
 
     def issue_server(
-        self, hosts: list[str], public_key: ec.EllipticCurvePublicKey, days: int = 1825
+        self,
+        hosts: list[str],
+        public_key: ec.EllipticCurvePublicKey,
+        days: int = 1825,
+        role: str = "broker",
     ) -> x509.Certificate:
-        """The broker's TLS server certificate: every host name or IP it is reached by."""
+        """A TLS server certificate of the station CA: the broker's (``role`` = broker) or the
+        officers' console's (``web``), for every host name or IP it is reached by."""
         if not hosts:
-            raise ProvisionError("the broker certificate needs at least one --host")
+            raise ProvisionError(f"the {role} certificate needs at least one --host")
         san: list[x509.GeneralName] = []
         for h in hosts:
             try:
@@ -319,8 +324,8 @@ class ProjectCA:
         return self._issue(
             STATION_CA,
             "server",
-            _name(hosts[0], org, "broker"),
-            f"broker:{hosts[0]}",
+            _name(hosts[0], org, role),
+            f"{role}:{hosts[0]}",
             public_key,
             days,
             ExtendedKeyUsageOID.SERVER_AUTH,

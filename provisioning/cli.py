@@ -331,6 +331,39 @@ def broker(
     click.echo("include roadside.conf from mosquitto.conf, then restart mosquitto.")
 
 
+@provision.command("web")
+@_ca_option
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    required=True,
+    help="Name or IP the officers' browsers reach the console by (repeat for each).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for web.crt, web.key (0600) and ca.crt.",
+)
+@click.option("--days", type=click.IntRange(1, 3650), default=825, show_default=True)
+@_passphrase_option
+def web_cert(
+    ca_dir: Path, hosts: tuple[str, ...], out: Path, days: int, passphrase_file: Path | None
+) -> None:
+    """The console's HTTPS certificate, signed by the station CA."""
+    ca_obj = _open_ca(ca_dir, passphrase_file)
+    key = new_key()
+    cert = ca_obj.issue_server(list(hosts), key.public_key(), days=days, role="web")
+    write_atomic(out / "web.key", key_pem(key), 0o600)
+    write_atomic(out / "web.crt", cert_pem(cert), 0o644)
+    write_atomic(out / "ca.crt", ca_obj.cert_pem(STATION_CA), 0o644)
+    click.echo(f"console certificate for {', '.join(hosts)}: {out}/web.crt, web.key (0600)")
+    click.echo("In central.toml:")
+    click.echo(f'  [web]\n  tls_cert = "{out / "web.crt"}"\n  tls_key = "{out / "web.key"}"')
+    click.echo("Install ca.crt as a trusted authority in the officers' browsers.")
+
+
 @provision.command()
 @click.argument("name")
 @_ca_option

@@ -21,6 +21,8 @@ from conftest import MODELS
 from paho.mqtt.enums import CallbackAPIVersion
 from waiting import wait_until
 
+from roadside.central.accounts import ENV_OFFICER, Accounts, Role
+from roadside.central.config import load_central_config
 from roadside.central.ingest import IngestWorker
 from roadside.central.store import Store, queries
 from roadside.cli import main
@@ -49,7 +51,11 @@ def _toml(doc: dict) -> str:
     return text
 
 
+OFFICER = "lan"
+
+
 def _central_file(tmp_path: Path, port: int, **officer: object) -> Path:
+    """The station's config, and the investigator account the officer commands run as."""
     path = tmp_path / "central.toml"
     path.write_text(
         _toml(
@@ -60,11 +66,18 @@ def _central_file(tmp_path: Path, port: int, **officer: object) -> Path:
             }
         )
     )
+    store = Store(load_central_config(path).database_url)
+    accounts = Accounts(store.engine)
+    if accounts.get(OFFICER) is None:
+        accounts.add(OFFICER, Role.INVESTIGATOR, "investigator-password-1")
+        accounts.add("minh", Role.VIEWER, "viewer-password-1")
+    store.close()
     return path
 
 
-def _officer(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+def _officer(*args: str, officer: str | None = OFFICER) -> tuple[int, str, str]:
+    env = {ENV_OFFICER: officer, "ROADSIDE_LANG": "en"}
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False, env=env)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -323,7 +336,7 @@ def test_clip_requests_are_sent_followed_and_audited(broker, tmp_path: Path) -> 
     assert "out_of_range" in out and "no footage from that time" in out
     (cmd,) = box.requests
     assert cmd.params == {"from": 1714533260.0, "to": 1714533290.0, "quality": "low"}
-    assert "@" in cmd.requester and cmd.expires and cmd.expires > time.time()
+    assert cmd.requester == OFFICER and cmd.expires and cmd.expires > time.time()
     code, out, _ = _officer("clip", "status", cmd.id, "--config", str(config), "--json")
     status = json.loads(out)
     assert status["state"] == "error" and status["requester"] == cmd.requester
@@ -382,6 +395,37 @@ def test_clip_requests_are_sent_followed_and_audited(broker, tmp_path: Path) -> 
         "2024-05-01 10:10",
     )
     assert code == 2 and "must be after" in err
+
+
+def test_officer_commands_run_as_a_known_account_with_the_role_they_need(
+    tmp_path: Path,
+) -> None:
+    config = _central_file(tmp_path, 1)
+    code, _, err = _officer("devices", "--config", str(config), officer=None)
+    assert code == 2 and "--officer NAME" in err and len(err.strip().splitlines()) == 1
+    code, _, err = _officer("events", "--config", str(config), officer="nobody")
+    assert code == 2 and "there is no account 'nobody'" in err
+    code, _, err = _officer("snapshot", "box-1", "--config", str(config), officer="minh")
+    assert code == 2 and "is a viewer; this needs investigator" in err
+    code, _, err = _officer("audit", "--config", str(config), officer="minh")
+    assert code == 2 and "needs investigator" in err
+    code, out, _ = _officer("devices", "--config", str(config), "--json", officer="minh")
+    assert code == 0 and json.loads(out) == []
+    code, out, _ = _officer("audit", "--config", str(config), "--json")
+    assert [r["requester"] for r in json.loads(out)] == ["minh"]
+    # the same command in Vietnamese, from the same catalog as the console
+    result = CliRunner().invoke(
+        main,
+        ["events", "--config", str(config)],
+        env={ENV_OFFICER: OFFICER, "ROADSIDE_LANG": "vi"},
+    )
+    assert result.exit_code == 0 and "Sự kiện (0)" in result.stdout
+    result = CliRunner().invoke(
+        main,
+        ["events", "--config", str(config), "--since", "nửa đêm"],
+        env={ENV_OFFICER: OFFICER, "ROADSIDE_LANG": "vi"},
+    )
+    assert result.exit_code == 2 and "không phải là thời điểm" in result.stderr
 
 
 @pytest.mark.parametrize("args", [["devices"], ["events"], ["clip", "status", "X"]])

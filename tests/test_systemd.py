@@ -69,7 +69,9 @@ def complaints(proc: subprocess.CompletedProcess, name: str) -> list[str]:
     return [ln for ln in (proc.stdout + proc.stderr).splitlines() if name in ln]
 
 
-@pytest.mark.parametrize("name", ["roadside-agent.service", "roadside-central.service"])
+@pytest.mark.parametrize(
+    "name", ["roadside-agent.service", "roadside-central.service", "roadside-console.service"]
+)
 def test_systemd_analyze_verify_passes(name: str, tmp_path: Path) -> None:
     proc = verify(UNITS / name, tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -174,3 +176,22 @@ def test_central_unit_runs_the_central_service() -> None:
     data_dir = CentralConfig.model_fields["data_dir"].default
     assert data_dir in service["ReadWritePaths"][0].split()
     assert service["StateDirectory"] == [Path(data_dir).name]
+
+
+def test_console_unit_serves_the_console_beside_the_central_service() -> None:
+    from roadside.central.config import CentralConfig
+
+    keys = unit_keys(UNITS / "roadside-console.service")
+    service, central = keys["Service"], unit_keys(UNITS / "roadside-central.service")["Service"]
+    argv = service["ExecStart"][0].split()
+    assert argv == [INSTALLED, "central", "web", "--config", "/etc/roadside/central.toml"]
+    assert "roadside-central.service" in keys["Unit"]["After"][0].split()
+    # the same user and state directory as the ingest service: one database, one clips folder
+    for key in ("User", "Group", "StateDirectory", "ReadWritePaths", "ProtectSystem"):
+        assert service[key] == central[key], key
+    data_dir = CentralConfig.model_fields["data_dir"].default
+    assert service["StateDirectory"] == [Path(data_dir).name]
+    probe = subprocess.run(
+        [str(ROADSIDE), "central", "web", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert probe.returncode == 0 and "--config" in probe.stdout, probe.stderr

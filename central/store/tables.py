@@ -51,9 +51,11 @@ events = sa.Table(
     sa.Column("unsynced", sa.Boolean, nullable=False, doc="the box clock was not NTP-synced"),
     sa.Column("received", sa.Double, nullable=False, doc="first message, station clock"),
     sa.Column("updated", sa.Double, nullable=False, doc="last change, station clock"),
-    sa.Index("ix_events_t0", "t0"),
-    sa.Index("ix_events_device_t0", "device", "t0"),
-    sa.Index("ix_events_cls_t0", "cls", "t0"),
+    # (…, t0, id): pages newest first stop after a page's rows (migration 2)
+    sa.Index("ix_events_t0_id", "t0", "id"),
+    sa.Index("ix_events_device_t0_id", "device", "t0", "id"),
+    sa.Index("ix_events_cls_t0_id", "cls", "t0", "id"),
+    sa.Index("ix_events_device_cls_t0_id", "device", "cls", "t0", "id"),
 )
 
 counts = sa.Table(
@@ -147,4 +149,26 @@ rejects = sa.Table(
     sa.Column("payload", sa.LargeBinary, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("received", sa.Double, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True, doc="the officer's login name"),
+    sa.Column("role", sa.String(16), nullable=False, doc="viewer, investigator, admin"),
+    sa.Column("password_hash", sa.Text, nullable=False, doc="argon2id, PHC string"),
+    sa.Column("active", sa.Boolean, nullable=False, doc="false: disabled, cannot log in"),
+    sa.Column("created", sa.Double, nullable=False),
+    sa.Column("changed", sa.Double, nullable=False),
+)
+
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True, doc="sha256 of the cookie's token"),
+    sa.Column("user", sa.String(32), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False, doc="the token every form must carry"),
+    sa.Column("created", sa.Double, nullable=False),
+    sa.Column("expires", sa.Double, nullable=False),
+    sa.Index("ix_web_sessions_user", "user"),
 )

@@ -15,7 +15,7 @@ from types import ModuleType
 
 import sqlalchemy as sa
 
-from roadside.central.store.migrations import v001_initial, v002_long_names
+from roadside.central.store.migrations import v001_initial, v002_long_names, v003_console
 from roadside.errors import RoadsideError
 
 _LOCK_KEY = 0x726F6164  # "road": the advisory lock id migrations take on PostgreSQL
@@ -39,6 +39,7 @@ def _step(version: int, module: ModuleType) -> Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     _step(1, v001_initial),
     _step(2, v002_long_names),
+    _step(3, v003_console),
 )
 LATEST = MIGRATIONS[-1].version
 
