@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from roadside.central.i18n import _
 from roadside.central.store import tables as T
-from roadside.errors import RoadsideError
+from roadside.errors import UsageError
 
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
@@ -30,7 +30,7 @@ MIN_PASSWORD = 10
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
 
 
-class AccountError(RoadsideError):
+class AccountError(UsageError):
     """An account cannot be made, changed or used as asked."""
 
 

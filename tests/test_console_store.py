@@ -34,12 +34,22 @@ def _events(store: Store, n: int, seed: int = 3) -> list[dict]:
         cls = rng.choice(["car", "car", "motorcycle", "person"])
         _start, end = event_pair(t, cls, track=i)
         end = end.model_copy(
-            update={"dir": rng.choice(["E", "W"]), "z": rng.choice([["a"], ["a", "b"], None])}
+            update={
+                "direction": rng.choice(["E", "W"]),
+                "zones": rng.choice([["a"], ["a", "b"], None]),
+            }
         )
         device = rng.choice(["box-a", "box-b"])
         batch.add_event(device, end, t + 5)
         made.append(
-            {"id": end.id, "t0": t, "device": device, "cls": cls, "dir": end.dir, "z": end.z}
+            {
+                "id": end.id,
+                "t0": t,
+                "device": device,
+                "cls": cls,
+                "dir": end.direction,
+                "z": end.zones,
+            }
         )
     store.writer().write(batch)
     return made
