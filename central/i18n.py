@@ -52,12 +52,13 @@ def catalog(language: str) -> dict[str, str | tuple[str, ...]]:
     for msg in cat:
         if not msg.id or msg.fuzzy:
             continue
+        text = msg.string
         if isinstance(msg.id, tuple | list):
-            forms = tuple(msg.string)
-            if all(forms):
+            forms = tuple(text) if isinstance(text, tuple | list) else ()
+            if forms and all(forms):
                 out[msg.id[0]] = forms
-        elif msg.string:
-            out[msg.id] = msg.string
+        elif isinstance(text, str) and text:
+            out[msg.id] = text
     return out
 
 
