@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -59,6 +59,10 @@ class Message(BaseModel):
         return cls.model_validate_json(payload)
 
 
+# Colour names an event may carry (``col``): what the box reads at the object's best frame.
+COLOURS = ("white", "grey", "black", "red", "orange", "yellow", "green", "blue", "purple", "brown")
+
+
 class EventMsg(Message):
     """One tracked object: sent once when confirmed (k="s") and once when it ends (k="e").
 
@@ -78,14 +82,20 @@ class EventMsg(Message):
     dir: str | None = Field(None, description="direction of travel in the image: N, NE, … W")
     z: list[str] | None = Field(None, description="zones the object passed through")
     ns: Literal[1] | None = Field(None, description="1 when the box clock was not NTP-synced")
+    col: str | None = Field(
+        None, max_length=12, description="named colour at the best frame: white, red, …"
+    )
 
 
 class CountMsg(Message):
-    """Objects confirmed per class over one interval [t0, t1)."""
+    """Objects confirmed per class over one interval [t0, t1), and counting-line crossings."""
 
     t0: float
     t1: float
     n: dict[str, int]
+    ln: dict[str, dict[str, dict[str, Annotated[int, Field(ge=0)]]]] | None = Field(
+        None, description="line crossings: {line: {class: {direction: n}}}; absent when none"
+    )
 
 
 def dumps_line(device: str, msg: Message) -> str:

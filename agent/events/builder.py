@@ -57,4 +57,5 @@ class EventBuilder:
             dir=direction(cx - fx, cy - fy),
             z=sorted(track.zones) or None,
             ns=None if self.clock is None or self.clock.synced else 1,
+            col=track.colour,
         )

@@ -38,6 +38,8 @@ from pydantic import ValidationError
 from roadside.agent.protocol import CountMsg
 from roadside.ids import new_id
 
+LineCounts = dict[str, dict[str, dict[str, int]]]  # CountMsg.ln
+
 log = logging.getLogger(__name__)
 
 _SCHEMA = """
@@ -437,8 +439,9 @@ class Outbox:
             for label, n in b.n.items():
                 totals[label] = totals.get(label, 0) + n
             joined = CountMsg(
-                id=new_id(), t0=min(a.t0, b.t0), t1=max(a.t1, b.t1), n=totals
-            ).encode()
+                id=new_id(), t0=min(a.t0, b.t0), t1=max(a.t1, b.t1), n=totals,
+                ln=_add_lines(a.ln, b.ln),
+            ).encode()  # fmt: skip
             self._db.execute("UPDATE outbox SET payload = ? WHERE id = ?", (joined, id_a))
             self._db.execute("DELETE FROM outbox WHERE id = ?", (id_b,))
             freed_rows += 1
@@ -504,3 +507,16 @@ class Outbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _add_lines(a: LineCounts | None, b: LineCounts | None) -> LineCounts | None:
+    """Line crossings of two folded counts, added (``CountMsg.ln``)."""
+    if not a or not b:
+        return a or b
+    out = {line: {c: dict(d) for c, d in by_class.items()} for line, by_class in a.items()}
+    for line, by_class in b.items():
+        for label, by_dir in by_class.items():
+            held = out.setdefault(line, {}).setdefault(label, {})
+            for direction, n in by_dir.items():
+                held[direction] = held.get(direction, 0) + n
+    return out
