@@ -1,5 +1,5 @@
 """The station's command line: ``roadside central run`` and the officer commands
-``devices``, ``events``, ``clip``, ``snapshot`` and ``audit``.
+``devices``, ``events``, ``counts``, ``clip``, ``snapshot`` and ``audit``.
 
 Every officer command reads the central config (``--config``, or $ROADSIDE_CENTRAL_CONFIG,
 else /etc/roadside/central.toml), shows tables by default and JSON with ``--json``, and is
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from roadside.agent.protocol import COLOURS
 from roadside.central.config import ENV_CONFIG, CentralConfig, load_central_config
 from roadside.central.times import parse_duration, parse_time
 from roadside.errors import RoadsideError
@@ -153,6 +154,12 @@ def devices_cmd(config_path: Path | None, as_json: bool) -> None:
 )
 @click.option("--until", type=TIME, help="Up to this time (same forms as --since).")
 @click.option(
+    "--colour",
+    "colour",
+    type=click.Choice(COLOURS),
+    help="Only objects of this colour (as the box named it at the best frame).",
+)
+@click.option(
     "--limit",
     type=click.IntRange(1, 1_000_000),
     default=1000,
@@ -166,6 +173,7 @@ def events_cmd(
     cls: str | None,
     since: str | None,
     until: str | None,
+    colour: str | None,
     limit: int,
     as_json: bool,
 ) -> None:
@@ -175,19 +183,62 @@ def events_cmd(
     from roadside.central.store.audit import who_am_i
 
     cfg, store = _open(config_path)
-    flt = queries.EventFilter(device, cls, _when(cfg, since), _when(cfg, until), limit)
+    flt = queries.EventFilter(device, cls, _when(cfg, since), _when(cfg, until), limit, colour)
     with store.connect() as conn:
         rows = queries.events(conn, flt)
-    params = {
-        k: v
-        for k, v in (("device", device), ("class", cls), ("since", since), ("until", until))
-        if v is not None
-    }
+    asked = (("device", device), ("class", cls), ("since", since), ("until", until))
+    params = {k: v for k, v in (*asked, ("colour", colour)) if v is not None}
     store.audit.record(who_am_i(), "events", params, {"rows": len(rows)}, device)
     if as_json:
         views.print_json(views.events_json(rows, cfg.zone))
     else:
         views.out_console().print(views.events_table(rows, cfg.zone, limit))
+    store.close()
+
+
+@click.command("counts")
+@config_option
+@click.option("--device", help="Only this box.")
+@click.option("--line", help="Only this counting line (its name in the box's [events]).")
+@click.option("--class", "cls", help="Only this class (car, person, motorcycle, …).")
+@click.option("--since", type=TIME, help="From this time (default: the last 24 hours).")
+@click.option("--until", type=TIME, help="Up to this time (same forms as --since).")
+@click.option(
+    "--every",
+    type=DURATION,
+    default=None,
+    help="Sum into intervals of this length (15m, 1h, 1d); default: as the boxes sent them.",
+)
+@json_option
+def counts_cmd(
+    config_path: Path | None,
+    device: str | None,
+    line: str | None,
+    cls: str | None,
+    since: str | None,
+    until: str | None,
+    every: float | None,
+    as_json: bool,
+) -> None:
+    """Counting-line crossings per box, line, class, direction and interval."""
+    import time
+
+    from roadside.central import views
+    from roadside.central.store import queries
+    from roadside.central.store.audit import who_am_i
+
+    cfg, store = _open(config_path)
+    start = _when(cfg, since) if since else time.time() - 86400
+    flt = queries.CountFilter(device, line, cls, start, _when(cfg, until))
+    with store.connect() as conn:
+        rows = views.line_count_rows(queries.line_counts(conn, flt), every)
+    asked = (("device", device), ("line", line), ("class", cls), ("since", since))
+    params = {k: v for k, v in (*asked, ("until", until), ("every", every)) if v is not None}
+    store.audit.record(who_am_i(), "counts", params, {"rows": len(rows)}, device)
+    if as_json:
+        views.print_json(views.counts_json(rows, cfg.zone))
+    else:
+        views.out_console().print(views.counts_table(rows, cfg.zone))
     store.close()
 
 
@@ -337,4 +388,4 @@ def snapshot_cmd(
     sys.exit(follow_request(cfg, store, device, "snapshot", params, out, no_wait, as_json))
 
 
-OFFICER_COMMANDS = (devices_cmd, events_cmd, clip_group, snapshot_cmd, audit_cmd)
+OFFICER_COMMANDS = (devices_cmd, events_cmd, counts_cmd, clip_group, snapshot_cmd, audit_cmd)

@@ -126,6 +126,7 @@ def events_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]
             "box": e["box"],
             "direction": e["direction"],
             "zones": e["zones"],
+            "colour": e.get("colour"),
             "clock_unsynced": bool(e["unsynced"]),
         }
         for e in rows
@@ -135,7 +136,8 @@ def events_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]
 def events_table(rows: list[dict[str, Any]], zone: tzinfo, limit: int) -> Table:
     more = f", the newest {limit}" if len(rows) >= limit else ""
     table = Table(title=f"Events ({len(rows)}{more})", caption=f"times in {zone}")
-    for col in ("time", "box", "class", "seen for", "score", "direction", "zones", "id"):
+    cols = ("time", "box", "class", "colour", "seen for", "score", "direction", "zones", "id")
+    for col in cols:
         table.add_column(col, no_wrap=col in ("time", "id"))
     for e in rows:
         ongoing = " (ongoing)" if e["phase"] == "s" else ""
@@ -144,11 +146,64 @@ def events_table(rows: list[dict[str, Any]], zone: tzinfo, limit: int) -> Table:
             show_time(e["t0"], zone) + clock,
             e["device"],
             e["cls"],
+            e.get("colour") or "-",
             f"{e['t1'] - e['t0']:.1f} s{ongoing}",
             f"{e['score']:.2f}",
             e["direction"] or "-",
             ", ".join(e["zones"] or []) or "-",
             e["id"],
+        )
+    return table
+
+
+def line_count_rows(rows: list[dict[str, Any]], every: float | None) -> list[dict[str, Any]]:
+    """Crossings per box, line, class, direction and interval: the intervals the boxes sent,
+    or, with ``every`` seconds, buckets of that length (aligned to the epoch) summed."""
+    if not every:
+        return [dict(r) for r in rows]
+    buckets: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        start = (r["t0"] // every) * every
+        key = (start, r["device"], r["line"], r["cls"], r["direction"])
+        held = buckets.get(key)
+        if held is None:
+            buckets[key] = {**r, "t0": start, "t1": start + every}
+        else:
+            held["n"] += r["n"]
+    return [buckets[k] for k in sorted(buckets)]
+
+
+def counts_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]]:
+    return [
+        {
+            "device": r["device"],
+            "line": r["line"],
+            "class": r["cls"],
+            "direction": r["direction"],
+            "from": iso_time(r["t0"], zone),
+            "to": iso_time(r["t1"], zone),
+            "n": r["n"],
+        }
+        for r in rows
+    ]
+
+
+def counts_table(rows: list[dict[str, Any]], zone: tzinfo) -> Table:
+    total = sum(r["n"] for r in rows)
+    table = Table(title=f"Line crossings ({total})", caption=f"times in {zone}")
+    for col in ("from", "to", "box", "line", "class", "direction", "n"):
+        table.add_column(
+            col, no_wrap=col in ("from", "to"), justify="right" if col == "n" else "left"
+        )
+    for r in rows:
+        table.add_row(
+            show_time(r["t0"], zone),
+            show_time(r["t1"], zone),
+            r["device"],
+            r["line"],
+            r["cls"],
+            r["direction"],
+            str(r["n"]),
         )
     return table
 

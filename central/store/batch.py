@@ -40,6 +40,7 @@ class Batch:
 
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
     counts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    line_counts: dict[tuple[str, str, str, str], dict[str, Any]] = field(default_factory=dict)
     health: dict[str, dict[str, Any]] = field(default_factory=dict)
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
     devices: dict[str, DeviceTouch] = field(default_factory=dict)
@@ -78,6 +79,7 @@ class Batch:
             "unsynced": bool(msg.ns),
             "received": received,
             "updated": received,
+            "colour": msg.col,
         }
 
     def add_count(self, device: str, msg: CountMsg, received: float) -> None:
@@ -93,6 +95,14 @@ class Batch:
                 "received": received,
             },
         )
+        for line, by_class in (msg.ln or {}).items():
+            for cls, by_direction in by_class.items():
+                for direction, n in by_direction.items():
+                    self.line_counts.setdefault(
+                        (msg.id, line, cls, direction),
+                        {"count_id": msg.id, "line": line, "cls": cls, "direction": direction,
+                         "device": device, "t0": msg.t0, "t1": msg.t1, "n": n},
+                    )  # fmt: skip
 
     def add_health(self, device: str, msg: HealthMsg, received: float) -> None:
         seen = self.touch(device, received)

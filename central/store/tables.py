@@ -51,6 +51,7 @@ events = sa.Table(
     sa.Column("unsynced", sa.Boolean, nullable=False, doc="the box clock was not NTP-synced"),
     sa.Column("received", sa.Double, nullable=False, doc="first message, station clock"),
     sa.Column("updated", sa.Double, nullable=False, doc="last change, station clock"),
+    sa.Column("colour", sa.String(12), nullable=True, doc="named colour at the best frame"),
     sa.Index("ix_events_t0", "t0"),
     sa.Index("ix_events_device_t0", "device", "t0"),
     sa.Index("ix_events_cls_t0", "cls", "t0"),
@@ -66,6 +67,20 @@ counts = sa.Table(
     sa.Column("n", sa.JSON, nullable=False, doc="{class: objects confirmed}"),
     sa.Column("received", sa.Double, nullable=False),
     sa.Index("ix_counts_device_t0", "device", "t0"),
+)
+
+line_counts = sa.Table(
+    "line_counts",
+    metadata,
+    sa.Column("count_id", ID, primary_key=True, doc="the count message"),
+    sa.Column("line", sa.String(32), primary_key=True),
+    sa.Column("cls", sa.String(32), primary_key=True),
+    sa.Column("direction", sa.String(4), primary_key=True, doc="N, NE, … NW across the line"),
+    sa.Column("device", DEVICE, nullable=False),
+    sa.Column("t0", sa.Double, nullable=False),
+    sa.Column("t1", sa.Double, nullable=False),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Index("ix_line_counts_device_t0", "device", "t0"),
 )
 
 health = sa.Table(

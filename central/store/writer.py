@@ -4,7 +4,7 @@ Every insert is an upsert keyed by the message id, so a message delivered twice 
 after a reconnect, or to two workers) changes nothing the second time:
 - events: ``ON CONFLICT (id) DO UPDATE … WHERE stored phase = 's' AND new phase = 'e'``: the
   end replaces the start, a repeated or late start changes nothing;
-- counts, health, status log: ``ON CONFLICT DO NOTHING``;
+- counts (and their line crossings), health, status log: ``ON CONFLICT DO NOTHING``;
 - devices: last seen only moves forward, status by arrival, health by id.
 Rows are written in key order so two workers' transactions cannot deadlock on PostgreSQL.
 """
@@ -60,6 +60,7 @@ class BatchWriter:
                     "zones",
                     "unsynced",
                     "updated",
+                    "colour",
                 )
             },
             where=(T.events.c.phase == "s") & (ev.excluded.phase == "e"),
@@ -82,6 +83,7 @@ class BatchWriter:
         return {
             "events": event_upsert,
             "counts": ins(T.counts).on_conflict_do_nothing(index_elements=[T.counts.c.id]),
+            "line_counts": ins(T.line_counts).on_conflict_do_nothing(),
             "health": ins(T.health).on_conflict_do_nothing(index_elements=[T.health.c.id]),
             "status": ins(T.status_log).on_conflict_do_nothing(index_elements=[T.status_log.c.id]),
             "devices": dv.on_conflict_do_update(index_elements=[d.device], set_=device_set),
@@ -95,6 +97,7 @@ class BatchWriter:
             for name, rows in (
                 ("events", batch.events),
                 ("counts", batch.counts),
+                ("line_counts", batch.line_counts),
                 ("health", batch.health),
             ):
                 if rows:

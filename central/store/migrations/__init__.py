@@ -15,7 +15,7 @@ from types import ModuleType
 
 import sqlalchemy as sa
 
-from roadside.central.store.migrations import v001_initial
+from roadside.central.store.migrations import v001_initial, v002_lines_colour
 from roadside.errors import RoadsideError
 
 _LOCK_KEY = 0x726F6164  # "road": the advisory lock id migrations take on PostgreSQL
@@ -36,7 +36,7 @@ def _step(version: int, module: ModuleType) -> Migration:
     return Migration(version, module.DESCRIPTION, module.upgrade)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_step(1, v001_initial),)
+MIGRATIONS: tuple[Migration, ...] = (_step(1, v001_initial), _step(2, v002_lines_colour))
 LATEST = MIGRATIONS[-1].version
 
 schema_version = sa.Table(
