@@ -192,7 +192,7 @@ class RegionConfig(Section):
         description="false: every round runs the model once on the whole frame.",
     )
     max_regions: int = Field(
-        4,
+        3,
         ge=1,
         le=16,
         description="Crops in one round at most (each is one model invoke); beyond it the "
@@ -211,7 +211,9 @@ class DetectorConfig(Section):
     """The object detector."""
 
     model: str = Field(
-        "ssd_mobilenet_v1_coco_quant", description="Manifest name (see `roadside model list`)."
+        "yolox_nano",
+        description="Manifest name (see `roadside model list`); docs/pipeline.md says why "
+        "YOLOX-nano is the default.",
     )
     models_dir: str | None = Field(
         None, description="Folder holding fetched models (default: the model store)."
@@ -250,7 +252,7 @@ class DetectorConfig(Section):
         "a Raspberry Pi 4 affords about 5.",
     )
     regions: RegionConfig = Field(
-        default_factory=lambda: RegionConfig(),
+        default_factory=RegionConfig,
         description="Crops of the model's size around motion and tracks.",
     )
 

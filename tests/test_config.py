@@ -108,7 +108,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_minimal_config_has_defaults() -> None:
     cfg = parse_config(tomllib.loads(MINIMAL))
-    assert cfg.detector.model == "ssd_mobilenet_v1_coco_quant"
+    assert cfg.detector.model == "yolox_nano"
     assert cfg.detector.classes == ["person", "bicycle", "motorcycle", "car", "bus", "truck"]
     assert cfg.motion.enabled and cfg.tracker.confirm_hits == 3
 

@@ -13,6 +13,8 @@ from roadside.agent.config import DetectorConfig, TrackerConfig
 from roadside.agent.vision.detector import Detector, read_labels
 from roadside.errors import AssetError, DetectorError
 
+SSD = "ssd_mobilenet_v1_coco_quant"
+
 
 def frames(path: Path, limit: int, step: int = 1):
     cap = cv2.VideoCapture(str(path))
@@ -41,7 +43,7 @@ def labels_seen(detector: Detector, path: Path, limit: int, step: int = 1) -> Co
 
 @pytest.fixture(scope="module")
 def ssd(models_dir: Path) -> Detector:
-    return Detector(DetectorConfig(models_dir=str(models_dir)))
+    return Detector(DetectorConfig(model=SSD, models_dir=str(models_dir)))
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +117,10 @@ def test_lstm_state_is_carried(models_dir: Path, footage: Path) -> None:
 
 
 def test_per_class_threshold(models_dir: Path, footage: Path) -> None:
-    loose = Detector(DetectorConfig(models_dir=str(models_dir), score=0.3))
-    strict = Detector(DetectorConfig(models_dir=str(models_dir), score=0.3, scores={"car": 0.9}))
+    loose = Detector(DetectorConfig(model=SSD, models_dir=str(models_dir), score=0.3))
+    strict = Detector(
+        DetectorConfig(model=SSD, models_dir=str(models_dir), score=0.3, scores={"car": 0.9})
+    )
     img = next(frames(footage / "traffic_frames.mp4", limit=1))
     assert any(d.label == "car" for d in loose.detect(img))
     assert not any(d.label == "car" for d in strict.detect(img))
@@ -128,7 +132,7 @@ def test_unknown_class_is_refused(models_dir: Path) -> None:
 
 
 def test_missing_weights_say_how_to_fetch(tmp_path: Path) -> None:
-    with pytest.raises(AssetError, match="roadside model fetch ssd_mobilenet_v1_coco_quant"):
+    with pytest.raises(AssetError, match="roadside model fetch yolox_nano"):
         Detector(DetectorConfig(models_dir=str(tmp_path)))
 
 

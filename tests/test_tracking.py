@@ -30,7 +30,7 @@ def read_all(path: Path, limit: int = 10_000) -> list[np.ndarray]:
 def test_track_ids_stay_stable_on_traffic(models_dir: Path, footage: Path) -> None:
     """In traffic_frames the pickup crossing the whole clip keeps one track id throughout,
     even on the frames where the detector calls it a person, and no car gets two tracks."""
-    det = Detector(DetectorConfig(models_dir=str(models_dir)))
+    det = Detector(DetectorConfig(model="ssd_mobilenet_v1_coco_quant", models_dir=str(models_dir)))
     tracker = Tracker(TrackerConfig())
     ids_per_frame = []
     for i, img in enumerate(read_all(footage / "traffic_frames.mp4")):
