@@ -302,6 +302,15 @@ class TrackerConfig(Section):
         "seeing it (pauses of the motion gate do not count).",
     )
 
+    @model_validator(mode="after")
+    def _start_above_high(self) -> TrackerConfig:
+        if self.start_score < self.high_score:
+            raise ValueError(
+                f"tracker.start_score ({self.start_score}) must be at least tracker.high_score "
+                f"({self.high_score}): new tracks start from high-score detections only"
+            )
+        return self
+
 
 class EventsConfig(Section):
     """What leaves the tracker."""

@@ -65,6 +65,18 @@ BAD = [
         ["source.pace", "'quick'", "'native'"],
     ),
     ("tracker hits zero", MINIMAL + "[tracker]\nconfirm_hits = 0\n", ["tracker.confirm_hits", "0"]),
+    (
+        "start below high",
+        MINIMAL + "[tracker]\nstart_score = 0.2\n",
+        ["tracker.start_score (0.2)", "tracker.high_score (0.3)"],
+    ),
+    (
+        "line with one point",
+        MINIMAL + "[[events.lines]]\nname = 'l'\npoints = [[0, 0.5]]\n",
+        ["events.lines.0.points"],
+    ),
+    ("negative rate", MINIMAL + "[detector]\nmax_fps = -1\n", ["detector.max_fps", "-1"]),
+    ("regions zero", MINIMAL + "[detector.regions]\nmax_regions = 0\n", ["max_regions", "0"]),
     ("section given as a value", "motion = 3\n" + MINIMAL, ["motion = 3", "must be a table"]),
     ("broken TOML", MINIMAL + "[detector\n", ["not valid TOML", "line"]),
 ]
