@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import numpy as np
 
-# Detector jitter: a box's centre wanders by about a tenth of its size between frames, its
-# width and height by a little more (measured on the SSD and YOLOX boxes of the footage).
+# Detector jitter: a box's centre wanders by a tenth of its size or more between frames (the
+# SSD's squeezed boxes more than YOLOX's), its width and height by about as much.
 MEASURE_POS = 0.15  # sizes
 MEASURE_SIZE = 0.12  # fraction of the width or height
-# How fast an object may change speed in the picture, white-noise acceleration in sizes/s^2.
-# Perspective dominates: a car nearing the camera speeds up in the picture by several of its
-# own sizes a second each second (about 4 on the overpass clip as a car passes mid-frame);
-# a filter that expects less lags behind it and loses it near the camera.
+# How fast an object may change speed in the picture beyond what perspective explains (the
+# prediction scales speed with size, see predict): white-noise acceleration in sizes/s^2. A car
+# braking, a person turning; too little and a car speeding up towards the camera is lost in
+# the near half at 5 rounds a second, too much and gates grow wide enough to swap people in
+# a crowd.
 ACCEL_POS = 3.0
 ACCEL_SIZE = 0.3  # fraction of the size per s^2
 # What is known of a new object's speed: nothing but that it moves at most a few of its own
