@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 	touch $@
 
 demo: setup
-	$(VENV)/bin/roadside model fetch ssd_mobilenet_v1_coco_quant
+	$(VENV)/bin/roadside model fetch yolox_nano
 	$(VENV)/bin/roadside footage fetch motorway_overpass
 	$(PY) -m roadside.demo
 
@@ -41,6 +41,7 @@ typecheck: setup
 # compared against the ffmpeg command when it is installed (apt-get install ffmpeg).
 bench: setup
 	$(PY) bench/pipeline.py
+	$(PY) bench/accuracy.py
 	$(PY) bench/uplink.py
 	$(PY) bench/transfer.py
 	$(PY) bench/clips.py

@@ -20,12 +20,17 @@ import numpy as np
 from roadside.agent.clock import ClockWatch
 from roadside.agent.events.builder import EventBuilder
 from roadside.agent.events.counts import CountWindow
+from roadside.agent.events.lines import Crossing, LineCounter
 from roadside.agent.events.sinks import Sink
 from roadside.agent.frames import Frame
 from roadside.agent.sources.base import FrameSource
 from roadside.agent.sources.feed import CaptureThread, FrameFeed, FrameTap
+from roadside.agent.vision.colour import colour_of
+from roadside.agent.vision.decoders import Detection
 from roadside.agent.vision.detector import Detector
 from roadside.agent.vision.motion import MotionGate
+from roadside.agent.vision.rate import DetectionRate
+from roadside.agent.vision.regions import RegionPlanner
 from roadside.agent.vision.tracker import Track, Tracker
 from roadside.agent.vision.zones import ZoneMap
 from roadside.config.agent import AgentConfig
@@ -40,6 +45,10 @@ class Gate(Protocol):
     """What the pipeline asks of its motion gate: is this frame worth a detector run?"""
 
     def update(self, image: np.ndarray) -> bool: ...
+
+    def boxes(self) -> list[tuple[float, float, float, float]]:
+        """Where the last frame moved (normalised x0, y0, x1, y1): where to look closer."""
+        ...
 
 
 @dataclass
@@ -88,7 +97,10 @@ class Pipeline:
         self.detector = detector
         self.sinks = tuple(sinks)
         self.gate: Gate = gate if gate is not None else MotionGate(cfg.motion)
+        self.rate = DetectionRate(cfg.detector.max_fps)
+        self.regions = RegionPlanner(cfg.detector.regions, detector.input_side)
         self.tracker = tracker if tracker is not None else Tracker(cfg.tracker)
+        self.lines = LineCounter(cfg.events.lines)
         self.builder = EventBuilder(ZoneMap(cfg.events.zones), ClockWatch())
         self.counts = CountWindow(cfg.events.count_interval_s)
         self.stop_event = threading.Event()
@@ -98,6 +110,7 @@ class Pipeline:
         self.observers = tuple(observers)
         self.stats = stats if stats is not None else PipelineStats()
         self._last_detect_t: float | None = None
+        self._aspect: float | None = None
 
     # -- the loop -----------------------------------------------------------------------
     def run(self, duration: float | None = None) -> PipelineStats:
@@ -132,17 +145,18 @@ class Pipeline:
         """One frame through gate, detector and tracker."""
         self.stats.frames += 1
         self.stats.last_frame_mono = time.monotonic()
+        self._frame_shape(frame)
         if self._should_detect(frame):
-            detections = self.detector.detect(frame.detect_image)
+            detections = self._detect(frame)
+            self.rate.ran(frame.time)
             self._last_detect_t = frame.time
             self.stats.detections_run += 1
             self.stats.last_detect_mono = time.monotonic()
             self.stats.detect_latency_s = self.detector.last_latency
             ended = self.tracker.update(detections, frame.time)
+            self._observe(frame)
             self._announce(frame.time)
-        else:
-            ended = self.tracker.expire(frame.time)
-        self._close(ended)
+            self._close(ended)
         self._notify(frame)
         count = self.counts.due(frame.time)
         if count is not None:
@@ -156,33 +170,72 @@ class Pipeline:
             except Exception:  # an observer's problem must never stop detection
                 log.exception("frame observer %r failed", observer)
 
+    def _frame_shape(self, frame: Frame) -> None:
+        """Tracker and lines measure in the frame's proportions: learn them once."""
+        if self._aspect is None:
+            h, w = frame.detect_image.shape[:2]
+            self._aspect = w / h
+            self.tracker.aspect = self._aspect
+            self.lines.set_aspect(self._aspect)
+
     def _should_detect(self, frame: Frame) -> bool:
+        """Rate first (by frame time), then the motion gate, which sees every frame so its
+        background keeps learning (and, with regions, says where things move)."""
+        watch = self.cfg.motion.enabled or self.cfg.detector.regions.enabled
+        moving = self.gate.update(frame.detect_image) if watch else True
+        if not self.rate.due(frame.time):
+            return False
         if not self.cfg.motion.enabled:
             return True
-        moving = self.gate.update(frame.detect_image)
         stale = (
             self._last_detect_t is None
             or frame.time - self._last_detect_t >= self.cfg.motion.keepalive_s
         )
         return moving or stale
 
-    def _announce(self, t: float) -> None:
+    def _detect(self, frame: Frame) -> list[Detection]:
+        image = frame.detect_image
+        if not self.cfg.detector.regions.enabled:
+            return self.detector.detect(image)
+        h, w = image.shape[:2]
+        tracks = [tr.box for tr in self.tracker.tracks]
+        plan = self.regions.plan(w, h, self.gate.boxes(), tracks, frame.time)
+        return self.detector.detect_regions(image, plan)
+
+    def _observe(self, frame: Frame) -> None:
+        """What each live track did this round: zones, line crossings, its colour."""
         for track in self.tracker.tracks:
             self.builder.observe(track)
-            if track.confirmed and track.event_id is None:
+            for crossing in self.lines.observe(track, frame.time):
+                if track.event_id is not None:  # announced: counts now, else when announced
+                    self.counts.add_crossing(crossing)
+            if track.best_time == frame.time:
+                track.colour = colour_of(frame.image, track.best_box)
+
+    def _announce(self, t: float) -> None:
+        for track in self.tracker.tracks:
+            if (
+                track.confirmed
+                and track.event_id is None
+                and track.best_score >= self.cfg.tracker.event_score
+                and track.peak_size >= self.cfg.tracker.min_size
+            ):
                 self.counts.add(track.label, t)
                 self._emit("event", self.builder.message(track, EventPhase.START))
+                for line, direction in track.lines.items():
+                    self.counts.add_crossing(Crossing(line, direction, track.label, t))
 
     def _close(self, ended: list[Track]) -> None:
         for track in ended:
-            if track.confirmed:
+            self.lines.forget(track)
+            if track.event_id is not None:
                 self._emit("event", self.builder.message(track, EventPhase.END))
 
     def _finish(self, last_t: float | None) -> None:
         self._close(self.tracker.flush())
         if last_t is not None:
             count = self.counts.close(last_t)
-            if count is not None and count.counts:
+            if count is not None and (count.counts or count.lines):
                 self._emit("count", count)
         for sink in self.sinks:
             sink.close()

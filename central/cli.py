@@ -1,5 +1,5 @@
 """The station's command line: ``roadside central run`` and the officer commands
-``devices``, ``events``, ``clip``, ``snapshot`` and ``audit``.
+``devices``, ``events``, ``counts``, ``clip``, ``snapshot`` and ``audit``.
 
 Every officer command reads the central config (``--config``, or $ROADSIDE_CENTRAL_CONFIG,
 else /etc/roadside/central.toml), shows tables by default and JSON with ``--json``, and is
@@ -25,6 +25,7 @@ from roadside.central.accounts import ENV_OFFICER, Accounts, Role, identify
 from roadside.central.config import ENV_CONFIG, CentralConfig, load_central_config
 from roadside.central.times import parse_duration, parse_time
 from roadside.errors import RoadsideError
+from roadside.wire.messages import COLOURS
 
 if TYPE_CHECKING:
     from roadside.central.store import Store
@@ -179,6 +180,12 @@ def devices_cmd(config_path: Path | None, officer: str | None, as_json: bool) ->
 )
 @click.option("--until", type=TIME, help="Up to this time (same forms as --since).")
 @click.option(
+    "--colour",
+    "colour",
+    type=click.Choice(COLOURS),
+    help="Only objects of this colour (as the box named it at the best frame).",
+)
+@click.option(
     "--limit",
     type=click.IntRange(1, 1_000_000),
     default=1000,
@@ -194,6 +201,7 @@ def events_cmd(
     cls: str | None,
     since: str | None,
     until: str | None,
+    colour: str | None,
     limit: int,
     as_json: bool,
 ) -> None:
@@ -203,19 +211,64 @@ def events_cmd(
 
     cfg, store = _open(config_path)
     who = _officer(store, officer, Role.VIEWER)
-    flt = queries.EventFilter(device, cls, _when(cfg, since), _when(cfg, until), limit)
+    flt = queries.EventFilter(device, cls, _when(cfg, since), _when(cfg, until), limit, colour)
     with store.connect() as conn:
         rows = queries.events(conn, flt)
-    params = {
-        k: v
-        for k, v in (("device", device), ("class", cls), ("since", since), ("until", until))
-        if v is not None
-    }
+    asked = (("device", device), ("class", cls), ("since", since), ("until", until))
+    params = {k: v for k, v in (*asked, ("colour", colour)) if v is not None}
     store.audit.record(who, "events", params, {"rows": len(rows)}, device)
     if as_json:
         views.print_json(views.events_json(rows, cfg.zone))
     else:
         views.out_console().print(views.events_table(rows, cfg.zone, limit))
+    store.close()
+
+
+@click.command("counts")
+@config_option
+@click.option("--device", help="Only this box.")
+@click.option("--line", help="Only this counting line (its name in the box's [events]).")
+@click.option("--class", "cls", help="Only this class (car, person, motorcycle, …).")
+@click.option("--since", type=TIME, help="From this time (default: the last 24 hours).")
+@click.option("--until", type=TIME, help="Up to this time (same forms as --since).")
+@click.option(
+    "--every",
+    type=DURATION,
+    default=None,
+    help="Sum into intervals of this length (15m, 1h, 1d); default: as the boxes sent them.",
+)
+@officer_option
+@json_option
+def counts_cmd(
+    config_path: Path | None,
+    officer: str | None,
+    device: str | None,
+    line: str | None,
+    cls: str | None,
+    since: str | None,
+    until: str | None,
+    every: float | None,
+    as_json: bool,
+) -> None:
+    """Counting-line crossings per box, line, class, direction and interval."""
+    import time
+
+    from roadside.central import views
+    from roadside.central.store import queries
+
+    cfg, store = _open(config_path)
+    who = _officer(store, officer, Role.VIEWER)
+    start = _when(cfg, since) if since else time.time() - 86400
+    flt = queries.CountFilter(device, line, cls, start, _when(cfg, until))
+    with store.connect() as conn:
+        rows = views.line_count_rows(queries.line_counts(conn, flt), every)
+    asked = (("device", device), ("line", line), ("class", cls), ("since", since))
+    params = {k: v for k, v in (*asked, ("until", until), ("every", every)) if v is not None}
+    store.audit.record(who, "counts", params, {"rows": len(rows)}, device)
+    if as_json:
+        views.print_json(views.counts_json(rows, cfg.zone))
+    else:
+        views.out_console().print(views.counts_table(rows, cfg.zone))
     store.close()
 
 
@@ -375,7 +428,7 @@ def snapshot_cmd(
     sys.exit(follow_request(cfg, store, device, "snapshot", params, out, no_wait, as_json, who))
 
 
-OFFICER_COMMANDS = (devices_cmd, events_cmd, clip_group, snapshot_cmd, audit_cmd)
+OFFICER_COMMANDS = (devices_cmd, events_cmd, counts_cmd, clip_group, snapshot_cmd, audit_cmd)
 
 
 def _add_console_commands() -> None:

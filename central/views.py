@@ -155,6 +155,7 @@ def events_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]
             "box": e["box"],
             "direction": e["direction"],
             "zones": e["zones"],
+            "colour": e.get("colour"),
             "clock_unsynced": bool(e["unsynced"]),
         }
         for e in rows
@@ -167,9 +168,9 @@ def events_table(rows: list[dict[str, Any]], zone: tzinfo, limit: int) -> Table:
         title=title % {"n": len(rows), "limit": limit},
         caption=_("times in %(zone)s") % {"zone": zone},
     )
-    columns = (_("time"), _("box"), _("class"), _("seen for"), _("score"), _("direction"))
-    for i, col in enumerate((*columns, _("zones"), "id")):
-        table.add_column(col, no_wrap=i in (0, 7))
+    columns = (_("time"), _("box"), _("class"), _("colour"), _("seen for"), _("score"))
+    for i, col in enumerate((*columns, _("direction"), _("zones"), "id")):
+        table.add_column(col, no_wrap=i in (0, 8))
     for e in rows:
         ongoing = _(" (ongoing)") if e["phase"] == EventPhase.START else ""
         clock = " [yellow]" + _("clock?") + "[/]" if e["unsynced"] else ""
@@ -177,11 +178,64 @@ def events_table(rows: list[dict[str, Any]], zone: tzinfo, limit: int) -> Table:
             show_time(e["t0"], zone) + clock,
             e["device"],
             e["cls"],
+            e.get("colour") or "-",
             f"{e['t1'] - e['t0']:.1f} s{ongoing}",
             f"{e['score']:.2f}",
             e["direction"] or "-",
             ", ".join(e["zones"] or []) or "-",
             e["id"],
+        )
+    return table
+
+
+def line_count_rows(rows: list[dict[str, Any]], every: float | None) -> list[dict[str, Any]]:
+    """Crossings per box, line, class, direction and interval: the intervals the boxes sent,
+    or, with ``every`` seconds, buckets of that length (aligned to the epoch) summed."""
+    if not every:
+        return [dict(r) for r in rows]
+    buckets: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        start = (r["t0"] // every) * every
+        key = (start, r["device"], r["line"], r["cls"], r["direction"])
+        held = buckets.get(key)
+        if held is None:
+            buckets[key] = {**r, "t0": start, "t1": start + every}
+        else:
+            held["n"] += r["n"]
+    return [buckets[k] for k in sorted(buckets)]
+
+
+def counts_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]]:
+    return [
+        {
+            "device": r["device"],
+            "line": r["line"],
+            "class": r["cls"],
+            "direction": r["direction"],
+            "from": iso_time(r["t0"], zone),
+            "to": iso_time(r["t1"], zone),
+            "n": r["n"],
+        }
+        for r in rows
+    ]
+
+
+def counts_table(rows: list[dict[str, Any]], zone: tzinfo) -> Table:
+    total = sum(r["n"] for r in rows)
+    table = Table(title=f"Line crossings ({total})", caption=f"times in {zone}")
+    for col in ("from", "to", "box", "line", "class", "direction", "n"):
+        table.add_column(
+            col, no_wrap=col in ("from", "to"), justify="right" if col == "n" else "left"
+        )
+    for r in rows:
+        table.add_row(
+            show_time(r["t0"], zone),
+            show_time(r["t1"], zone),
+            r["device"],
+            r["line"],
+            r["cls"],
+            r["direction"],
+            str(r["n"]),
         )
     return table
 

@@ -111,6 +111,7 @@ def test_events_from_the_agent_on_real_footage_reach_the_officer(
                 "mqtt": {"host": "127.0.0.1", "port": broker.port},
             }
         )
+        + '[[events.lines]]\nname = "mid"\npoints = [[0.0, 0.5], [1.0, 0.5]]\n'
     )
     box = subprocess.run(
         [ROADSIDE, "agent", "run", "--config", str(agent_toml)],
@@ -155,16 +156,48 @@ def test_events_from_the_agent_on_real_footage_reach_the_officer(
     code, out, _ = _officer("events", "--config", str(config))  # the table for people
     assert code == 0 and "test-box" in out and "Events" in out
 
+    colours = {m.get("col") for m in sent.values()} - {None}
+    assert colours, "the box names the colour of what it saw"
+    colour = sorted(colours)[0]
+    code, out, _ = _officer("events", "--config", str(config), "--json", "--colour", colour)
+    assert {e["id"] for e in json.loads(out)} == {
+        i for i, m in sent.items() if m.get("col") == colour
+    }
+    assert all(e["colour"] == colour for e in json.loads(out))
+
+    # line crossings: what the box counted in its count messages, per line/class/direction
+    crossed: dict[tuple[str, str, str], int] = {}
+    for m in lines:
+        for line, by_class in (m.get("ln") or {}).items() if m["type"] == "count" else ():
+            for cls, by_dir in by_class.items():
+                for direction, n in by_dir.items():
+                    key = (line, cls, direction)
+                    crossed[key] = crossed.get(key, 0) + n
+    assert sum(crossed.values()) >= 3, "cars cross the middle of the overpass clip"
+    code, out, _ = _officer("counts", "--config", str(config), "--json", "--since", "2h ago")
+    assert code == 0
+    shown_counts: dict[tuple[str, str, str], int] = {}
+    for r in json.loads(out):
+        key = (r["line"], r["class"], r["direction"])
+        shown_counts[key] = shown_counts.get(key, 0) + r["n"]
+        assert r["device"] == "test-box"
+    assert shown_counts == crossed
+    code, out, _ = _officer("counts", "--config", str(config), "--every", "1d", "--json")
+    assert sum(r["n"] for r in json.loads(out)) == sum(crossed.values())
+    code, out, _ = _officer("counts", "--config", str(config))
+    assert code == 0 and "mid" in out and "Line crossings" in out
+
     code, out, _ = _officer("devices", "--config", str(config), "--json")
     (dev,) = json.loads(out)
     assert dev["device"] == "test-box" and dev["state"] == "offline (stopped)"
-    assert dev["software"] and dev["model"] == "ssd_mobilenet_v1_coco_quant"
+    assert dev["software"] and dev["model"] == "yolox_nano"
     code, out, _ = _officer("devices", "--config", str(config))
     assert "test-box" in out and "offline" in out
 
     code, out, _ = _officer("audit", "--config", str(config), "--json")
     actions = [r["action"] for r in json.loads(out)]
-    assert actions.count("events") == 5 and actions.count("devices") == 2
+    assert actions.count("events") == 6 and actions.count("devices") == 2
+    assert actions.count("counts") == 3
     store.close()
 
 

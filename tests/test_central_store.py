@@ -32,6 +32,7 @@ from roadside.central.store.writer import BatchWriter
 from roadside.central.times import TimeInputError, parse_duration, parse_time
 from roadside.errors import ConfigError
 from roadside.ids import new_id
+from roadside.wire.messages import CountMsg
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -66,6 +67,29 @@ def test_migrated_schema_matches_the_tables_the_code_uses(db_url: str) -> None: 
     with store.connect() as conn:
         versions = conn.execute(sa.select(schema_version.c.version)).scalars().all()
         assert versions == list(range(1, LATEST + 1))
+    store.close()
+
+
+def test_a_version_1_database_is_upgraded_and_keeps_its_events(db_url: str) -> None:  # noqa: F811
+    from roadside.central.store.engine import open_engine
+    from roadside.central.store.migrations import MIGRATIONS
+
+    engine = open_engine(db_url)
+    with engine.connect() as conn, conn.begin():
+        schema_version.create(conn)
+        MIGRATIONS[0].upgrade(conn)
+        conn.execute(schema_version.insert().values(version=1, description="v1", applied=0.0))
+        row = {"id": new_id(), "device": "old-box", "phase": "e", "cls": "car", "score": 0.9,
+               "t0": 1.0, "t1": 2.0, "box": [0, 0, 1, 1], "track": 1, "unsynced": False,
+               "received": 3.0, "updated": 3.0}  # fmt: skip
+        cols = (sa.column(k, sa.JSON) if k == "box" else sa.column(k) for k in row)
+        conn.execute(sa.table("events", *cols).insert().values(**row))
+    engine.dispose()
+    store = Store(db_url)
+    assert store.applied == [m.version for m in MIGRATIONS][1:]
+    with store.connect() as conn:
+        (kept,) = queries.events(conn, queries.EventFilter())
+    assert kept["device"] == "old-box" and kept["colour"] is None
     store.close()
 
 
@@ -135,6 +159,33 @@ def test_counts_health_and_status_dedupe_and_track_the_device(db_url: str) -> No
     with store.connect() as conn:
         dev = queries.devices(conn)[0]
     assert dev["online"] is False and dev["status"]["reason"] == "lost"
+    store.close()
+
+
+def test_line_crossings_are_stored_once_and_summed_by_interval(db_url: str) -> None:  # noqa: F811
+    store = Store(db_url)
+    t = 1_718_000_000.0  # 2024-06-10 06:13:20 UTC
+    first = CountMsg(
+        id=new_id(t), t0=t, t1=t + 60, n={"car": 3},
+        ln={"mid": {"car": {"S": 2, "N": 1}, "motorcycle": {"S": 1}}},
+    )  # fmt: skip
+    second = CountMsg(id=new_id(t + 60), t0=t + 60, t1=t + 120, n={}, ln={"mid": {"car": {"S": 4}}})
+    _write(store, ("box-a", "count", first), ("box-a", "count", first), ("box-a", "count", second))
+    _write(store, ("box-a", "count", second))  # a repeat in a later batch
+    with store.connect() as conn:
+        rows = queries.line_counts(conn, queries.CountFilter())
+        assert queries.table_counts(conn)["line_counts"] == 4
+    assert [(r["cls"], r["direction"], r["n"]) for r in rows] == [
+        ("car", "N", 1), ("car", "S", 2), ("motorcycle", "S", 1), ("car", "S", 4)
+    ]  # fmt: skip
+    hourly = views.line_count_rows(rows, 3600.0)
+    assert [(r["cls"], r["direction"], r["n"], r["t1"] - r["t0"]) for r in hourly] == [
+        ("car", "N", 1, 3600.0), ("car", "S", 6, 3600.0), ("motorcycle", "S", 1, 3600.0)
+    ]  # fmt: skip
+    with store.connect() as conn:
+        only = queries.line_counts(conn, queries.CountFilter(cls="motorcycle", since=t + 30))
+        assert [r["n"] for r in only] == [1]
+        assert queries.line_counts(conn, queries.CountFilter(since=t + 120)) == []
     store.close()
 
 

@@ -69,6 +69,18 @@ BAD = [
         ["source.pace", "'quick'", "'native'"],
     ),
     ("tracker hits zero", MINIMAL + "[tracker]\nconfirm_hits = 0\n", ["tracker.confirm_hits", "0"]),
+    (
+        "start below high",
+        MINIMAL + "[tracker]\nstart_score = 0.2\n",
+        ["tracker.start_score (0.2)", "tracker.high_score (0.3)"],
+    ),
+    (
+        "line with one point",
+        MINIMAL + "[[events.lines]]\nname = 'l'\npoints = [[0, 0.5]]\n",
+        ["events.lines.0.points"],
+    ),
+    ("negative rate", MINIMAL + "[detector]\nmax_fps = -1\n", ["detector.max_fps", "-1"]),
+    ("regions zero", MINIMAL + "[detector.regions]\nmax_regions = 0\n", ["max_regions", "0"]),
     ("section given as a value", "motion = 3\n" + MINIMAL, ["motion = 3", "must be a table"]),
     ("broken TOML", MINIMAL + "[detector\n", ["not valid TOML", "line"]),
 ]
@@ -112,7 +124,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_minimal_config_has_defaults() -> None:
     cfg = parse_config(tomllib.loads(MINIMAL))
-    assert cfg.detector.model == "ssd_mobilenet_v1_coco_quant"
+    assert cfg.detector.model == "yolox_nano"
     assert cfg.detector.classes == ["person", "bicycle", "motorcycle", "car", "bus", "truck"]
     assert cfg.motion.enabled and cfg.tracker.confirm_hits == 3
 

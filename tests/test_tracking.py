@@ -30,7 +30,7 @@ def read_all(path: Path, limit: int = 10_000) -> list[np.ndarray]:
 def test_track_ids_stay_stable_on_traffic(models_dir: Path, footage: Path) -> None:
     """In traffic_frames the pickup crossing the whole clip keeps one track id throughout,
     even on the frames where the detector calls it a person, and no car gets two tracks."""
-    det = Detector(DetectorConfig(models_dir=str(models_dir)))
+    det = Detector(DetectorConfig(model="ssd_mobilenet_v1_coco_quant", models_dir=str(models_dir)))
     tracker = Tracker(TrackerConfig())
     ids_per_frame = []
     for i, img in enumerate(read_all(footage / "traffic_frames.mp4")):
@@ -81,10 +81,13 @@ def test_prediction_bridges_missed_frames() -> None:
 
 
 def test_track_ends_after_max_missed() -> None:
-    tracker = Tracker(TrackerConfig(max_missed_s=0.5))
+    """Unseen time counts in rounds: five rounds a second, a track ends after 0.5 s of them;
+    a long pause of the detector (the motion gate saw nothing move) is one round, not 3 s."""
+    tracker = Tracker(TrackerConfig(max_missed_s=0.5, confirm_hits=1))
     tracker.update([Detection("car", 0.8, (0.1, 0.1, 0.2, 0.2))], 0.0)
-    assert tracker.update([], 0.4) == []
-    ended = tracker.update([], 0.6)
+    assert tracker.update([], 3.0) == []  # the detector paused: one round, 0.25 s at most
+    assert tracker.update([], 3.2) == []  # 0.45 s
+    ended = tracker.update([], 3.4)  # 0.65 s
     assert len(ended) == 1 and not tracker.tracks
 
 

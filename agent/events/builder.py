@@ -57,4 +57,5 @@ class EventBuilder:
             direction=direction(cx - fx, cy - fy),
             zones=sorted(track.zones) or None,
             unsynced=None if self.clock is None or self.clock.synced else 1,
+            colour=track.colour,
         )

@@ -43,6 +43,9 @@ class WakeGate:
         moving = self.gate.update(image)
         return moving or self.awake
 
+    def boxes(self) -> list[tuple[float, float, float, float]]:
+        return self.gate.boxes()
+
     def __getattr__(self, name: str) -> object:  # changed, cfg… of the inner gate
         return getattr(self.gate, name)
 

@@ -41,7 +41,7 @@ from pydantic import ValidationError
 
 from roadside.ids import new_id
 from roadside.statefile import MovedAside, StateSchema, open_state_file
-from roadside.wire.messages import CountMsg
+from roadside.wire.messages import CountMsg, LineCounts
 
 log = logging.getLogger(__name__)
 
@@ -434,7 +434,11 @@ class Outbox:
             for label, n in b.counts.items():
                 totals[label] = totals.get(label, 0) + n
             joined = CountMsg(
-                id=new_id(), start=min(a.start, b.start), end=max(a.end, b.end), counts=totals
+                id=new_id(),
+                start=min(a.start, b.start),
+                end=max(a.end, b.end),
+                counts=totals,
+                lines=_add_lines(a.lines, b.lines),
             ).encode()
             self._db.execute("UPDATE outbox SET payload = ? WHERE id = ?", (joined, id_a))
             self._db.execute("DELETE FROM outbox WHERE id = ?", (id_b,))
@@ -501,3 +505,16 @@ class Outbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _add_lines(a: LineCounts | None, b: LineCounts | None) -> LineCounts | None:
+    """Line crossings of two folded counts, added (``CountMsg.lines``)."""
+    if not a or not b:
+        return a or b
+    out = {line: {c: dict(d) for c, d in by_class.items()} for line, by_class in a.items()}
+    for line, by_class in b.items():
+        for label, by_dir in by_class.items():
+            held = out.setdefault(line, {}).setdefault(label, {})
+            for direction, n in by_dir.items():
+                held[direction] = held.get(direction, 0) + n
+    return out

@@ -94,8 +94,10 @@ class YoloxDecoder:
             kept = cv2.dnn.NMSBoxes(rects, score[idx].tolist(), min_score, nms_iou)
             for k in np.array(kept).reshape(-1):
                 i = idx[k]
-                box = (x0[i], y0[i], x0[i] + bw[i], y0[i] + bh[i])
-                box = tuple(float(np.clip(v, 0.0, 1.0)) for v in box)
+                left, top, right, bottom = np.clip(
+                    (x0[i], y0[i], x0[i] + bw[i], y0[i] + bh[i]), 0.0, 1.0
+                )
+                box = (float(left), float(top), float(right), float(bottom))
                 if box[2] > box[0] and box[3] > box[1]:
                     found.append(Detection(label, float(score[i]), box))
         return found

@@ -18,6 +18,7 @@ import numpy as np
 
 from roadside import assets
 from roadside.agent.vision.decoders import Detection, YoloxDecoder, decode_ssd, letterbox
+from roadside.agent.vision.regions import Region, crop_of, merge, to_frame
 from roadside.agent.vision.runtime import default_threads, load_interpreter
 from roadside.config.agent import DetectorConfig
 from roadside.errors import AssetError, DetectorError
@@ -121,8 +122,23 @@ class Detector:
     def _threshold(self, label: str) -> float:
         return self.cfg.scores.get(label, self.cfg.score)
 
+    @property
+    def input_side(self) -> int:
+        """The model's input side in pixels (the larger one): a region crop's least size."""
+        return max(self.input_size)
+
+    def detect_regions(self, image: np.ndarray, regions: list[Region]) -> list[Detection]:
+        """Detections in each region of ``image``, mapped back to the frame and merged."""
+        if len(regions) == 1 and regions[0].full:
+            return self.detect(image)
+        h, w = image.shape[:2]
+        found = []
+        for region in regions:
+            found += to_frame(self.detect(crop_of(image, region)), region, w, h)
+        return merge(found)
+
     def detect(self, image: np.ndarray) -> list[Detection]:
-        """Detections of the wanted classes above their thresholds, boxes normalised 0..1."""
+        """Detections of the wanted classes at or above their floor, boxes normalised 0..1."""
         tensor, ratio = self._preprocess(image)
         self.interpreter.set_tensor(self._image_input, tensor)
         start = time.perf_counter()

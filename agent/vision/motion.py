@@ -12,6 +12,8 @@ import numpy as np
 
 from roadside.config.agent import MotionConfig
 
+_JOIN = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+
 
 class MotionGate:
     """Decides, frame by frame, whether the scene changed enough to run detection."""
@@ -21,6 +23,7 @@ class MotionGate:
         self._background: np.ndarray | None = None
         self._keep: np.ndarray | None = None  # 1 where pixels count, 0 under masks
         self.changed = 0.0  # fraction of pixels that changed at the last frame
+        self._moving: np.ndarray | None = None  # 1 where the last frame changed
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
@@ -45,10 +48,31 @@ class MotionGate:
             self._background = grey.astype(np.float32)
             self._keep = self._mask_for(grey.shape)
             self.changed = 0.0
+            self._moving = None
             return True  # first frame: look once at what is there
         diff = cv2.absdiff(grey, cv2.convertScaleAbs(self._background))
         _, moving = cv2.threshold(diff, self.cfg.threshold, 1, cv2.THRESH_BINARY)
+        assert self._keep is not None  # made with the background, above
         moving &= self._keep
+        self._moving = moving
         self.changed = float(cv2.countNonZero(moving)) / moving.size
         cv2.accumulateWeighted(grey, self._background, self.cfg.alpha)
         return self.changed >= self.cfg.min_area
+
+    def boxes(self, min_pixels: int = 40) -> list[tuple[float, float, float, float]]:
+        """Where the last frame moved: boxes (x0, y0, x1, y1) normalised 0..1.
+
+        Changed pixels are joined across small gaps first (a car's windows and body change
+        apart); joined specks of fewer than ``min_pixels`` are noise.
+        """
+        if self._moving is None:
+            return []
+        joined = cv2.dilate(self._moving, _JOIN)
+        count, _, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+        h, w = joined.shape
+        found = []
+        for x, y, bw, bh, area in stats[1:count]:
+            if area < min_pixels:
+                continue
+            found.append((x / w, y / h, (x + bw) / w, (y + bh) / h))
+        return found

@@ -41,6 +41,7 @@ class Batch:
 
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
     counts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    line_counts: dict[tuple[str, str, str, str], dict[str, Any]] = field(default_factory=dict)
     health: dict[str, dict[str, Any]] = field(default_factory=dict)
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
     devices: dict[str, DeviceTouch] = field(default_factory=dict)
@@ -81,6 +82,7 @@ class Batch:
             "unsynced": bool(msg.unsynced),
             "received": received,
             "updated": received,
+            "colour": msg.colour,
         }
 
     def add_count(self, device: str, msg: CountMsg, received: float) -> None:
@@ -96,6 +98,14 @@ class Batch:
                 "received": received,
             },
         )
+        for line, by_class in (msg.lines or {}).items():
+            for cls, by_direction in by_class.items():
+                for direction, n in by_direction.items():
+                    self.line_counts.setdefault(
+                        (msg.id, line, cls, direction),
+                        {"count_id": msg.id, "line": line, "cls": cls, "direction": direction,
+                         "device": device, "t0": msg.start, "t1": msg.end, "n": n},
+                    )  # fmt: skip
 
     def add_health(self, device: str, msg: HealthMsg, received: float) -> None:
         seen = self.touch(device, received)

@@ -19,6 +19,18 @@ class EventFilter:
     since: float | None = None
     until: float | None = None
     limit: int = 1000
+    colour: str | None = None
+
+
+@dataclass(frozen=True)
+class CountFilter:
+    """Which line crossings to list; every field is optional."""
+
+    device: str | None = None
+    line: str | None = None
+    cls: str | None = None
+    since: float | None = None
+    until: float | None = None
 
 
 def devices(conn: sa.Connection) -> list[dict[str, Any]]:
@@ -34,11 +46,28 @@ def events(conn: sa.Connection, flt: EventFilter) -> list[dict[str, Any]]:
         q = q.where(e.device == flt.device)
     if flt.cls:
         q = q.where(e.cls == flt.cls)
+    if flt.colour:
+        q = q.where(e.colour == flt.colour)
     if flt.since is not None:
         q = q.where(e.t1 >= flt.since)
     if flt.until is not None:
         q = q.where(e.t0 <= flt.until)
     q = q.order_by(e.t0.desc(), e.id.desc()).limit(flt.limit)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def line_counts(conn: sa.Connection, flt: CountFilter) -> list[dict[str, Any]]:
+    """Line crossings of the count intervals that overlap [since, until], oldest first."""
+    c = T.line_counts.c
+    q = sa.select(T.line_counts)
+    for column, value in ((c.device, flt.device), (c.line, flt.line), (c.cls, flt.cls)):
+        if value:
+            q = q.where(column == value)
+    if flt.since is not None:
+        q = q.where(c.t1 > flt.since)
+    if flt.until is not None:
+        q = q.where(c.t0 < flt.until)
+    q = q.order_by(c.t0, c.device, c.line, c.cls, c.direction)
     return [dict(r) for r in conn.execute(q).mappings()]
 
 
@@ -72,6 +101,7 @@ def table_counts(conn: sa.Connection) -> dict[str, int]:
             T.devices,
             T.events,
             T.counts,
+            T.line_counts,
             T.health,
             T.status_log,
             T.audit,

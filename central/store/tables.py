@@ -51,7 +51,8 @@ events = sa.Table(
     sa.Column("unsynced", sa.Boolean, nullable=False, doc="the box clock was not NTP-synced"),
     sa.Column("received", sa.Double, nullable=False, doc="first message, station clock"),
     sa.Column("updated", sa.Double, nullable=False, doc="last change, station clock"),
-    # (…, t0, id): pages newest first stop after a page's rows (migration 2)
+    sa.Column("colour", sa.String(12), nullable=True, doc="named colour at the best frame"),
+    # (…, t0, id): pages newest first stop after a page's rows (migration 3)
     sa.Index("ix_events_t0_id", "t0", "id"),
     sa.Index("ix_events_device_t0_id", "device", "t0", "id"),
     sa.Index("ix_events_cls_t0_id", "cls", "t0", "id"),
@@ -68,6 +69,20 @@ counts = sa.Table(
     sa.Column("n", sa.JSON, nullable=False, doc="{class: objects confirmed}"),
     sa.Column("received", sa.Double, nullable=False),
     sa.Index("ix_counts_device_t0", "device", "t0"),
+)
+
+line_counts = sa.Table(
+    "line_counts",
+    metadata,
+    sa.Column("count_id", ID, primary_key=True, doc="the count message"),
+    sa.Column("line", sa.String(32), primary_key=True),
+    sa.Column("cls", sa.String(32), primary_key=True),
+    sa.Column("direction", sa.String(4), primary_key=True, doc="N, NE, … NW across the line"),
+    sa.Column("device", DEVICE, nullable=False),
+    sa.Column("t0", sa.Double, nullable=False),
+    sa.Column("t1", sa.Double, nullable=False),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Index("ix_line_counts_device_t0", "device", "t0"),
 )
 
 health = sa.Table(

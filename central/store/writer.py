@@ -4,13 +4,14 @@ Every insert is an upsert keyed by the message id, so a message delivered twice 
 after a reconnect, or to two workers) changes nothing the second time:
 - events: ``ON CONFLICT (id) DO UPDATE … WHERE stored phase = 's' AND new phase = 'e'``: the
   end replaces the start, a repeated or late start changes nothing;
-- counts, health, status log: ``ON CONFLICT DO NOTHING``;
+- counts (and their line crossings), health, status log: ``ON CONFLICT DO NOTHING``;
 - devices: last seen only moves forward, status by arrival, health by id.
 Rows are written in key order so two workers' transactions cannot deadlock on PostgreSQL.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -60,6 +61,7 @@ class BatchWriter:
                     "zones",
                     "unsynced",
                     "updated",
+                    "colour",
                 )
             },
             where=(T.events.c.phase == "s") & (ev.excluded.phase == "e"),
@@ -82,6 +84,7 @@ class BatchWriter:
         return {
             "events": event_upsert,
             "counts": ins(T.counts).on_conflict_do_nothing(index_elements=[T.counts.c.id]),
+            "line_counts": ins(T.line_counts).on_conflict_do_nothing(),
             "health": ins(T.health).on_conflict_do_nothing(index_elements=[T.health.c.id]),
             "status": ins(T.status_log).on_conflict_do_nothing(index_elements=[T.status_log.c.id]),
             "devices": dv.on_conflict_do_update(index_elements=[d.device], set_=device_set),
@@ -92,11 +95,13 @@ class BatchWriter:
         st = self._statements
         devices = self._device_rows(batch.devices)
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
-            for name, rows in (
+            tables: tuple[tuple[str, Mapping[Any, dict[str, Any]]], ...] = (
                 ("events", batch.events),
                 ("counts", batch.counts),
+                ("line_counts", batch.line_counts),
                 ("health", batch.health),
-            ):
+            )
+            for name, rows in tables:
                 if rows:
                     conn.execute(st[name], [rows[k] for k in sorted(rows)])
             if batch.statuses:

@@ -143,6 +143,22 @@ class Zone(Section):
     polygon: list[Point] = Field(min_length=3, description="Corners as [x, y] pairs, 0..1.")
 
 
+class CountingLine(Section):
+    """A named line; objects whose centre crosses it are counted by class and direction."""
+
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+    points: tuple[Point, Point] = Field(
+        description="Its two ends as [x, y] pairs, 0..1 (origin top-left)."
+    )
+
+    @model_validator(mode="after")
+    def _two_ends(self) -> CountingLine:
+        (ax, ay), (bx, by) = self.points
+        if abs(ax - bx) + abs(ay - by) < 0.01:
+            raise ValueError(f"events.lines {self.name!r}: its two points must be apart")
+        return self
+
+
 class MotionConfig(Section):
     """The cheap motion gate that decides when the detector runs."""
 
@@ -164,11 +180,36 @@ class MotionConfig(Section):
     )
 
 
+class RegionConfig(Section):
+    """Region detection: the model looks at crops around motion and live tracks."""
+
+    enabled: bool = Field(
+        True,
+        description="false: every round runs the model once on the whole frame.",
+    )
+    max_regions: int = Field(
+        3,
+        ge=1,
+        le=16,
+        description="Crops in one round at most (each is one model invoke); beyond it the "
+        "whole frame is looked at instead.",
+    )
+    full_frame_s: float = Field(
+        1.0,
+        gt=0.0,
+        le=3600.0,
+        description="Look at the whole frame at least this often, seconds (finds what "
+        "neither motion nor a track points to).",
+    )
+
+
 class DetectorConfig(Section):
     """The object detector."""
 
     model: str = Field(
-        "ssd_mobilenet_v1_coco_quant", description="Manifest name (see `roadside model list`)."
+        "yolox_nano",
+        description="Manifest name (see `roadside model list`); docs/pipeline.md says why "
+        "YOLOX-nano is the default.",
     )
     models_dir: str | None = Field(
         None, description="Folder holding fetched models (default: the model store)."
@@ -188,23 +229,83 @@ class DetectorConfig(Section):
         min_length=1,
         description="Labels that become tracks and events; others are ignored.",
     )
-    score: float = Field(0.5, ge=0.05, le=1.0, description="Minimum score for every class.")
+    score: float = Field(
+        0.1,
+        ge=0.05,
+        le=1.0,
+        description="Floor: detections scoring at least this go to the tracker, which "
+        "decides with tracker.high_score and tracker.start_score what they may do.",
+    )
     scores: dict[str, Annotated[float, Field(ge=0.05, le=1.0)]] = Field(
-        default_factory=dict, description="Per-class minimum scores, e.g. {person = 0.6}."
+        default_factory=dict, description="Per-class floors, e.g. {person = 0.2}."
     )
     nms_iou: float = Field(0.45, gt=0.0, le=1.0, description="NMS overlap (raw-grid models).")
+    max_fps: float = Field(
+        5.0,
+        ge=0.0,
+        le=120.0,
+        description="Detector rounds per second at most, by frame time (0 = every frame); "
+        "a Raspberry Pi 4 affords about 5.",
+    )
+    regions: RegionConfig = Field(
+        default_factory=RegionConfig,
+        description="Crops of the model's size around motion and tracks.",
+    )
 
 
 class TrackerConfig(Section):
-    """How detections become tracks."""
+    """How detections become tracks, and tracks events (docs/pipeline.md, "Tracker")."""
 
-    iou: float = Field(0.25, gt=0.0, le=1.0, description="Least overlap to continue a track.")
+    high_score: float = Field(
+        0.3,
+        ge=0.05,
+        le=1.0,
+        description="Detections scoring at least this continue tracks first and confirm "
+        "them; lower ones (down to detector.score) only continue confirmed tracks.",
+    )
+    start_score: float = Field(
+        0.4, ge=0.05, le=1.0, description="Least score of a detection that starts a new track."
+    )
     confirm_hits: int = Field(
-        3, ge=1, le=100, description="Detections before a track is confirmed (an event)."
+        3, ge=1, le=100, description="High-score detections before a track is confirmed."
+    )
+    event_score: float = Field(
+        0.4,
+        ge=0.05,
+        le=1.0,
+        description="A confirmed track becomes an event once one of its detections scored "
+        "at least this.",
+    )
+    min_size: float = Field(
+        0.03,
+        ge=0.0,
+        le=1.0,
+        description="A track becomes an event only once its box's larger side reached this "
+        "fraction of the frame height (smaller objects are too few pixels to name).",
+    )
+    gate: float = Field(
+        3.0,
+        gt=0.0,
+        le=20.0,
+        description="How far from its predicted place a detection may join a track, in "
+        "standard deviations of the track's expected spread.",
     )
     max_missed_s: float = Field(
-        1.0, gt=0.0, le=600, description="A track ends after this long unseen."
+        1.5,
+        gt=0.0,
+        le=600,
+        description="A confirmed track ends after the detector looked this long without "
+        "seeing it (pauses of the motion gate do not count).",
     )
+
+    @model_validator(mode="after")
+    def _start_above_high(self) -> TrackerConfig:
+        if self.start_score < self.high_score:
+            raise ValueError(
+                f"tracker.start_score ({self.start_score}) must be at least tracker.high_score "
+                f"({self.high_score}): new tracks start from high-score detections only"
+            )
+        return self
 
 
 class EventsConfig(Section):
@@ -214,8 +315,22 @@ class EventsConfig(Section):
         60.0, ge=1.0, le=86400, description="Per-class counts are sent every this many seconds."
     )
     zones: list[Zone] = Field(default_factory=list, description="Named zones an event reports.")
+    lines: list[CountingLine] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Counting lines: crossings per line, class and direction travel in the "
+        "count messages.",
+    )
     sinks: list[SinkName] = Field(default_factory=_console_only, description="Where events go.")
     jsonl_path: str | None = Field(None, description="File for the jsonl sink.")
+
+    @model_validator(mode="after")
+    def _distinct_lines(self) -> EventsConfig:
+        names = [line.name for line in self.lines]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"events.lines: the name {twice[0]!r} is used twice")
+        return self
 
     @model_validator(mode="after")
     def _jsonl_needs_path(self) -> EventsConfig:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,6 +50,10 @@ class EventPhase(StrEnum):
     END = "e"  # the track is gone
 
 
+# Colour names an event may carry (``col``): what the box reads at the object's best frame.
+COLOURS = ("white", "grey", "black", "red", "orange", "yellow", "green", "blue", "purple", "brown")
+
+
 class EventMsg(Message):
     """One tracked object: sent once when confirmed (phase START) and once when it ends (END).
 
@@ -75,14 +79,29 @@ class EventMsg(Message):
     unsynced: Literal[1] | None = Field(
         None, alias="ns", description="1 when the box clock was not NTP-synced"
     )
+    colour: str | None = Field(
+        None,
+        alias="col",
+        max_length=12,
+        description="named colour at the best frame: white, red, …",
+    )
+
+
+# {line: {class: {direction: crossings}}}
+LineCounts = dict[str, dict[str, dict[str, Annotated[int, Field(ge=0)]]]]
 
 
 class CountMsg(Message):
-    """Objects confirmed per class over one interval [start, end)."""
+    """Objects confirmed per class over one interval [start, end), and counting-line crossings."""
 
     start: float = Field(alias="t0", description="start of the interval, epoch seconds")
     end: float = Field(alias="t1", description="end of the interval, epoch seconds")
     counts: dict[str, int] = Field(alias="n", description="objects confirmed, by class label")
+    lines: LineCounts | None = Field(
+        None,
+        alias="ln",
+        description="line crossings: {line: {class: {direction: n}}}; absent when none",
+    )
 
 
 class Presence(StrEnum):

@@ -15,7 +15,12 @@ from types import ModuleType
 
 import sqlalchemy as sa
 
-from roadside.central.store.migrations import v001_initial, v002_long_names, v003_console
+from roadside.central.store.migrations import (
+    v001_initial,
+    v002_long_names,
+    v003_console,
+    v004_lines_colour,
+)
 from roadside.errors import RoadsideError
 
 _LOCK_KEY = 0x726F6164  # "road": the advisory lock id migrations take on PostgreSQL
@@ -40,6 +45,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _step(1, v001_initial),
     _step(2, v002_long_names),
     _step(3, v003_console),
+    _step(4, v004_lines_colour),
 )
 LATEST = MIGRATIONS[-1].version
 
