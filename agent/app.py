@@ -18,6 +18,7 @@ from roadside.agent.hardware.box import BoxHardware
 from roadside.agent.pipeline import Pipeline, PipelineStats
 from roadside.agent.recording.recorder import Recorder
 from roadside.agent.sources.base import FrameSource
+from roadside.agent.update.service import UpdateService
 from roadside.agent.uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,9 @@ log = logging.getLogger(__name__)
 class Agent:
     """The box's parts that have a life of their own (threads, devices, files).
 
-    ``uplink``, ``recorder`` and ``commands`` are None when the config leaves them out.
+    ``uplink``, ``recorder``, ``commands`` and ``update`` are None when the config leaves
+    them out. ``restart_for`` says why the agent stopped to be started again (a new release,
+    a rollback): ``roadside agent run`` then exits with RESTART_EXIT and systemd restarts it.
     """
 
     source: FrameSource
@@ -37,6 +40,14 @@ class Agent:
     uplink: Uplink | None = None
     recorder: Recorder | None = None
     commands: CommandService | None = None
+    update: UpdateService | None = None
+    restart_for: str | None = None
+
+    def request_restart(self, why: str) -> None:
+        """Stop, to be started again by systemd (any thread)."""
+        log.warning("restarting: %s", why)
+        self.restart_for = why
+        self.pipeline.stop()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.warning("signal %s: stopping", signal.Signals(signum).name)
@@ -48,6 +59,8 @@ class Agent:
                 signal.signal(sig, self._on_signal)
         if self.commands is not None:
             self.commands.start()  # subscribes before the uplink's first connect
+        if self.update is not None:
+            self.update.start()  # the same
         if self.uplink is not None:
             self.uplink.start()
         self.hardware.start()
@@ -62,5 +75,7 @@ class Agent:
                 self.recorder.stop()  # after the source: the camera's last packets are in
             if self.commands is not None:
                 self.commands.stop()
+            if self.update is not None:
+                self.update.stop()
             if self.uplink is not None:
                 self.uplink.stop()  # after the pipeline's last messages are in the outbox

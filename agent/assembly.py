@@ -15,12 +15,13 @@ from roadside.agent.events.fanout import SinkFanout
 from roadside.agent.events.sinks import local_sinks
 from roadside.agent.frames import LatestFrame
 from roadside.agent.hardware.box import BoxHardware
-from roadside.agent.hardware.liveness import link_probe
+from roadside.agent.hardware.liveness import BoxState, link_probe
 from roadside.agent.pipeline import Pipeline, PipelineStats
 from roadside.agent.recording.recorder import Recorder
 from roadside.agent.sources import open_source
 from roadside.agent.sources.base import EncodingSource, FrameSource, NightAware
 from roadside.agent.sources.feed import FrameTap
+from roadside.agent.update.service import UpdateService
 from roadside.agent.uplink import Uplink
 from roadside.agent.uplink.heartbeat import pipeline_counters
 from roadside.agent.vision.detector import Detector
@@ -74,7 +75,22 @@ def assemble(cfg: AgentConfig) -> Agent:
         sinks=[sinks],
         stats=stats,
     )
-    return Agent(source, pipeline, sinks, hardware, uplink, recorder, commands)
+    agent = Agent(source, pipeline, sinks, hardware, uplink, recorder, commands)
+    if uplink is not None and cfg.update.enabled:
+        agent.update = UpdateService(
+            cfg.update, uplink, cfg.data_dir, lambda: box_health(hardware), agent.request_restart
+        )
+    return agent
+
+
+def box_health(hardware: BoxHardware) -> tuple[bool, str]:
+    """What a release on trial must show: frames and the detector flowing (the watchdog
+    pings systemd) and the link to the station up."""
+    watchdog = hardware.watchdog
+    if watchdog is None:
+        return False, "no watchdog to judge health"
+    state = watchdog.state
+    return state is BoxState.ONLINE, f"box {state.value}"
 
 
 def recording_taps(recorder: Recorder | None, source: FrameSource) -> list[FrameTap]:

@@ -17,6 +17,8 @@ from roadside.errors import ExitCode
 
 log = logging.getLogger(__name__)
 
+RESTART_EXIT = 75  # the agent stopped to be started again (a new release, a rollback)
+
 
 @click.group()
 def agent() -> None:
@@ -45,13 +47,51 @@ def run(config_path: Path, duration: float | None) -> None:
         ", ".join(cfg.events.sinks) or "nowhere",
         cfg.recording.mode,
     )
-    stats = assemble(cfg).run(duration)
+    box = assemble(cfg)
+    stats = box.run(duration)
     click.echo(
         f"{logs.line_prefix(logging.INFO)}stopped: {stats.frames} frames, "
         f"{stats.detections_run} detector runs, "
         f"{stats.events} event messages",
         err=True,
     )
+    if box.restart_for is not None:
+        sys.exit(RESTART_EXIT)  # systemd (Restart=always) starts the agent again
+
+
+@agent.command("update-guard")
+@config_option
+def update_guard(config_path: Path) -> None:
+    """systemd's ExecStartPre, from the stable slot: count the starts of a release on trial,
+    roll it back when it has had its chances. Never fails the start."""
+    from roadside.agent.update.service import UPDATE_DIR
+    from roadside.agent.update.slots import Slots
+    from roadside.agent.update.trial import TrialBook, guard
+
+    cfg = load_config(config_path)
+    logs.apply(cfg.logging)
+    book = TrialBook(Path(cfg.data_dir) / UPDATE_DIR)
+    try:
+        said = guard(Slots(cfg.update.root), book, cfg.update.max_starts)
+    except OSError as exc:
+        said = f"cannot look at the release slots: {exc}"
+    log.warning("update guard: %s", said)
+
+
+@agent.command("update-exited")
+@config_option
+def update_exited(config_path: Path) -> None:
+    """systemd's ExecStopPost, from the stable slot: note how a release on trial ended."""
+    import os
+
+    from roadside.agent.update.service import UPDATE_DIR
+    from roadside.agent.update.trial import TrialBook, note_exit
+
+    cfg = load_config(config_path)
+    logs.apply(cfg.logging)
+    said = note_exit(TrialBook(Path(cfg.data_dir) / UPDATE_DIR), dict(os.environ))
+    if said:
+        log.warning("release on trial: the agent %s", said)
 
 
 @agent.command()

@@ -52,6 +52,9 @@ class ClipLanding:
         self.files.mkdir(parents=True, exist_ok=True)
         self.clips = clips
 
+    def admits(self, device: str, init: XferInit) -> tuple[str, str] | None:
+        return None  # the broker's ACL lets only the box itself publish on its topics
+
     def started(self, device: str, init: XferInit) -> None:
         if self.clips is not None:
             self.clips.started(

@@ -110,6 +110,10 @@ class Outgoing:
 class Landing(Protocol):
     """Where verified files go, and who hears how each transfer went (one per use)."""
 
+    def admits(self, device: str, init: XferInit) -> tuple[str, str] | None:
+        """None to take a newly announced file; else (reason code, why) to refuse it."""
+        ...
+
     def started(self, device: str, init: XferInit) -> None:
         """A new transfer was announced (its first manifest)."""
         ...
@@ -247,6 +251,11 @@ class TransferReceiver:
                     detail="another file was already announced under this id",
                 )
             return self._ack_or_finish(known, asking=init.asking)
+        refused = self.landing.admits(device, init)
+        if refused is not None:
+            return self._ack(
+                xid, XferAckState.FAILED, asking=init.asking, code=refused[0], detail=refused[1]
+            )
         if init.size > self.max_size:
             return self._ack(
                 xid,
