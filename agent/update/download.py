@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 _VERSION = re.compile(VERSION_PATTERN)
 
 Admit = Callable[[str], tuple[str, str] | None]  # version -> None, or (code, why) to refuse
-Arrived = Callable[[str, Path], None]  # version, path of the verified download
-Progressed = Callable[[str, float], None]  # version, fraction held
+Arrived = Callable[[str, str, Path], None]  # version, transfer id, the verified download
+Progressed = Callable[[str, str, float], None]  # version, transfer id, fraction held
 
 
 class AckQueue:
@@ -90,7 +90,7 @@ class ReleaseLanding:
         return final
 
     def finished(self, device: str, init: XferInit, path: Path) -> None:
-        self.arrived(str(init.meta["version"]), path)
+        self.arrived(str(init.meta["version"]), init.id, path)
 
     def failed(self, device: str, xid: str, reason: str) -> None:
         log.warning("release download %s given up: %s", xid, reason)
@@ -158,4 +158,4 @@ class ReleaseDownloads:
         last = self._reported.get(ack.transfer_id)
         if last is None or fraction - last >= 0.2:
             self._reported[ack.transfer_id] = fraction
-            self.progressed(version, fraction)
+            self.progressed(version, ack.transfer_id, fraction)

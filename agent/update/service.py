@@ -73,7 +73,7 @@ class UpdateService:
             uplink, self.folder, self._admit, self._arrived, self._progressed, cfg.max_bytes
         )
         self.outcomes: list[UpdateReport] = []  # every report made, for tests and benches
-        self._queue: queue.Queue[tuple[str, Path] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, str, Path] | None] = queue.Queue()
         self._stop = threading.Event()
         self._installer = threading.Thread(target=self._install_loop, name="update", daemon=True)
         self._watcher: threading.Thread | None = None
@@ -122,26 +122,26 @@ class UpdateService:
             return ErrorCode.UNAVAILABLE, f"no release key at {self.cfg.release_key}"
         return None
 
-    def _progressed(self, version: str, fraction: float) -> None:
-        self._report(UpdateState.DOWNLOADING, version, progress=round(fraction, 2))
+    def _progressed(self, version: str, xid: str, fraction: float) -> None:
+        self._report(UpdateState.DOWNLOADING, version, xid, progress=round(fraction, 2))
 
-    def _arrived(self, version: str, path: Path) -> None:
-        self._queue.put((version, path))
+    def _arrived(self, version: str, xid: str, path: Path) -> None:
+        self._queue.put((version, xid, path))
 
     # -- the installer thread -------------------------------------------------------------
     def _install_loop(self) -> None:
         while (item := self._queue.get()) is not None:
-            version, path = item
+            version, xid, path = item
             try:
-                self._take(version, path)
+                self._take(version, xid, path)
             except Exception:
                 log.exception("release %s: install failed unexpectedly", version)
-                self._report(UpdateState.REFUSED, version, code="failed", detail="see the log")
+                self._report(UpdateState.REFUSED, version, xid, code="failed", detail="see the log")
             finally:
                 path.unlink(missing_ok=True)
 
-    def _take(self, version: str, path: Path) -> None:
-        self._report(UpdateState.INSTALLING, version)
+    def _take(self, version: str, xid: str, path: Path) -> None:
+        self._report(UpdateState.INSTALLING, version, xid)
         unpacked = self.folder / "unpacked" / version
         shutil.rmtree(unpacked, ignore_errors=True)
         try:
@@ -153,26 +153,29 @@ class UpdateService:
                 raise InstallError("no current slot to go back to")
             self.slots.install(version, release.wheels)
         except ReleaseError as exc:
-            self._refuse(version, exc.code, str(exc))
+            self._refuse(version, xid, exc.code, str(exc))
             return
         except RoadsideError as exc:
-            self._refuse(version, "install", str(exc))
+            self._refuse(version, xid, "install", str(exc))
             return
         finally:
             shutil.rmtree(unpacked, ignore_errors=True)
         if self._stop.is_set():
             return
         now = time.time()
-        self.book.save_trial(Trial(version, previous, now, now + self.cfg.health_s))
+        self.book.save_trial(Trial(version, previous, now, now + self.cfg.health_s, xid))
         self.slots.switch(version)
-        self._report(UpdateState.TRIAL, version, detail=f"switched from {previous}: restarting")
+        self._report(
+            UpdateState.TRIAL, version, xid, detail=f"switched from {previous}: restarting"
+        )
         log.warning("release %s installed and current: restarting into it", version)
         self.restart(f"switch to release {version}")
 
-    def _refuse(self, version: str, code: str, why: str) -> None:
+    def _refuse(self, version: str, xid: str, code: str, why: str) -> None:
         log.error("release %s refused: %s", version, why)
-        self.book.save_outcome(Outcome(version, UpdateState.REFUSED.value, time.time(), code, why))
-        self._report(UpdateState.REFUSED, version, code=code, detail=why)
+        refused = Outcome(version, UpdateState.REFUSED.value, time.time(), code, why, xid)
+        self.book.save_outcome(refused)
+        self._report(UpdateState.REFUSED, version, xid, code=code, detail=why)
 
     # -- the new release proves itself (the health thread) ------------------------------
     def _watch(self, trial: Trial) -> None:
@@ -202,17 +205,19 @@ class UpdateService:
         self.slots.mark_stable(trial.release)
         took = time.time() - trial.started
         detail = f"healthy {took:.0f} s after the switch from {trial.previous}"
-        self.book.save_outcome(Outcome(trial.release, "healthy", time.time(), None, detail))
+        healthy = Outcome(trial.release, "healthy", time.time(), None, detail, trial.xid)
+        self.book.save_outcome(healthy)
         self.book.end_trial()
         removed = self.slots.prune(self.cfg.keep)
         log.warning("release %s is healthy: kept (slots removed: %s)", trial.release, removed)
-        self._report(UpdateState.HEALTHY, trial.release, detail=detail)
+        self._report(UpdateState.HEALTHY, trial.release, trial.xid, detail=detail)
 
     # -- reports ---------------------------------------------------------------------------
     def _report(
         self,
         state: UpdateState,
         release: str,
+        xid: str | None,
         progress: float | None = None,
         code: str | None = None,
         detail: str | None = None,
@@ -222,6 +227,7 @@ class UpdateService:
             state=state,
             release=release,
             running=self.running,
+            transfer_id=xid,
             at=round(time.time(), 2),
             progress=progress,
             code=code,

@@ -37,6 +37,7 @@ class Trial:
     previous: str
     started: float
     deadline: float  # epoch seconds: healthy by then, or rolled back
+    xid: str | None = None  # the download that brought it
     starts: int = 0
     exits: list[str] = field(default_factory=list)
 
@@ -50,6 +51,7 @@ class Outcome:
     at: float
     code: str | None = None
     detail: str | None = None
+    xid: str | None = None
 
 
 class TrialBook:
@@ -95,7 +97,7 @@ class TrialBook:
 def roll_back(slots: Slots, book: TrialBook, trial: Trial, why: str, code: str) -> None:
     """Back to the previous release: ``current`` to it, the outcome written, the trial ended."""
     slots.switch(trial.previous)
-    book.save_outcome(Outcome(trial.release, "rolled_back", time.time(), code, why))
+    book.save_outcome(Outcome(trial.release, "rolled_back", time.time(), code, why, trial.xid))
     book.end_trial()
 
 

@@ -33,6 +33,9 @@ class UpdateReport(Message):
     state: UpdateState = Field(alias="st")
     release: str = Field(alias="rel", pattern=VERSION_PATTERN, description="the release")
     running: str = Field(alias="sw", description="the software version running now")
+    transfer_id: str | None = Field(
+        None, alias="xid", description="the download that brought the release"
+    )
     at: float = Field(alias="t", description="when, epoch seconds")
     progress: float | None = Field(None, alias="pg", ge=0, le=1, description="downloading")
     code: str | None = Field(None, description="rolled_back, refused: a reason code")

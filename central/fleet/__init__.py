@@ -1,0 +1,1 @@
+"""Fleet operations from the station: `roadside fleet` (software updates, status)."""
