@@ -99,6 +99,8 @@ class Client:
 
     def reports(self) -> list[UpdateState]:
         now = [r.state for r in self.service.outcomes] if self.service else []
+        if UpdateState.HEALTHY in now and self.healthy_at is None:
+            self.healthy_at = time.monotonic()
         return self.states + now
 
 
