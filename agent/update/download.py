@@ -17,6 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from roadside.agent.uplink import BulkMessage, Inbound, Uplink
 from roadside.transfer.receiver import Outgoing, TransferReceiver
@@ -59,7 +60,7 @@ class AckQueue:
         return None
 
     def lost(self, msg: BulkMessage) -> None:
-        topic, ack = msg.token  # type: ignore[misc]
+        topic, ack = cast(tuple[str, XferAck], msg.token)
         with self._lock:
             if ack.transfer_id not in self._waiting:  # nothing newer: this one goes again
                 self._waiting[ack.transfer_id] = (topic, ack)

@@ -87,6 +87,7 @@ class UpdateService:
             self._report(
                 UpdateState(outcome.state),
                 outcome.release,
+                outcome.xid,
                 code=outcome.code,
                 detail=outcome.detail,
             )

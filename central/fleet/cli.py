@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
@@ -19,6 +20,7 @@ from rich.table import Table
 from roadside.central import views
 from roadside.central.accounts import Role
 from roadside.central.cli import _officer, _open, config_option, json_option, officer_option
+from roadside.central.store import Store
 from roadside.errors import ExitCode, UsageError
 
 VIEW_SETTLE_S = 2.0  # retained messages of every box arrive within this after subscribing
@@ -39,7 +41,7 @@ def _release_file(data_dir: str, version: str, given: Path | None) -> Path:
     return path
 
 
-def _known_devices(store) -> list[str]:  # type: ignore[no-untyped-def]
+def _known_devices(store: Store) -> list[str]:
     from roadside.central.store import queries
 
     with store.connect() as conn:
@@ -150,7 +152,7 @@ def status_cmd(config_path: Path | None, officer: str | None, as_json: bool) -> 
         time.sleep(VIEW_SETTLE_S)
     finally:
         view.stop()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for device in sorted(set(known) | set(view.boxes)):
         box = view.box(device)
         u = box.update
