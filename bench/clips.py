@@ -44,9 +44,9 @@ from roadside.agent.recording.index import open_index
 from roadside.agent.recording.recorder import Recorder
 from roadside.agent.recording.standins import CameraPacket, camera_packets
 from roadside.ids import new_id
+from roadside.testing.shared import footage_dir
 
-SHARED = Path(os.environ.get("ROADSIDE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-CLIP = SHARED / "footage" / "motorway_overpass.mp4"
+CLIP = footage_dir() / "motorway_overpass.mp4"
 W0, M0 = 1778580000.0, 10_000.0  # the synthetic timeline: wall and monotonic at t = 0
 
 

@@ -27,9 +27,9 @@ from roadside.agent.config import parse_config
 from roadside.agent.frames import Frame
 from roadside.agent.pipeline import Pipeline
 from roadside.agent.vision.detector import Detector
+from roadside.testing.shared import footage_dir, models_dir
 
-SHARED = Path(os.environ.get("ROADSIDE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-CLIP = SHARED / "footage" / "motorway_overpass.mp4"
+CLIP = footage_dir() / "motorway_overpass.mp4"
 
 
 class StillSource:
@@ -100,7 +100,7 @@ def config(model: str):
         {
             "device": "bench",
             "source": {"kind": "file", "path": str(CLIP), "pace": "fast"},
-            "detector": {"model": model, "models_dir": str(SHARED / "models")},
+            "detector": {"model": model, "models_dir": str(models_dir())},
             "events": {"sinks": []},
         }
     )

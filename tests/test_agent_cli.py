@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import tomli_w
-from conftest import MODELS, agent_config
+
+from roadside.testing.configs import agent_config
+from roadside.testing.shared import models_dir
 
 ROADSIDE = str(Path(sys.executable).with_name("roadside"))
 VEHICLES = {"bicycle", "motorcycle", "car", "bus", "truck"}
@@ -130,7 +132,7 @@ def test_model_fetch_from_folder_and_verify(tmp_path: Path) -> None:
     listing = run_cli("model", "list", env=env)
     assert listing.returncode == 0 and "not fetched" in listing.stdout
     assert run_cli("model", "verify", "yolox_nano", env=env).returncode == 2
-    fetched = run_cli("model", "fetch", "yolox_nano", "--from", str(MODELS), env=env)
+    fetched = run_cli("model", "fetch", "yolox_nano", "--from", str(models_dir()), env=env)
     assert fetched.returncode == 0, fetched.stderr
     assert (store / "yolox_nano_float16.tflite").stat().st_size > 1_000_000
     assert run_cli("model", "verify", "yolox_nano", env=env).returncode == 0

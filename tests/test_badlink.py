@@ -9,9 +9,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from waiting import eventually
 
-from roadside.badlink import BadLink, LinkShape
+from roadside.testing.badlink import BadLink, LinkShape
+from roadside.testing.waiting import eventually
 
 
 class EchoServer:

@@ -15,17 +15,17 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from central_helpers import central_config
 from click.testing import CliRunner
-from conftest import MODELS
 from paho.mqtt.enums import CallbackAPIVersion
-from waiting import wait_until
 
 from roadside.agent.protocol import CommandMsg, ReplyMsg, topic
 from roadside.central.ingest import IngestWorker
 from roadside.central.store import Store, queries
 from roadside.cli import main
 from roadside.ids import new_id
+from roadside.testing.configs import central_config
+from roadside.testing.shared import models_dir
+from roadside.testing.waiting import wait_until
 
 ROADSIDE = str(Path(sys.executable).parent / "roadside")
 
@@ -88,7 +88,7 @@ def test_events_from_the_agent_on_real_footage_reach_the_officer(
                     "pace": "fast",
                     "loop": False,
                 },
-                "detector": {"models_dir": str(MODELS)},
+                "detector": {"models_dir": str(models_dir())},
                 "events": {
                     "sinks": ["mqtt", "jsonl"],
                     "jsonl_path": str(produced),
@@ -184,7 +184,7 @@ def test_an_officer_gets_a_clip_of_a_recent_event_from_a_recording_box(
                     "pace": "native",
                     "loop": True,
                 },
-                "detector": {"models_dir": str(MODELS)},
+                "detector": {"models_dir": str(models_dir())},
                 "events": {"sinks": ["mqtt", "jsonl"], "jsonl_path": str(produced)},
                 "mqtt": {"host": "127.0.0.1", "port": broker.port},
                 "recording": {

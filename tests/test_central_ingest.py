@@ -12,24 +12,17 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import sqlalchemy as sa
-from central_helpers import (  # noqa: F401
-    BoxPublisher,
-    central_config,
-    count,
-    db_url,
-    event_pair,
-    health,
-    pg_admin,
-    status,
-)
 from paho.mqtt.enums import CallbackAPIVersion
-from waiting import wait_until
 
 from roadside.agent.protocol import ReplyMsg, topic
 from roadside.central.ingest import IngestWorker
 from roadside.central.store import Store, queries
 from roadside.central.store import tables as T
 from roadside.ids import new_id
+from roadside.testing.clients import BoxPublisher
+from roadside.testing.configs import central_config
+from roadside.testing.messages import count, event_pair, health, status
+from roadside.testing.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +43,7 @@ def _phases(store: Store) -> dict[str, int]:
 def test_two_workers_on_one_shared_subscription_store_each_event_once(
     broker,
     tmp_path: Path,
-    db_url: str,  # noqa: F811
+    db_url: str,
 ) -> None:
     cfg = central_config(tmp_path, broker.port, db_url, ingest={"batch_max": 50})
     stores = [Store(cfg.database_url), Store(cfg.database_url)]

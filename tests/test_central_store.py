@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from central_helpers import count, db_url, event_pair, health, pg_admin, status  # noqa: F401
 
 from roadside.central.config import load_central_config, parse_central_config
 from roadside.central.routing import route
@@ -21,6 +20,7 @@ from roadside.central.store.migrations import LATEST, SchemaError, migrate, sche
 from roadside.central.store.writer import BatchWriter
 from roadside.central.times import TimeInputError, parse_duration, parse_time
 from roadside.errors import ConfigError
+from roadside.testing.messages import count, event_pair, health, status
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -38,7 +38,7 @@ def _write(
     (writer or store.writer()).write(batch)
 
 
-def test_migrated_schema_matches_the_tables_the_code_uses(db_url: str) -> None:  # noqa: F811
+def test_migrated_schema_matches_the_tables_the_code_uses(db_url: str) -> None:
     store = Store(db_url)
     assert store.applied == [1]
     assert migrate(store.engine) == []  # a second start applies nothing
@@ -67,7 +67,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         migrate(store.engine)
 
 
-def test_each_event_is_stored_once_and_its_end_wins(db_url: str) -> None:  # noqa: F811
+def test_each_event_is_stored_once_and_its_end_wins(db_url: str) -> None:
     store = Store(db_url)
     t = time.time() - 100
     a_start, a_end = event_pair(t, "car", 1)
@@ -94,7 +94,7 @@ def test_each_event_is_stored_once_and_its_end_wins(db_url: str) -> None:  # noq
     store.close()
 
 
-def test_counts_health_and_status_dedupe_and_track_the_device(db_url: str) -> None:  # noqa: F811
+def test_counts_health_and_status_dedupe_and_track_the_device(db_url: str) -> None:
     store = Store(db_url)
     c = count(time.time() - 60, {"car": 3, "person": 1})
     h_old, h_new = health(ob=7, ck=1, ld=0.5), health(ob=2, ck=0, ld=0.7)

@@ -23,7 +23,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
-from waiting import wait_until
 
 from roadside.agent import protocol as P
 from roadside.agent.commands.channel import CommandChannel
@@ -44,6 +43,7 @@ from roadside.central.config import BrokerConfig
 from roadside.central.receiver import TransferReceiver
 from roadside.central.receiver_service import ReceiverService
 from roadside.ids import new_id
+from roadside.testing.waiting import wait_until
 
 FINAL = ("done", "error")
 
@@ -229,10 +229,10 @@ class Rig:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory, footage: Path) -> Iterator[Rig]:
-    from broker import Mosquitto
+    from roadside.testing.broker import LocalBroker
 
     root = tmp_path_factory.mktemp("commands")
-    with Mosquitto(root / "broker") as b:
+    with LocalBroker(root / "broker") as b:
         r = Rig(root, b.port, footage)
         r.port = b.port  # type: ignore[attr-defined]
         yield r
@@ -339,11 +339,10 @@ def test_snapshot_now_is_a_small_jpeg(rig: Rig) -> None:
 def test_snapshot_of_an_event_is_its_best_frame(
     rig: Rig, footage: Path, tmp_path: Path, models_dir: Path
 ) -> None:
-    from conftest import agent_config
-
     from roadside.agent.pipeline import Pipeline
     from roadside.agent.sources import open_source
     from roadside.agent.vision.detector import Detector
+    from roadside.testing.configs import agent_config
 
     class Events:
         def __init__(self) -> None:
@@ -511,9 +510,8 @@ def test_the_running_agent_answers_snapshots(
     rig: Rig, tmp_path: Path, footage: Path, models_dir: Path
 ) -> None:
     """The whole agent: pipeline, uplink and command side assembled from one config."""
-    from conftest import agent_config
-
     from roadside.agent.app import Agent
+    from roadside.testing.configs import agent_config
 
     doc = agent_config(
         tmp_path,

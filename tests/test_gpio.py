@@ -15,10 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import agent_config
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPin
-from waiting import eventually
 
 from roadside.agent.config import (
     HardwareConfig,
@@ -37,6 +35,8 @@ from roadside.agent.hardware.status_led import PATTERNS, TICK_S, StatusLed
 from roadside.agent.hardware.watchdog import SystemdNotifier, Watchdog
 from roadside.agent.pipeline import PipelineStats
 from roadside.agent.vision.motion import MotionGate
+from roadside.testing.configs import agent_config
+from roadside.testing.waiting import eventually
 
 
 @pytest.fixture

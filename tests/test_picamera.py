@@ -21,13 +21,13 @@ import cv2
 import numpy as np
 import pytest
 import tomli_w
-from conftest import agent_config
 
 from roadside.agent.config import PicameraConfig, SourceConfig
 from roadside.agent.sources import open_source
 from roadside.agent.sources import picamera_standin as standin
 from roadside.agent.sources.picamera import Picamera2Source, load_api, lores_size
 from roadside.errors import SourceError
+from roadside.testing.configs import agent_config
 
 ROADSIDE = str(Path(sys.executable).with_name("roadside"))
 

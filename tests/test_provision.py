@@ -25,7 +25,6 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from broker import Mosquitto, free_port, wait_port
 from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -57,6 +56,8 @@ from roadside.provisioning.cloudinit import render_meta_data, render_user_data, 
 from roadside.provisioning.device import DeviceRequest, make_bundle, read_bundle
 from roadside.provisioning.identity import DEVICE_ID, account_role, check_device_id
 from roadside.provisioning.registry import Registry
+from roadside.testing.broker import LocalBroker
+from roadside.testing.ports import free_port, wait_port
 
 PASS = b"correct horse battery staple"
 WAIT = 3.0  # seconds to wait for something that should arrive
@@ -129,7 +130,7 @@ def port_for(name: str, ports: tuple[int, int]) -> int:
     return ports[1] if "." in name else ports[0]
 
 
-class TwoListenerMosquitto(Mosquitto):
+class TwoListenerMosquitto(LocalBroker):
     """The helper waits for one port; the generated config has two listeners."""
 
     def __init__(self, workdir: Path, conf: str, ports: tuple[int, int], extra: str) -> None:
@@ -142,7 +143,7 @@ class TwoListenerMosquitto(Mosquitto):
         return self
 
 
-def _mosquitto(workdir: Path, files: BrokerFiles, ports: tuple[int, int]) -> Mosquitto:
+def _mosquitto(workdir: Path, files: BrokerFiles, ports: tuple[int, int]) -> LocalBroker:
     """mosquitto with the generated listeners as is (only ports and paths are the test's)."""
     conf = render_mosquitto_conf(
         files, ports[0], "127.0.0.1", str(files.directory), ports[1], "127.0.0.1"
@@ -236,7 +237,7 @@ class Peer:
 
 
 @pytest.fixture
-def peers(pki: dict, mosq: Mosquitto):
+def peers(pki: dict, mosq: LocalBroker):
     """Open MQTT clients by name; all stopped after the test."""
     opened: list[Peer] = []
 
@@ -613,7 +614,7 @@ def test_station_processes_keep_their_own_client_ids(peers) -> None:
     assert w1.client.is_connected() and w2.client.is_connected()
 
 
-def test_each_listener_takes_only_its_own_ca(pki: dict, mosq: Mosquitto) -> None:
+def test_each_listener_takes_only_its_own_ca(pki: dict, mosq: LocalBroker) -> None:
     box, station = pki["ports"]
     assert tls_refusal(pki["dev-a"], box) is None  # controls
     assert tls_refusal(pki["central.ingest"], station) is None
@@ -622,7 +623,7 @@ def test_each_listener_takes_only_its_own_ca(pki: dict, mosq: Mosquitto) -> None
     assert tls_refusal(pki["officer.rossi"], box) is not None
 
 
-def test_certificate_from_another_ca_is_refused_at_tls(pki: dict, mosq: Mosquitto) -> None:
+def test_certificate_from_another_ca_is_refused_at_tls(pki: dict, mosq: LocalBroker) -> None:
     box, station = pki["ports"]
     for port in (box, station):  # same CN 'dev-a', other CA
         assert tls_refusal(pki["foreign"], port) is not None, "a foreign CA's cert got in"

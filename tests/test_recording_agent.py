@@ -12,10 +12,10 @@ from pathlib import Path
 
 import av
 import tomli_w
-from conftest import agent_config
-from recording_helpers import indexed
 
 from roadside.agent.recording.index import open_index
+from roadside.testing.configs import agent_config
+from roadside.testing.recordings import indexed
 
 CLI = [sys.executable, "-c", "from roadside.cli import main; main()"]
 

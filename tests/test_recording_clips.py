@@ -12,7 +12,6 @@ import av
 import pytest
 import tomli_w
 from click.testing import CliRunner
-from recording_helpers import indexed
 
 from roadside.agent.config import RecordingConfig
 from roadside.agent.recording.clipcut import ClipCutter
@@ -21,6 +20,7 @@ from roadside.agent.recording.index import open_index
 from roadside.agent.recording.recorder import Recorder
 from roadside.agent.recording.standins import camera_packets, folder_bytes
 from roadside.cli import main
+from roadside.testing.recordings import indexed
 
 FRAME = 1001 / 30000  # the motorway clip runs at 29.97 fps
 KEYFRAME_INTERVAL = 3.003  # and has a keyframe every 90 frames

@@ -19,7 +19,6 @@ import av
 import cv2
 import numpy as np
 import pytest
-from recording_helpers import decoded_frames, indexed
 
 from roadside.agent.clock import ClockWatch
 from roadside.agent.config import RecordingConfig
@@ -38,6 +37,7 @@ from roadside.agent.recording.standins import (
 )
 from roadside.agent.sources.file import FileSource
 from roadside.ids import new_id
+from roadside.testing.recordings import decoded_frames, indexed
 
 WRONG = 978307200.0  # 2001-01-01: a Pi that booted without network
 RIGHT = 1778580000.0  # 2026-05-12 10:00 UTC

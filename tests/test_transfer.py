@@ -21,18 +21,18 @@ import av
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from waiting import wait_until
 
 from roadside.agent import protocol as P
 from roadside.agent.config import MqttConfig, TransferConfig, UplinkConfig
 from roadside.agent.transfer.sender import TransferSender
 from roadside.agent.transfer.store import TransferRecord
 from roadside.agent.uplink import Uplink
-from roadside.badlink import BadLink, LinkShape
 from roadside.central.config import BrokerConfig
 from roadside.central.receiver import TransferReceiver
 from roadside.central.receiver_service import ReceiverService
 from roadside.ids import new_id
+from roadside.testing.badlink import BadLink, LinkShape
+from roadside.testing.waiting import wait_until
 
 DEVICE = "junction-07"
 ROOT = Path(__file__).resolve().parents[1]

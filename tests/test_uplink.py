@@ -5,114 +5,29 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from broker import Mosquitto
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from roadside.agent.config import MqttConfig, UplinkConfig
+from roadside.agent.config import UplinkConfig
 from roadside.agent.protocol import (
-    MESSAGES,
     CountMsg,
     EventMsg,
     HealthMsg,
-    Message,
     StatusMsg,
     kind_of,
     topic,
 )
 from roadside.agent.uplink import BulkMessage, Inbound, Priority, Uplink
 from roadside.ids import new_id
+from roadside.testing.broker import LocalBroker
+from roadside.testing.clients import Subscriber, kinds
+from roadside.testing.configs import mqtt_config
+from roadside.testing.messages import event
 
 DEVICE = "box-1"
-
-
-class Subscriber:
-    """The station's side: a persistent QoS 1 session that records every message it gets."""
-
-    def __init__(
-        self,
-        port: int,
-        filters: tuple[str, ...] = ("roadside/v1/#",),
-        client_id: str = "station",
-        tls: dict | None = None,
-        clean: bool = False,
-        login: tuple[str, str] | None = None,
-    ) -> None:
-        self.messages: list[mqtt.MQTTMessage] = []
-        self.subscribed = threading.Event()
-        self._cond = threading.Condition()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
-        )
-        self.client.reconnect_delay_set(0.05, 0.5)
-        if tls:
-            self.client.tls_set(**tls)
-        if login:
-            self.client.username_pw_set(*login)
-        self.client.on_connect = lambda c, *_: c.subscribe([(f, 1) for f in filters])
-        self.client.on_subscribe = lambda *_: self.subscribed.set()
-        self.client.on_message = self._on_message
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 3600
-        self.client.connect("127.0.0.1", port, 30, clean_start=clean, properties=props)
-        self.client.loop_start()
-        assert self.subscribed.wait(10), "the station could not subscribe"
-
-    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        with self._cond:
-            self.messages.append(msg)
-            self._cond.notify_all()
-
-    def wait(
-        self, predicate: Callable[[list[mqtt.MQTTMessage]], bool], timeout: float = 20.0
-    ) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate(self.messages):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-            return True
-
-    def of_kind(self, kind: str) -> list[Message]:
-        with self._cond:
-            msgs = [m for m in self.messages if kind_of(m.topic) == kind]
-        return [MESSAGES[kind].decode(m.payload) for m in msgs]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def kinds(msgs: list[mqtt.MQTTMessage], kind: str) -> list[mqtt.MQTTMessage]:
-    return [m for m in msgs if kind_of(m.topic) == kind]
-
-
-def event(i: int, phase: str = "s") -> EventMsg:
-    now = time.time()
-    return EventMsg(
-        id=new_id(),
-        k=phase,
-        c="car",
-        s=0.81,
-        t0=round(now, 2),
-        t1=round(now + 1, 2),
-        b=(0.412, 0.288, 0.071, 0.064),
-        tr=i,
-        dir="SE",
-        z=["left-lanes"],
-    )
-
-
-def mqtt_cfg(port: int, **kw: object) -> MqttConfig:
-    return MqttConfig(host="127.0.0.1", port=port, reconnect_min_s=0.05, reconnect_max_s=0.5, **kw)
 
 
 def make_uplink(
@@ -124,26 +39,15 @@ def make_uplink(
 ) -> Uplink:
     return Uplink(
         DEVICE,
-        mqtt_cfg(port, **kw),
+        mqtt_config(port, **kw),
         uplink_cfg or UplinkConfig(outbox_sync="normal"),
         tmp_path / "data",
         heartbeat=heartbeat,
     )
 
 
-def start_broker(workdir: Path, extra: str = "", **kw: object) -> Mosquitto:
-    return Mosquitto(workdir, extra=extra, **kw).start()  # type: ignore[arg-type]
-
-
 @pytest.fixture
-def broker(tmp_path: Path):
-    b = start_broker(tmp_path / "broker")
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def station(broker: Mosquitto):
+def station(broker: LocalBroker):
     sub = Subscriber(broker.port)
     yield sub
     sub.close()

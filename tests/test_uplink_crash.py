@@ -17,13 +17,16 @@ import sys
 from pathlib import Path
 
 import tomli_w
-from broker import free_port
-from conftest import agent_config
-from test_uplink import DEVICE, Subscriber, kinds, start_broker
-from waiting import eventually
 
 from roadside.agent.protocol import EventMsg, HealthMsg, StatusMsg, topic
 from roadside.agent.uplink.outbox import ACK_BATCH
+from roadside.testing.broker import LocalBroker
+from roadside.testing.clients import Subscriber, kinds
+from roadside.testing.configs import agent_config
+from roadside.testing.ports import free_port
+from roadside.testing.waiting import eventually
+
+DEVICE = "box-1"
 
 ROADSIDE = str(Path(sys.executable).with_name("roadside"))
 
@@ -89,7 +92,7 @@ def event_ids(station: Subscriber) -> list[str]:
 
 def test_sigkill_while_draining_loses_nothing(tmp_path: Path):
     n = 3000
-    broker = start_broker(tmp_path / "broker")
+    broker = LocalBroker(tmp_path / "broker").start()
     station = Subscriber(broker.port)
     broker.stop()  # the box fills its outbox while the broker is away
     # A narrow window keeps the drain slow enough to be caught in the middle.
@@ -184,7 +187,7 @@ def test_agent_killed_with_a_backlog_sends_it_after_restart(tmp_path: Path, foot
     stored = outbox_events(outbox)
 
     # 2. The broker is back; the agent runs again, then stops cleanly.
-    broker = start_broker(tmp_path / "broker", port=port)
+    broker = LocalBroker(tmp_path / "broker", port=port).start()
     station = Subscriber(port)
     doc["source"]["loop"] = False
     config.write_text(tomli_w.dumps(doc))

@@ -22,7 +22,6 @@ from pathlib import Path
 import av
 import pytest
 import tomli_w
-from conftest import agent_config
 
 from roadside.agent.config import WatchdogConfig
 from roadside.agent.hardware.liveness import (
@@ -33,6 +32,7 @@ from roadside.agent.hardware.liveness import (
 )
 from roadside.agent.hardware.watchdog import SystemdNotifier
 from roadside.agent.pipeline import PipelineStats
+from roadside.testing.configs import agent_config
 
 ROADSIDE = str(Path(sys.executable).with_name("roadside"))
 
