@@ -6,7 +6,7 @@ SHARED ?= $(abspath ../shared)
 export ROADSIDE_SHARED ?= $(SHARED)
 export ROADSIDE_MODELS_DIR ?= $(abspath var/models)
 
-.PHONY: setup demo test lint bench soak clean
+.PHONY: setup demo test test-fast lint bench soak clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,11 @@ demo: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
+
+# The fast tier for developers (under a minute): every test not marked slow.
+test-fast: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import tomli_w
 
 from roadside.testing.configs import agent_config
@@ -29,6 +30,7 @@ def run_cli(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProce
     return subprocess.run([ROADSIDE, *args], capture_output=True, text=True, timeout=timeout, **kw)
 
 
+@pytest.mark.slow
 def test_run_counts_the_vehicles_of_the_motorway_clip(tmp_path: Path, footage: Path) -> None:
     """Played once, the overpass clip yields one event per vehicle crossing the near half.
 
@@ -60,6 +62,7 @@ def test_run_counts_the_vehicles_of_the_motorway_clip(tmp_path: Path, footage: P
     assert len(set(ids)) == len(starts) + len(counts)
 
 
+@pytest.mark.slow
 def test_events_are_compact(tmp_path: Path, footage: Path) -> None:
     doc = agent_config(
         tmp_path,
@@ -79,6 +82,7 @@ def test_events_are_compact(tmp_path: Path, footage: Path) -> None:
         assert len(wire) <= 200, wire
 
 
+@pytest.mark.slow
 def test_sigterm_shuts_down_cleanly(tmp_path: Path, footage: Path) -> None:
     doc = agent_config(tmp_path, footage / "motorway_overpass.mp4", events={"sinks": ["console"]})
     doc["source"].update(loop=True, pace="native")
@@ -100,6 +104,7 @@ def test_sigterm_shuts_down_cleanly(tmp_path: Path, footage: Path) -> None:
     assert starts <= ends  # open tracks were closed on the way out
 
 
+@pytest.mark.slow
 def test_duration_ends_a_looped_run(tmp_path: Path, footage: Path) -> None:
     doc = agent_config(tmp_path, footage / "traffic_frames.mp4")
     doc["source"].update(loop=True, pace="native")
@@ -109,6 +114,7 @@ def test_duration_ends_a_looped_run(tmp_path: Path, footage: Path) -> None:
     assert 40 <= frames <= 70  # 30 fps for two seconds, looped past the clip's 20 frames
 
 
+@pytest.mark.slow
 def test_check_passes_on_the_example(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[1]
     proc = run_cli("agent", "check", "--config", "examples/agent.toml", cwd=root)
@@ -118,6 +124,7 @@ def test_check_passes_on_the_example(tmp_path: Path) -> None:
     assert "FAIL" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_check_fails_without_model(tmp_path: Path, footage: Path) -> None:
     doc = agent_config(tmp_path, footage / "traffic_frames.mp4")
     doc["detector"]["models_dir"] = str(tmp_path / "empty")
@@ -126,6 +133,7 @@ def test_check_fails_without_model(tmp_path: Path, footage: Path) -> None:
     assert "FAIL" in proc.stdout and "roadside model fetch" in proc.stdout
 
 
+@pytest.mark.slow
 def test_model_fetch_from_folder_and_verify(tmp_path: Path) -> None:
     store = tmp_path / "store"
     env = {**os.environ, "ROADSIDE_MODELS_DIR": str(store)}
@@ -145,6 +153,7 @@ def test_model_fetch_from_folder_and_verify(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "sha256 mismatch" in bad.stderr
 
 
+@pytest.mark.slow
 def test_fetch_refuses_wrong_bytes(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
@@ -163,6 +172,7 @@ def test_fetch_refuses_wrong_bytes(tmp_path: Path) -> None:
     assert not (tmp_path / "store" / "ssd_mobilenet_v1_coco_quant.tflite").exists()
 
 
+@pytest.mark.slow
 def test_footage_fetch(tmp_path: Path, footage: Path) -> None:
     proc = run_cli(
         "footage", "fetch", "traffic_frames", "--from", str(footage), "--store", str(tmp_path)
@@ -173,12 +183,14 @@ def test_footage_fetch(tmp_path: Path, footage: Path) -> None:
     ).read_bytes()
 
 
+@pytest.mark.slow
 def test_unknown_model_name() -> None:
     proc = run_cli("model", "fetch", "resnet")
     assert proc.returncode == 2 and "no model named 'resnet'" in proc.stderr
     assert "ssd_mobilenet_v1_coco_quant" in proc.stderr
 
 
+@pytest.mark.slow
 def test_every_command_has_help() -> None:
     for args in (
         ["--help"],

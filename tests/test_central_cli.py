@@ -67,6 +67,7 @@ def _officer(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+@pytest.mark.slow
 def test_events_from_the_agent_on_real_footage_reach_the_officer(
     broker, tmp_path: Path, footage: Path
 ) -> None:
@@ -154,6 +155,7 @@ def test_events_from_the_agent_on_real_footage_reach_the_officer(
     store.close()
 
 
+@pytest.mark.slow
 def test_an_officer_gets_a_clip_of_a_recent_event_from_a_recording_box(
     broker, tmp_path: Path, footage: Path
 ) -> None:
@@ -299,6 +301,7 @@ class BoxThatAnswers:
         self.client.loop_stop()
 
 
+@pytest.mark.slow
 def test_clip_requests_are_sent_followed_and_audited(broker, tmp_path: Path) -> None:
     config = _central_file(tmp_path, broker.port, reply_timeout_s=2.0)
     box = BoxThatAnswers(broker.port, "box-r")

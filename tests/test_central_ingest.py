@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 import sqlalchemy as sa
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -40,6 +41,7 @@ def _phases(store: Store) -> dict[str, int]:
     return dict(rows)
 
 
+@pytest.mark.slow
 def test_two_workers_on_one_shared_subscription_store_each_event_once(
     broker,
     tmp_path: Path,
@@ -106,6 +108,7 @@ def _start_service(config: Path, log: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path) -> None:
     config = _central_toml(tmp_path, broker.port)
     store = Store(f"sqlite:///{tmp_path / 'central' / 'central.db'}")
@@ -152,6 +155,7 @@ def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path) -> Non
     store.close()
 
 
+@pytest.mark.slow
 def test_status_last_will_and_replies(broker, tmp_path: Path) -> None:
     cfg = central_config(tmp_path, broker.port)
     pub = BoxPublisher(broker.port)

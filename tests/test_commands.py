@@ -294,6 +294,7 @@ def test_repeated_request_id_runs_once(rig: Rig) -> None:
     assert len(transfers) == 1
 
 
+@pytest.mark.slow
 def test_clip_is_cut_uploaded_and_verified(rig: Rig) -> None:
     t0 = rig.clips.t0
     reply = rig.officer.ask("box-1", "clip", {"from": t0 + 2.0, "to": t0 + 8.0}, timeout=30)
@@ -336,6 +337,7 @@ def test_snapshot_now_is_a_small_jpeg(rig: Rig) -> None:
     assert len(data) < 150_000
 
 
+@pytest.mark.slow
 def test_snapshot_of_an_event_is_its_best_frame(
     rig: Rig, footage: Path, tmp_path: Path, models_dir: Path
 ) -> None:
@@ -488,6 +490,7 @@ def bad_requests(draw: st.DrawFn) -> tuple[str, bytes, str]:
 
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(request=bad_requests())
+@pytest.mark.slow
 def test_fuzzed_commands_each_get_one_error(rig: Rig, request: tuple[str, bytes, str]) -> None:
     name, payload, rq = request
     rig.officer.send("box-1", name, payload)
@@ -506,6 +509,7 @@ def test_after_fuzzing_the_box_is_up_and_answered_once(rig: Rig) -> None:
     assert rig.box.channel.stats.dropped == 0
 
 
+@pytest.mark.slow
 def test_the_running_agent_answers_snapshots(
     rig: Rig, tmp_path: Path, footage: Path, models_dir: Path
 ) -> None:
@@ -553,6 +557,7 @@ def test_the_running_agent_answers_snapshots(
     assert not runner.is_alive()
 
 
+@pytest.mark.slow
 def test_a_command_acknowledged_just_before_a_kill_runs_after_the_restart(
     broker, tmp_path: Path
 ) -> None:

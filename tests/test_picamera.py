@@ -83,6 +83,7 @@ def nal_types(data: bytes) -> set[int]:
     return types
 
 
+@pytest.mark.slow
 def test_frames_are_the_scene_in_bgr_with_a_matching_lores(scene: Path) -> None:
     src = make_source(sensor_mode=1)
     src.open()
@@ -110,6 +111,7 @@ def test_frames_are_the_scene_in_bgr_with_a_matching_lores(scene: Path) -> None:
         assert frame.detect_image is frame.lores
 
 
+@pytest.mark.slow
 def test_encoded_packets_reach_the_recorder_unchanged(scene: Path) -> None:
     src = make_source(keyframe_s=0.5, bitrate=1_000_000)
     log = PacketLog()
@@ -187,6 +189,7 @@ def test_without_picamera2_the_error_says_how_to_install(monkeypatch: pytest.Mon
         open_source(SourceConfig(kind="picamera2"))
 
 
+@pytest.mark.slow
 def test_agent_runs_on_the_pi_camera_path(tmp_path: Path, footage: Path) -> None:
     """``roadside agent run`` with source.kind = picamera2 (the stand-in selected the way
     gpiozero's mock pins are, by environment): real detection on lores frames."""

@@ -492,6 +492,7 @@ def test_acl_names_the_protocol_topics() -> None:
 
 
 # --------------------------------------------------------------------------- real broker
+@pytest.mark.slow
 def test_device_reads_only_its_own_commands(peers) -> None:
     central, a, b = peers("central.ingest"), peers("dev-a"), peers("dev-b")
     # mosquitto 2.0.11 grants the SUBACK (its acl_file checks reads at delivery, not at
@@ -504,6 +505,7 @@ def test_device_reads_only_its_own_commands(peers) -> None:
     assert a.received(QUIET) == []
 
 
+@pytest.mark.slow
 def test_device_cannot_publish_as_another_or_command_itself(peers) -> None:
     central, a = peers("central.ingest"), peers("dev-a")
     central.subscribe("roadside/v1/#")
@@ -529,6 +531,7 @@ def test_device_cannot_take_over_another_session(peers) -> None:
     assert b.client.is_connected() and a.client.is_connected()
 
 
+@pytest.mark.slow
 def test_central_reads_all_devices_and_sends_commands(peers) -> None:
     central, a, b = peers("central.ingest"), peers("dev-a"), peers("dev-b")
     central.subscribe("roadside/v1/+/event")
@@ -550,6 +553,7 @@ def test_central_reads_all_devices_and_sends_commands(peers) -> None:
     assert central.publish("roadside/v1/central.ingest/event", b"as-box").value == NOT_AUTHORIZED
 
 
+@pytest.mark.slow
 def test_officer_sends_commands_but_cannot_watch_the_road(peers) -> None:
     officer, central, b = peers("officer.rossi"), peers("central.ingest"), peers("dev-b")
     b.subscribe("roadside/v1/dev-b/cmd/#")
@@ -564,6 +568,7 @@ def test_officer_sends_commands_but_cannot_watch_the_road(peers) -> None:
     assert officer.publish("roadside/v1/dev-b/event", b"fake").value == NOT_AUTHORIZED
 
 
+@pytest.mark.slow
 def test_transfers_go_box_to_station_and_acks_back(peers) -> None:
     central, a, officer = peers("central.ingest"), peers("dev-a"), peers("officer.rossi")
     central.subscribe("roadside/v1/+/xfer/#")
@@ -602,6 +607,7 @@ def test_officer_follows_its_request(peers) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_station_processes_keep_their_own_client_ids(peers) -> None:
     """One central account, several processes (ingest workers, receiver): no kicking."""
     w1 = peers("central.ingest", client_id="roadside-central-ingest-1")
@@ -623,6 +629,7 @@ def test_each_listener_takes_only_its_own_ca(pki: dict, mosq: LocalBroker) -> No
     assert tls_refusal(pki["officer.rossi"], box) is not None
 
 
+@pytest.mark.slow
 def test_certificate_from_another_ca_is_refused_at_tls(pki: dict, mosq: LocalBroker) -> None:
     box, station = pki["ports"]
     for port in (box, station):  # same CN 'dev-a', other CA
@@ -633,6 +640,7 @@ def test_certificate_from_another_ca_is_refused_at_tls(pki: dict, mosq: LocalBro
     peer.client.loop_stop()
 
 
+@pytest.mark.slow
 def test_revoked_device_is_refused(pki: dict, tmp_path: Path) -> None:
     """Revoke on a broker of its own (the module's broker keeps its state)."""
     ca: ProjectCA = pki["ca"]

@@ -63,7 +63,10 @@ def decode(path: Path) -> list[av.VideoFrame]:
         return list(c.decode(video=0))
 
 
-@pytest.mark.parametrize(("offset", "length"), [(4.5, 9.0), (6.006, 2.0), (1.0, 25.0)])
+@pytest.mark.parametrize(
+    ("offset", "length"),
+    [(4.5, 9.0), (6.006, 2.0), pytest.param(1.0, 25.0, marks=pytest.mark.slow)],
+)
 def test_clip_starts_at_the_keyframe_before_and_covers_the_range(
     ring: Path, tmp_path: Path, offset: float, length: float
 ) -> None:
@@ -90,6 +93,7 @@ def test_clip_starts_at_the_keyframe_before_and_covers_the_range(
         assert c.duration / 1e6 == pytest.approx(result.end - result.start, abs=0.2)
 
 
+@pytest.mark.slow
 def test_missing_footage_inside_the_range_is_listed_as_a_gap(ring: Path, tmp_path: Path) -> None:
     root = tmp_path / "segments"
     shutil.copytree(ring, root)
@@ -128,6 +132,7 @@ def test_a_range_with_no_footage_names_what_is_retained(ring: Path, tmp_path: Pa
         ClipCutter(tmp_path / "empty").cut(first, last, tmp_path / "none.mp4")
 
 
+@pytest.mark.slow
 def test_low_quality_is_smaller_and_starts_where_asked(ring: Path, tmp_path: Path) -> None:
     segs = indexed(ring)
     start = segs[0].start + 4.0
@@ -180,6 +185,7 @@ def test_recordings_command_lists_ranges_bytes_and_modes(ring: Path, tmp_path: P
     assert result.exit_code == 2 and result.output.startswith("error: no recordings folder")
 
 
+@pytest.mark.slow
 def test_clip_command_cuts_and_reports_errors_in_one_line(ring: Path, tmp_path: Path) -> None:
     cfg = write_config(tmp_path, ring)
     first = indexed(ring)[0].start

@@ -15,6 +15,8 @@ from roadside.agent.recording.index import INDEX_FILE, open_index
 from roadside.testing.configs import agent_config
 from roadside.testing.recordings import decoded_frames, indexed
 
+pytestmark = pytest.mark.slow  # every test here runs the real agent or a benchmark
+
 
 def wait_for(condition, timeout: float, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + timeout

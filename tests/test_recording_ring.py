@@ -88,6 +88,7 @@ def event(eid: str, k: str, t0: float, t1: float) -> EventMsg:
 
 
 # -- pass-through ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_camera_packets_become_decodable_contiguous_segments(tmp_path: Path, motorway) -> None:
     packets, duration = motorway
     root = tmp_path / "rec"
@@ -142,6 +143,7 @@ def test_index_is_rebuilt_from_the_files_when_missing_or_damaged(tmp_path: Path,
 
 
 # -- retention ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_long_fast_run_of_camera_packets_never_exceeds_the_budget(tmp_path: Path, motorway) -> None:
     packets, duration = motorway
     root = tmp_path / "rec"
@@ -166,6 +168,7 @@ def test_long_fast_run_of_camera_packets_never_exceeds_the_budget(tmp_path: Path
     assert segs[-1].end == pytest.approx(fed_at + 10 * duration, abs=0.5)
 
 
+@pytest.mark.slow
 def test_long_fast_run_from_a_file_source_with_encoding_stays_in_budget(
     tmp_path: Path, footage: Path
 ) -> None:
@@ -279,6 +282,7 @@ def test_a_stalled_disk_never_slows_capture_and_drops_are_counted(
 
 
 # -- clock -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_clock_sync_step_splits_segments_and_relabels_earlier_footage(
     tmp_path: Path, small_images
 ) -> None:
@@ -324,6 +328,7 @@ def test_clock_sync_step_splits_segments_and_relabels_earlier_footage(
     assert decoded_frames(clip.path) >= 4 * 15
 
 
+@pytest.mark.slow
 def test_a_clock_stepped_back_while_synced_never_corrupts_the_index(
     tmp_path: Path, small_images
 ) -> None:
@@ -372,6 +377,7 @@ def run_with_events(
                 recorder.publish("event", event(eid, "e", RIGHT + t0, RIGHT + t1))
 
 
+@pytest.mark.slow
 def test_events_mode_writes_pre_roll_to_post_roll_and_nothing_else(
     tmp_path: Path, small_images
 ) -> None:
@@ -403,6 +409,7 @@ def test_events_mode_writes_pre_roll_to_post_roll_and_nothing_else(
         assert decoded_frames(root / s.path) == s.packets
 
 
+@pytest.mark.slow
 def test_continuous_mode_marks_footage_that_overlaps_events(tmp_path: Path, small_images) -> None:
     root = tmp_path / "rec"
     cfg = config(segment_s=3.0, keyframe_s=1.0, encoder={"fps": None})

@@ -107,6 +107,7 @@ def test_agent_unit_matches_the_agent() -> None:
     assert exec_start == [INSTALLED, "agent", "run", "--config", "/etc/roadside/agent.toml"]
 
 
+@pytest.mark.slow
 def test_agent_exec_start_is_a_valid_command_line(tmp_path: Path) -> None:
     """The unit's command line, run with this venv's roadside: it parses, and it looks for
     its config where the unit says (a missing file is the one-line error, not a usage one)."""
@@ -118,6 +119,7 @@ def test_agent_exec_start_is_a_valid_command_line(tmp_path: Path) -> None:
     assert "Usage:" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_central_unit_runs_the_central_service() -> None:
     service = unit_keys(UNITS / "roadside-central.service")["Service"]
     argv = service["ExecStart"][0].split()

@@ -163,6 +163,7 @@ def station(tmp_path: Path, broker) -> Iterator[Station]:
     st.stop()
 
 
+@pytest.mark.slow
 def test_clip_arrives_intact_across_cuts(
     tmp_path: Path, broker, station: Station, big_clip: Path
 ) -> None:
@@ -217,6 +218,7 @@ window = 4
 """)
 
 
+@pytest.mark.slow
 def test_box_restart_resumes_without_starting_over(
     tmp_path: Path, broker, station: Station, footage: Path, models_dir: Path
 ) -> None:
@@ -271,6 +273,7 @@ def test_box_restart_resumes_without_starting_over(
     assert len(tap.offsets) == state["chunks"]
 
 
+@pytest.mark.slow
 def test_station_restart_mid_transfer(
     tmp_path: Path, broker, station: Station, footage: Path
 ) -> None:
@@ -292,6 +295,7 @@ def test_station_restart_mid_transfer(
     assert state["dup_bytes"] < 8 * 16 * 1024
 
 
+@pytest.mark.slow
 def test_cancel_tells_the_station_to_drop_it(
     tmp_path: Path, broker, station: Station, footage: Path
 ) -> None:
@@ -316,6 +320,7 @@ def test_cancel_tells_the_station_to_drop_it(
     assert not (tmp_path / "station" / "incoming" / f"{rec.xid}.part").exists()
 
 
+@pytest.mark.slow
 def test_deadline_fails_clearly_when_nobody_answers(tmp_path: Path, broker) -> None:
     tap = Tap(broker.port, "abort")
     box = Box(tmp_path / "box", broker.port).start()
@@ -333,6 +338,7 @@ def test_deadline_fails_clearly_when_nobody_answers(tmp_path: Path, broker) -> N
     assert P.XferAbort.decode(tap.messages[0][1]).code == P.ErrorCode.DEADLINE
 
 
+@pytest.mark.slow
 def test_events_keep_flowing_during_an_upload(
     tmp_path: Path, broker, station: Station, big_clip: Path
 ) -> None:

@@ -116,6 +116,7 @@ def test_events_produced_while_broker_down_all_arrive(tmp_path, broker, station)
     assert got == {m.id for m in sent}
 
 
+@pytest.mark.slow
 def test_events_nobody_heard_after_a_broker_restart_arrive(tmp_path, broker):
     """mosquitto does not restore a shared subscription from its persistence: after a restart
     the broker answers "no matching subscribers" until the station subscribes again. The box
@@ -145,6 +146,7 @@ def test_events_nobody_heard_after_a_broker_restart_arrive(tmp_path, broker):
         assert up.outbox.rows == 0
 
 
+@pytest.mark.slow
 def test_a_kind_nobody_hears_is_kept_and_holds_back_no_other(tmp_path, broker):
     """The station takes events only: health messages are kept in the outbox and probed one at
     a time (not resent in bulk), while every event goes through."""
@@ -278,6 +280,7 @@ def chunks_seen(msgs: list[mqtt.MQTTMessage]) -> int:
     return sum(1 for m in msgs if "/xfer/" in m.topic)
 
 
+@pytest.mark.slow
 def test_bulk_transfer_does_not_hold_back_events(tmp_path, broker, station):
     up = make_uplink(tmp_path, broker.port)
     chunks = ChunkSource(2000, 2048)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import tomli_w
 
 from roadside.agent.protocol import EventMsg, HealthMsg, StatusMsg, topic
@@ -90,6 +91,7 @@ def event_ids(station: Subscriber) -> list[str]:
     return [json.loads(m.payload)["id"] for m in kinds(station.messages, "event")]
 
 
+@pytest.mark.slow
 def test_sigkill_while_draining_loses_nothing(tmp_path: Path):
     n = 3000
     broker = LocalBroker(tmp_path / "broker").start()
@@ -155,6 +157,7 @@ def outbox_events(db_path: Path) -> set[tuple[str, str]]:
     return {(m.id, m.k) for m in (EventMsg.decode(r[0]) for r in rows)}
 
 
+@pytest.mark.slow
 def test_agent_killed_with_a_backlog_sends_it_after_restart(tmp_path: Path, footage: Path):
     port = free_port()
     doc = agent_config(

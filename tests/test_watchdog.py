@@ -138,6 +138,7 @@ def _pings(msgs: list[dict[str, str]]) -> int:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_agent_pings_while_healthy_and_stops_when_the_camera_hangs(
     tmp_path: Path, footage: Path
 ) -> None:
