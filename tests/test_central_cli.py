@@ -164,6 +164,7 @@ def test_an_officer_gets_a_clip_of_a_recent_event_from_a_recording_box(
     for the segment in progress, cuts it without re-encoding and uploads it in chunks."""
     import av
 
+    from roadside.agent.recording.clipcut import ClipCutter
     from roadside.central.service import CentralService
 
     config = _central_file(tmp_path, broker.port, clips_dir=str(tmp_path / "clips"))
@@ -205,14 +206,16 @@ def test_an_officer_gets_a_clip_of_a_recent_event_from_a_recording_box(
         stderr=subprocess.PIPE,
         text=True,
     )
-    recording_since = time.time() + 3  # the model loads, then the first frames are recorded
+    recordings = ClipCutter(tmp_path / "box" / "segments")
 
     def ended_events() -> list[dict]:
-        lines = produced.read_text().splitlines() if produced.exists() else []
+        """Events ended since the box began recording at least 2 s before them."""
+        ranges = recordings.ranges()
+        lines = produced.read_text().splitlines() if produced.exists() and ranges else []
         return [
             m
             for m in map(json.loads, lines)
-            if m["type"] == "event" and m["k"] == "e" and m["t0"] - 2 > recording_since
+            if m["type"] == "event" and m["k"] == "e" and m["t0"] - 2 > ranges[0].start
         ]
 
     try:
