@@ -31,10 +31,11 @@ def run(config_path: Path, duration: float | None) -> None:
     from roadside.agent.app import Agent
 
     cfg = load_config(config_path)
-    stats = Agent(cfg).run(duration)
+    box = Agent(cfg)
+    stats = box.run(duration)
     click.echo(
-        f"stopped: {stats.frames} frames, {stats.detections_run} detector runs, "
-        f"{stats.events} event messages",
+        f"stopped: {stats.frames} frames, {box.pipeline.feed.dropped} dropped while detection "
+        f"was behind, {stats.detections_run} detector runs, {stats.events} event messages",
         err=True,
     )
 
