@@ -57,17 +57,26 @@ def test_online_events_arrive_in_order_with_valid_schema(tmp_path, broker, stati
     up = make_uplink(tmp_path, broker.port, heartbeat=True)
     with up:
         assert up.client.wait_connected(10)
+        # The first health report was measured at start, racing the connection; this one
+        # is measured with the link up.
+        assert up.heartbeat is not None
+        up.heartbeat.beat()
         sent = [event(i, "s" if i % 2 else "e") for i in range(300)]
         for msg in sent:
             up.sink.publish("event", msg)
         up.sink.publish("count", CountMsg(id=new_id(), t0=1.0, t1=61.0, n={"car": 300}))
-        assert station.wait(lambda m: len(kinds(m, "event")) == 300 and kinds(m, "count"))
+        assert station.wait(
+            lambda m: (
+                len(kinds(m, "event")) == 300 and kinds(m, "count") and len(kinds(m, "health")) == 2
+            )
+        )
     received = kinds(station.messages, "event")
     assert [EventMsg.decode(m.payload) for m in received] == sent  # order and content
     assert all(m.qos == 1 and not m.retain for m in received)
     assert station.of_kind("count")[0].n == {"car": 300}
-    health = station.of_kind("health")
-    assert health and isinstance(health[0], HealthMsg) and health[0].ln == 1
+    at_start, connected = station.of_kind("health")  # in the order they were measured
+    assert isinstance(at_start, HealthMsg) and at_start.ln is not None
+    assert isinstance(connected, HealthMsg) and connected.ln == 1
     statuses = station.of_kind("status")
     assert [s.st for s in statuses] == ["online", "offline"]
     assert statuses[-1].why == "stop" and statuses[0].sw
