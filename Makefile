@@ -24,6 +24,11 @@ demo: setup
 test: lint typecheck
 	$(VENV)/bin/pytest -q
 
+# The fast tier for developers (under a minute): every test not marked slow.
+test-fast: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q -m "not slow"
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -51,6 +51,7 @@ def run(config_path: Path, duration: float | None) -> None:
     stats = box.run(duration)
     click.echo(
         f"{logs.line_prefix(logging.INFO)}stopped: {stats.frames} frames, "
+        f"{box.pipeline.feed.dropped} dropped while detection was behind, "
         f"{stats.detections_run} detector runs, "
         f"{stats.events} event messages",
         err=True,

@@ -32,16 +32,14 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from roadside.agent.pipeline import Pipeline
 from roadside.agent.sources import open_source
 from roadside.agent.vision.detector import Detector
 from roadside.agent.vision.tracker import VEHICLES
 from roadside.config.agent import AgentConfig, parse_config
+from roadside.testing.shared import footage_dir, models_dir
 from roadside.wire.messages import CountMsg, EventMsg, EventPhase, Message
-
-SHARED = Path(os.environ.get("ROADSIDE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
 @dataclass(frozen=True)
@@ -138,8 +136,8 @@ def config(clip: Clip, rate: float, pace: str, model: str | None, sets: list[str
     doc: dict = {
         "device": "bench",
         "data_dir": "var/bench-accuracy",
-        "source": {"kind": "file", "path": str(SHARED / "footage" / clip.file), "pace": pace},
-        "detector": {"models_dir": str(SHARED / "models"), "max_fps": rate},
+        "source": {"kind": "file", "path": str(footage_dir() / clip.file), "pace": pace},
+        "detector": {"models_dir": str(models_dir()), "max_fps": rate},
         "events": {
             "sinks": [],
             "count_interval_s": 3600.0,

@@ -43,10 +43,10 @@ from roadside.agent.recording.recorder import Recorder
 from roadside.agent.recording.standins import CameraPacket, camera_packets
 from roadside.config.agent import RecordingConfig, RecordingEncoderConfig
 from roadside.ids import new_id
+from roadside.testing.shared import footage_dir
 from roadside.wire.messages import EventMsg
 
-SHARED = Path(os.environ.get("ROADSIDE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-CLIP = SHARED / "footage" / "motorway_overpass.mp4"
+CLIP = footage_dir() / "motorway_overpass.mp4"
 W0, M0 = 1778580000.0, 10_000.0  # the synthetic timeline: wall and monotonic at t = 0
 
 

@@ -22,7 +22,6 @@ import argparse
 import os
 import re
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,15 +29,13 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # pg.py: find or start a PostgreSQL server
-
-from roadside.central.accounts import Accounts, Role  # noqa: E402
-from roadside.central.config import parse_central_config  # noqa: E402
-from roadside.central.local_broker import free_port  # noqa: E402
-from roadside.central.store import Store  # noqa: E402
-from roadside.central.store import tables as T  # noqa: E402
-from roadside.central.web.server import WebServer  # noqa: E402
+from roadside.central.accounts import Accounts, Role
+from roadside.central.config import parse_central_config
+from roadside.central.store import Store
+from roadside.central.store import tables as T
+from roadside.central.web.server import WebServer
+from roadside.testing import postgres
+from roadside.testing.ports import free_port
 
 CLASSES = (("car", 60), ("motorcycle", 25), ("person", 8), ("truck", 5), ("bus", 2))
 DIRECTIONS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
@@ -232,20 +229,13 @@ def main() -> None:
             "sqlite", f"sqlite:///{workdir / 'central.db'}", workdir, args.events, args.rounds
         )
         if not args.no_postgres:
-            import pg
-
-            admin, server, why = pg.find_or_start()
-            if admin is None:
-                print(f"postgres: skipped ({why})", flush=True)
-            else:
-                try:
-                    with pg.scratch_database(admin) as url:
-                        results["postgres"] = run_case(
-                            "postgres", url, workdir, args.events, args.rounds
-                        )
-                finally:
-                    if server is not None:
-                        server.stop()
+            try:
+                with postgres.server_for_tests() as admin, postgres.scratch_database(admin) as url:
+                    results["postgres"] = run_case(
+                        "postgres", url, workdir, args.events, args.rounds
+                    )
+            except postgres.PostgresNotAvailable as exc:
+                print(f"postgres: skipped ({exc})", flush=True)
     fields = [
         f"{backend}_{page}_p95_ms={value:.0f}"
         for backend, pages in results.items()

@@ -1,11 +1,12 @@
 """Ingest throughput: event messages per second from the broker into the store.
 
 One run, one command (``python bench/ingest.py``): a private mosquitto, then for SQLite and a
-real PostgreSQL, with one and with two ``roadside central run`` workers on one shared
-subscription. Each case: the workers' sessions are made, the workers stop, a backlog of event
-messages (start and end of each event) is queued at the broker, the workers start again and
-the clock runs from the first stored row to the last. Baseline in the same run: a bare
-paho-mqtt subscriber draining the same backlog without storing anything (the ceiling).
+real PostgreSQL (a private server started for the run, or the one ``$ROADSIDE_TEST_POSTGRES``
+names), with one and with two ``roadside central run`` workers on one shared subscription. Each
+case: the workers' sessions are made, the workers stop, a backlog of event messages (start and
+end of each event) is queued at the broker, the workers start again and the clock runs from the
+first stored row to the last. Baseline in the same run: a bare paho-mqtt subscriber draining the
+same backlog without storing anything (the ceiling).
 
 Last line: ``RESULT sqlite_eps=<x> postgres_eps=<y> two_worker_speedup=<z>`` (one worker
 each; the speedup is PostgreSQL's, two workers over one).
@@ -29,13 +30,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # pg.py: find or start a PostgreSQL server
-
-from roadside.central.local_broker import LocalBroker  # noqa: E402
-from roadside.ids import new_id  # noqa: E402
-from roadside.wire.messages import EventMsg  # noqa: E402
-from roadside.wire.topics import topic  # noqa: E402
+from roadside.ids import new_id
+from roadside.testing import postgres
+from roadside.testing.broker import LocalBroker
+from roadside.wire.messages import EventMsg
+from roadside.wire.topics import topic
 
 ROADSIDE = str(Path(sys.executable).parent / "roadside")
 
@@ -204,10 +203,7 @@ def main() -> int:
         "--events", type=int, default=10_000, help="events in the backlog (each is two messages)"
     )
     args = parser.parse_args()
-    import pg
-
     messages = backlog(args.events)
-    admin, server, why = pg.find_or_start()
     results: dict[tuple[str, int], float] = {}
     with (
         tempfile.TemporaryDirectory(prefix="roadside-bench-ingest-") as tmp,
@@ -229,12 +225,10 @@ def main() -> int:
                 f"({results['sqlite', workers] / bare:.2f} of bare)",
                 flush=True,
             )
-        if admin is None:
-            print(f"postgresql skipped: {why}")
-        else:
-            try:
+        try:
+            with postgres.server_for_tests() as admin:
                 for workers in (1, 2):
-                    with pg.scratch_database(admin) as url:
+                    with postgres.scratch_database(admin) as url:
                         results["pg", workers] = run_case(
                             broker.port, url, workers, messages, base / f"pg-{workers}"
                         )
@@ -243,9 +237,8 @@ def main() -> int:
                         f"msg/s ({results['pg', workers] / bare:.2f} of bare)",
                         flush=True,
                     )
-            finally:
-                if server is not None:
-                    server.stop()
+        except postgres.PostgresNotAvailable as exc:
+            print(f"postgresql skipped: {exc}")
     sqlite_speedup = results["sqlite", 2] / results["sqlite", 1]
     print(
         f"two workers over one: sqlite {sqlite_speedup:.2f}x"

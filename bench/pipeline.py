@@ -34,9 +34,9 @@ from roadside.agent.frames import Frame
 from roadside.agent.pipeline import Pipeline
 from roadside.agent.vision.detector import Detector
 from roadside.config.agent import DetectorConfig, parse_config
+from roadside.testing.shared import footage_dir, models_dir
 
-SHARED = Path(os.environ.get("ROADSIDE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-CLIP = SHARED / "footage" / "motorway_overpass.mp4"
+CLIP = footage_dir() / "motorway_overpass.mp4"
 
 
 class StillSource:
@@ -106,7 +106,7 @@ def config(model: str, sets: list[str]):
     doc: dict = {
         "device": "bench",
         "source": {"kind": "file", "path": str(CLIP), "pace": "fast"},
-        "detector": {"model": model, "models_dir": str(SHARED / "models")},
+        "detector": {"model": model, "models_dir": str(models_dir())},
         "events": {"sinks": []},
     }
     for item in sets:

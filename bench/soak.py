@@ -6,7 +6,7 @@ One command (``python bench/soak.py [--duration SECONDS] [--seed N]``, default 6
 * one box, ``roadside agent run`` as a subprocess, on real footage played at its own frame
   rate and looped, recording continuously into a small ring (``--budget``), its events going
   to the durable outbox and to a JSON-lines log; it reaches the broker only through the
-  bad-link proxy (``roadside.badlink``: rate cap, latency, a modem's buffer);
+  bad-link proxy (``roadside.testing.badlink``: rate cap, latency, a modem's buffer);
 * a chaos schedule, seeded and in a fixed order for a seed: broker restarts, link cuts,
   SIGKILLs of the agent (restarted after a pause), officer clip requests (checked by sha256 and
   decoded) and bursts of malformed commands straight onto the box's ``cmd`` topics (each must
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import random
 import shutil
 import signal
@@ -52,19 +51,19 @@ from rich.console import Console
 from rich.table import Table
 
 from roadside.backoff import Backoff
-from roadside.badlink import BadLink, LinkShape
 from roadside.central.config import parse_central_config
-from roadside.central.local_broker import LocalBroker
 from roadside.central.mqtt import ReconnectWaits
 from roadside.central.officer import BoxRequest
 from roadside.central.service import CentralService
 from roadside.central.store import tables as T
 from roadside.digest import sha256_file
+from roadside.testing.badlink import BadLink, LinkShape
+from roadside.testing.broker import LocalBroker
+from roadside.testing.shared import footage_dir, models_dir
 from roadside.wire.commands import COMMANDS, ErrorCode, ReplyMsg
 from roadside.wire.topics import CMD, REPLY, topic
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("ROADSIDE_SHARED", ROOT.parent / "shared")).resolve()
 DEVICE = "soak-box"
 WARM_UP_S = 12.0  # the box loads its model and closes its first segments before any chaos
 CLIP_SPAN_S = 8.0  # length of each clip asked for
@@ -399,7 +398,7 @@ def agent_config(args: Args, proxy_port: int) -> Path:
     """The box's config: real model, real footage, outbox + JSON-lines log, small ring."""
     doc: dict[str, dict[str, Any]] = {
         "source": {"kind": "file", "path": str(args.footage), "pace": "native", "loop": True},
-        "detector": {"models_dir": str(SHARED / "models")},
+        "detector": {"models_dir": str(models_dir())},
         "events": {
             "sinks": ["mqtt", "jsonl"],
             "jsonl_path": str(args.work / "box" / "events.jsonl"),
@@ -801,7 +800,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     return Args(
         duration=ns.duration,
         seed=ns.seed,
-        footage=SHARED / "footage" / f"{ns.footage}.mp4",
+        footage=footage_dir() / f"{ns.footage}.mp4",
         work=ns.work.resolve(),
         budget=ns.budget,
         kbps=ns.kbps,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import sys
 import tempfile
 import threading
 import time
@@ -30,22 +29,18 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # broker.py: a private mosquitto
+from roadside.agent.transfer.sender import TransferSender
+from roadside.agent.transfer.store import TransferRecord
+from roadside.agent.uplink import Uplink
+from roadside.backoff import Backoff
+from roadside.central.config import BrokerConfig
+from roadside.central.receiver import clip_receiver
+from roadside.central.receiver_service import ReceiverService
+from roadside.config.agent import MqttConfig, TransferConfig, UplinkConfig
+from roadside.testing.badlink import BadLink, LinkShape
+from roadside.testing.broker import LocalBroker
+from roadside.testing.shared import footage_dir
 
-from broker import Mosquitto  # noqa: E402
-
-from roadside.agent.transfer.sender import TransferSender  # noqa: E402
-from roadside.agent.transfer.store import TransferRecord  # noqa: E402
-from roadside.agent.uplink import Uplink  # noqa: E402
-from roadside.backoff import Backoff  # noqa: E402
-from roadside.badlink import BadLink, LinkShape  # noqa: E402
-from roadside.central.config import BrokerConfig  # noqa: E402
-from roadside.central.receiver import clip_receiver  # noqa: E402
-from roadside.central.receiver_service import ReceiverService  # noqa: E402
-from roadside.config.agent import MqttConfig, TransferConfig, UplinkConfig  # noqa: E402
-
-SHARED = ROOT.parent / "shared"
 DEVICE = "bench-box"
 
 
@@ -59,7 +54,7 @@ def link_shape(args: argparse.Namespace) -> LinkShape:
     )
 
 
-def chunked(args: argparse.Namespace, work: Path, broker: Mosquitto, data: Path) -> dict:
+def chunked(args: argparse.Namespace, work: Path, broker: LocalBroker, data: Path) -> dict:
     rx = clip_receiver(work / "station" / "incoming", work / "station" / "files")
     svc = ReceiverService(
         BrokerConfig(host="127.0.0.1", port=broker.port), rx, client_id="bench-receiver"
@@ -118,7 +113,7 @@ def chunked(args: argparse.Namespace, work: Path, broker: Mosquitto, data: Path)
 
 
 def single_message(
-    args: argparse.Namespace, broker: Mosquitto, data: Path, budget_s: float
+    args: argparse.Namespace, broker: LocalBroker, data: Path, budget_s: float
 ) -> dict:
     """Publish the file as one QoS 1 message, again from the start after every cut."""
     payload = data.read_bytes()
@@ -172,7 +167,7 @@ def single_message(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--file", type=Path, default=SHARED / "footage" / "motorway_overpass.mp4")
+    ap.add_argument("--file", type=Path, default=footage_dir() / "motorway_overpass.mp4")
     ap.add_argument("--kbps", type=float, default=256.0)
     ap.add_argument("--latency-ms", type=float, default=300.0, help="added each way")
     ap.add_argument("--cut-every", type=float, default=20.0)
@@ -197,7 +192,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="bench-transfer-") as tmp:
         work = Path(tmp)
-        with Mosquitto(work / "broker", extra="message_size_limit 0") as broker:
+        with LocalBroker(work / "broker", extra="message_size_limit 0") as broker:
             c = chunked(args, work, broker, args.file)
             print(
                 f"chunked: {'arrived, sha256 ok' if c['ok'] else 'FAILED'} in {c['took']:.1f} s "

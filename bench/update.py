@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import subprocess
 import sys
 import tempfile
@@ -32,22 +31,18 @@ from pathlib import Path
 
 import tomli_w
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # broker.py, update_helpers.py
+from roadside.agent.update.service import UpdateService
+from roadside.agent.update.slots import Slots
+from roadside.agent.uplink import Uplink
+from roadside.central.config import BrokerConfig
+from roadside.central.fleet.sender import Delivery, ReleaseSender
+from roadside.config.agent import MqttConfig, UpdateConfig, UplinkConfig
+from roadside.testing.badlink import BadLink, LinkShape
+from roadside.testing.broker import LocalBroker
+from roadside.testing.releases import fake_wheel, release_key, synthetic_release
+from roadside.testing.shared import footage_dir, models_dir
+from roadside.wire.update import UpdateState
 
-from broker import Mosquitto  # noqa: E402
-from update_helpers import fake_wheel, release_key, synthetic_release  # noqa: E402
-
-from roadside.agent.update.service import UpdateService  # noqa: E402
-from roadside.agent.update.slots import Slots  # noqa: E402
-from roadside.agent.uplink import Uplink  # noqa: E402
-from roadside.badlink import BadLink, LinkShape  # noqa: E402
-from roadside.central.config import BrokerConfig  # noqa: E402
-from roadside.central.fleet.sender import Delivery, ReleaseSender  # noqa: E402
-from roadside.config.agent import MqttConfig, UpdateConfig, UplinkConfig  # noqa: E402
-from roadside.wire.update import UpdateState  # noqa: E402
-
-SHARED = Path(os.environ.get("ROADSIDE_SHARED", ROOT.parent / "shared"))
 BASE = "0.9.0"
 RELEASE = "1.0.0"
 
@@ -120,11 +115,11 @@ def full_agent(work: Path, port: int, cfg: UpdateConfig) -> subprocess.Popen:
         "data_dir": str(work / "data"),
         "source": {
             "kind": "file",
-            "path": str(SHARED / "footage" / "motorway_overpass.mp4"),
+            "path": str(footage_dir() / "motorway_overpass.mp4"),
             "pace": "native",
             "loop": True,
         },
-        "detector": {"models_dir": str(SHARED / "models")},
+        "detector": {"models_dir": str(models_dir())},
         "events": {"sinks": ["mqtt"]},
         "mqtt": {"host": "127.0.0.1", "port": port, "reconnect_min_s": 1.0},
         "update": cfg.model_dump(),
@@ -150,7 +145,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         down_for_s=args.down,
     )
     names = [f"box-{i:02d}" for i in range(args.boxes)]
-    with Mosquitto(work / "broker", extra="message_size_limit 0") as broker:
+    with LocalBroker(work / "broker", extra="message_size_limit 0") as broker:
         links = {n: BadLink(broker.port, shape=shape).start() for n in names}
         clients: dict[str, Client] = {}
         agent: subprocess.Popen | None = None

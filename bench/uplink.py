@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -32,21 +30,17 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("ROADSIDE_SHARED", ROOT.parent / "shared")).resolve()
-sys.path.insert(0, str(ROOT / "tests"))
-
-from broker import Mosquitto  # noqa: E402
-
-from roadside.agent.frames import Frame  # noqa: E402
-from roadside.agent.pipeline import Pipeline  # noqa: E402
-from roadside.agent.sources import open_source  # noqa: E402
-from roadside.agent.uplink import Uplink  # noqa: E402
-from roadside.agent.vision.detector import Detector  # noqa: E402
-from roadside.config.agent import parse_config  # noqa: E402
-from roadside.ids import new_id  # noqa: E402
-from roadside.wire.messages import EventMsg, Message  # noqa: E402
-from roadside.wire.topics import topic  # noqa: E402
+from roadside.agent.frames import Frame
+from roadside.agent.pipeline import Pipeline
+from roadside.agent.sources import open_source
+from roadside.agent.uplink import Uplink
+from roadside.agent.vision.detector import Detector
+from roadside.config.agent import parse_config
+from roadside.ids import new_id
+from roadside.testing.broker import LocalBroker
+from roadside.testing.shared import footage_dir, models_dir
+from roadside.wire.messages import EventMsg, Message
+from roadside.wire.topics import topic
 
 DEVICE = "junction-07"
 CLIP = "motorway_overpass.mp4"
@@ -54,9 +48,9 @@ FRAME_W, FRAME_H = 960, 540  # the clip's size: Frigate reports boxes in pixels
 WINDOW = 20  # in-flight window for both the uplink and the bare loop (the config default)
 
 
-def start_broker(workdir: Path) -> Mosquitto:
+def start_broker(workdir: Path) -> LocalBroker:
     # As root, mosquitto drops to its own user, which cannot write the bench's folder.
-    return Mosquitto(workdir).start()
+    return LocalBroker(workdir).start()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -180,11 +174,11 @@ def online_run(work: Path, port: int, seconds: float) -> tuple[Stamp, Station, P
             "data_dir": str(work / "online"),
             "source": {
                 "kind": "file",
-                "path": str(SHARED / "footage" / CLIP),
+                "path": str(footage_dir() / CLIP),
                 "loop": True,
                 "pace": "native",
             },
-            "detector": {"models_dir": str(SHARED / "models")},
+            "detector": {"models_dir": str(models_dir())},
             "events": {
                 "sinks": ["mqtt"],
                 "zones": [

@@ -1,6 +1,6 @@
 """``make demo``: the whole system on this machine, in one command.
 
-1. a private mosquitto on a free port (``central.local_broker``);
+1. a private mosquitto on a free port (``roadside.testing.broker``);
 2. the central service (ingest worker and clip receiver) on a SQLite store under var/demo;
 3. a box: ``roadside agent run`` on the real footage, events over MQTT through its outbox;
 4. the officer's view: the boxes and the events, read from the store;
@@ -27,10 +27,10 @@ from rich.console import Console
 from roadside import assets
 from roadside.central import views
 from roadside.central.config import parse_central_config
-from roadside.central.local_broker import LocalBroker
 from roadside.central.officer import BoxRequest, deliver, wait_for_file
 from roadside.central.service import CentralService
 from roadside.central.store import queries
+from roadside.testing.broker import LocalBroker
 from roadside.wire.commands import ReplyMsg, ReplyState
 
 DEVICE = "demo-junction"

@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from broker import Mosquitto, free_port
 
 from roadside.backoff import Backoff
 from roadside.central.config import BrokerConfig
 from roadside.central.mqtt import ReconnectWaits, make_client
+from roadside.testing.broker import LocalBroker
+from roadside.testing.ports import free_port
 
 
 def test_waits_double_from_min_to_max_and_each_is_jittered_within_its_step() -> None:
@@ -91,7 +92,7 @@ def test_a_station_client_reconnects_by_the_backoff_and_resets_once_connected(
         for gap in gaps:
             wait = expected.next()
             assert wait - 0.02 <= gap <= wait + 0.5, (gaps, wait)
-        with Mosquitto(tmp_path / "broker", port=port):
+        with LocalBroker(tmp_path / "broker", port=port):
             assert up.wait(10)
             assert waits.backoff.attempts == 1  # reset, and the first wait set for a loss
     finally:

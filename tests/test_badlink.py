@@ -9,9 +9,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from waiting import eventually
 
-from roadside.badlink import BadLink, LinkShape
+from roadside.testing.badlink import BadLink, LinkShape
+from roadside.testing.waiting import eventually
 
 
 class EchoServer:
@@ -98,6 +98,7 @@ def test_latency_applies_each_way(echo: EchoServer) -> None:
     assert 0.30 <= rtt < 0.60
 
 
+@pytest.mark.slow
 def test_rate_cap_paces_delivery(echo: EchoServer) -> None:
     size = 48 * 1024
     kbps = 256.0

@@ -9,17 +9,14 @@ import subprocess
 import sys
 import threading
 import time
-import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from central_helpers import central_config
+import tomli_w
 from click.testing import CliRunner
-from conftest import MODELS
 from paho.mqtt.enums import CallbackAPIVersion
-from waiting import wait_until
 
 from roadside.central.accounts import ENV_OFFICER, Accounts, Role
 from roadside.central.config import load_central_config
@@ -27,28 +24,13 @@ from roadside.central.ingest import IngestWorker
 from roadside.central.store import Store, queries
 from roadside.cli import main
 from roadside.ids import new_id
+from roadside.testing.configs import central_config
+from roadside.testing.shared import models_dir
+from roadside.testing.waiting import wait_until
 from roadside.wire.commands import CommandMsg, ReplyMsg
 from roadside.wire.topics import topic
 
 ROADSIDE = str(Path(sys.executable).parent / "roadside")
-
-
-def _toml(doc: dict) -> str:
-    lines: list[str] = []
-
-    def emit(prefix: str, table: dict) -> None:
-        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
-        if prefix:
-            lines.append(f"[{prefix}]")
-        lines.extend(f"{k} = {json.dumps(v)}" for k, v in scalars.items())
-        for k, v in table.items():
-            if isinstance(v, dict):
-                emit(f"{prefix}.{k}" if prefix else k, v)
-
-    emit("", doc)
-    text = "\n".join(lines) + "\n"
-    tomllib.loads(text)
-    return text
 
 
 OFFICER = "lan"
@@ -58,7 +40,7 @@ def _central_file(tmp_path: Path, port: int, **officer: object) -> Path:
     """The station's config, and the investigator account the officer commands run as."""
     path = tmp_path / "central.toml"
     path.write_text(
-        _toml(
+        tomli_w.dumps(
             {
                 "data_dir": str(tmp_path / "central"),
                 "broker": {"port": port},
@@ -81,6 +63,7 @@ def _officer(*args: str, officer: str | None = OFFICER) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+@pytest.mark.slow
 def test_events_from_the_agent_on_real_footage_reach_the_officer(
     broker, tmp_path: Path, footage: Path
 ) -> None:
@@ -92,7 +75,7 @@ def test_events_from_the_agent_on_real_footage_reach_the_officer(
     produced = tmp_path / "box-events.jsonl"
     agent_toml = tmp_path / "agent.toml"
     agent_toml.write_text(
-        _toml(
+        tomli_w.dumps(
             {
                 "device": "test-box",
                 "data_dir": str(tmp_path / "box"),
@@ -102,7 +85,7 @@ def test_events_from_the_agent_on_real_footage_reach_the_officer(
                     "pace": "fast",
                     "loop": False,
                 },
-                "detector": {"models_dir": str(MODELS)},
+                "detector": {"models_dir": str(models_dir())},
                 "events": {
                     "sinks": ["mqtt", "jsonl"],
                     "jsonl_path": str(produced),
@@ -201,6 +184,7 @@ def test_events_from_the_agent_on_real_footage_reach_the_officer(
     store.close()
 
 
+@pytest.mark.slow
 def test_an_officer_gets_a_clip_of_a_recent_event_from_a_recording_box(
     broker, tmp_path: Path, footage: Path
 ) -> None:
@@ -209,6 +193,7 @@ def test_an_officer_gets_a_clip_of_a_recent_event_from_a_recording_box(
     for the segment in progress, cuts it without re-encoding and uploads it in chunks."""
     import av
 
+    from roadside.agent.recording.clipcut import ClipCutter
     from roadside.central.service import CentralService
 
     config = _central_file(tmp_path, broker.port, clips_dir=str(tmp_path / "clips"))
@@ -221,7 +206,7 @@ def test_an_officer_gets_a_clip_of_a_recent_event_from_a_recording_box(
     produced = tmp_path / "box-events.jsonl"
     agent_toml = tmp_path / "agent.toml"
     agent_toml.write_text(
-        _toml(
+        tomli_w.dumps(
             {
                 "device": "rec-box",
                 "data_dir": str(tmp_path / "box"),
@@ -231,7 +216,7 @@ def test_an_officer_gets_a_clip_of_a_recent_event_from_a_recording_box(
                     "pace": "native",
                     "loop": True,
                 },
-                "detector": {"models_dir": str(MODELS)},
+                "detector": {"models_dir": str(models_dir())},
                 "events": {"sinks": ["mqtt", "jsonl"], "jsonl_path": str(produced)},
                 "mqtt": {"host": "127.0.0.1", "port": broker.port},
                 "recording": {
@@ -250,14 +235,16 @@ def test_an_officer_gets_a_clip_of_a_recent_event_from_a_recording_box(
         stderr=subprocess.PIPE,
         text=True,
     )
-    recording_since = time.time() + 3  # the model loads, then the first frames are recorded
+    recordings = ClipCutter(tmp_path / "box" / "segments")
 
     def ended_events() -> list[dict]:
-        lines = produced.read_text().splitlines() if produced.exists() else []
+        """Events ended since the box began recording at least 2 s before them."""
+        ranges = recordings.ranges()
+        lines = produced.read_text().splitlines() if produced.exists() and ranges else []
         return [
             m
             for m in map(json.loads, lines)
-            if m["type"] == "event" and m["k"] == "e" and m["t0"] - 2 > recording_since
+            if m["type"] == "event" and m["k"] == "e" and m["t0"] - 2 > ranges[0].start
         ]
 
     try:
@@ -348,6 +335,7 @@ class BoxThatAnswers:
         self.client.loop_stop()
 
 
+@pytest.mark.slow
 def test_clip_requests_are_sent_followed_and_audited(broker, tmp_path: Path) -> None:
     config = _central_file(tmp_path, broker.port, reply_timeout_s=2.0)
     box = BoxThatAnswers(broker.port, "box-r")

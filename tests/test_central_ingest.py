@@ -11,24 +11,18 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 import sqlalchemy as sa
-from central_helpers import (  # noqa: F401
-    BoxPublisher,
-    central_config,
-    count,
-    db_url,
-    event_pair,
-    health,
-    pg_admin,
-    status,
-)
 from paho.mqtt.enums import CallbackAPIVersion
-from waiting import wait_until
 
 from roadside.central.ingest import IngestWorker
 from roadside.central.store import Store, queries
 from roadside.central.store import tables as T
 from roadside.ids import new_id
+from roadside.testing.clients import BoxPublisher
+from roadside.testing.configs import central_config
+from roadside.testing.messages import count, event_pair, health, status
+from roadside.testing.waiting import wait_until
 from roadside.wire.commands import ReplyMsg
 from roadside.wire.topics import topic
 
@@ -48,10 +42,11 @@ def _phases(store: Store) -> dict[str, int]:
     return dict(rows)
 
 
+@pytest.mark.slow
 def test_two_workers_on_one_shared_subscription_store_each_event_once(
     broker,
     tmp_path: Path,
-    db_url: str,  # noqa: F811
+    db_url: str,
 ) -> None:
     cfg = central_config(tmp_path, broker.port, db_url, ingest={"batch_max": 50})
     stores = [Store(cfg.database_url), Store(cfg.database_url)]
@@ -114,6 +109,7 @@ def _start_service(config: Path, log: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path) -> None:
     config = _central_toml(tmp_path, broker.port)
     store = Store(f"sqlite:///{tmp_path / 'central' / 'central.db'}")
@@ -160,6 +156,7 @@ def test_a_worker_killed_mid_stream_loses_nothing(broker, tmp_path: Path) -> Non
     store.close()
 
 
+@pytest.mark.slow
 def test_status_last_will_and_replies(broker, tmp_path: Path) -> None:
     cfg = central_config(tmp_path, broker.port)
     pub = BoxPublisher(broker.port)

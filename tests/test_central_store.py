@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from central_helpers import count, db_url, event_pair, health, pg_admin, status  # noqa: F401
 
 from roadside.central import views
 from roadside.central.config import load_central_config, parse_central_config
@@ -32,6 +31,7 @@ from roadside.central.store.writer import BatchWriter
 from roadside.central.times import TimeInputError, parse_duration, parse_time
 from roadside.errors import ConfigError
 from roadside.ids import new_id
+from roadside.testing.messages import count, event_pair, health, status
 from roadside.wire.messages import CountMsg
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -50,7 +50,7 @@ def _write(
     (writer or store.writer()).write(batch)
 
 
-def test_migrated_schema_matches_the_tables_the_code_uses(db_url: str) -> None:  # noqa: F811
+def test_migrated_schema_matches_the_tables_the_code_uses(db_url: str) -> None:
     store = Store(db_url)
     assert store.applied == [m.version for m in MIGRATIONS]
     assert migrate(store.engine) == []  # a second start applies nothing
@@ -70,7 +70,7 @@ def test_migrated_schema_matches_the_tables_the_code_uses(db_url: str) -> None: 
     store.close()
 
 
-def test_a_version_1_database_is_upgraded_and_keeps_its_events(db_url: str) -> None:  # noqa: F811
+def test_a_version_1_database_is_upgraded_and_keeps_its_events(db_url: str) -> None:
     from roadside.central.store.engine import open_engine
     from roadside.central.store.migrations import MIGRATIONS
 
@@ -103,7 +103,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         migrate(store.engine)
 
 
-def test_each_event_is_stored_once_and_its_end_wins(db_url: str) -> None:  # noqa: F811
+def test_each_event_is_stored_once_and_its_end_wins(db_url: str) -> None:
     store = Store(db_url)
     t = time.time() - 100
     a_start, a_end = event_pair(t, "car", 1)
@@ -130,7 +130,7 @@ def test_each_event_is_stored_once_and_its_end_wins(db_url: str) -> None:  # noq
     store.close()
 
 
-def test_counts_health_and_status_dedupe_and_track_the_device(db_url: str) -> None:  # noqa: F811
+def test_counts_health_and_status_dedupe_and_track_the_device(db_url: str) -> None:
     store = Store(db_url)
     c = count(time.time() - 60, {"car": 3, "person": 1})
     h_old, h_new = (
@@ -162,7 +162,7 @@ def test_counts_health_and_status_dedupe_and_track_the_device(db_url: str) -> No
     store.close()
 
 
-def test_line_crossings_are_stored_once_and_summed_by_interval(db_url: str) -> None:  # noqa: F811
+def test_line_crossings_are_stored_once_and_summed_by_interval(db_url: str) -> None:
     store = Store(db_url)
     t = 1_718_000_000.0  # 2024-06-10 06:13:20 UTC
     first = CountMsg(
@@ -209,7 +209,7 @@ def test_malformed_messages_are_kept_with_the_reason(tmp_path: Path) -> None:
 
 
 def test_stored_health_and_status_move_to_long_names(
-    db_url: str,  # noqa: F811
+    db_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A database made by version 1 (short keys in the bodies) is rewritten on upgrade."""

@@ -23,7 +23,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
-from waiting import wait_until
 
 from roadside.agent.commands.channel import INBOX_FILE, REQUESTS_FILE, CommandChannel
 from roadside.agent.commands.jobs import ClipError
@@ -43,6 +42,7 @@ from roadside.config.agent import (
     parse_config,
 )
 from roadside.ids import new_id
+from roadside.testing.waiting import wait_until
 from roadside.wire.commands import COMMANDS, ErrorCode, ReplyMsg
 from roadside.wire.messages import EventMsg, Message
 from roadside.wire.topics import CMD, EVENT, REPLY, ROOT, topic
@@ -231,10 +231,10 @@ class Rig:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory, footage: Path) -> Iterator[Rig]:
-    from broker import Mosquitto
+    from roadside.testing.broker import LocalBroker
 
     root = tmp_path_factory.mktemp("commands")
-    with Mosquitto(root / "broker") as b:
+    with LocalBroker(root / "broker") as b:
         r = Rig(root, b.port, footage)
         r.port = b.port  # type: ignore[attr-defined]
         yield r
@@ -317,6 +317,7 @@ def test_repeated_request_id_runs_once(rig: Rig) -> None:
     assert len(transfers) == 1
 
 
+@pytest.mark.slow
 def test_clip_is_cut_uploaded_and_verified(rig: Rig) -> None:
     t0 = rig.clips.t0
     reply = rig.officer.ask("box-1", "clip", {"from": t0 + 2.0, "to": t0 + 8.0}, timeout=30)
@@ -359,14 +360,14 @@ def test_snapshot_now_is_a_small_jpeg(rig: Rig) -> None:
     assert len(data) < 150_000
 
 
+@pytest.mark.slow
 def test_snapshot_of_an_event_is_its_best_frame(
     rig: Rig, footage: Path, tmp_path: Path, models_dir: Path
 ) -> None:
-    from conftest import agent_config
-
     from roadside.agent.pipeline import Pipeline
     from roadside.agent.sources import open_source
     from roadside.agent.vision.detector import Detector
+    from roadside.testing.configs import agent_config
 
     class Events:
         def __init__(self) -> None:
@@ -516,6 +517,7 @@ def bad_requests(draw: st.DrawFn) -> tuple[str, bytes, str]:
 
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(request=bad_requests())
+@pytest.mark.slow
 def test_fuzzed_commands_each_get_one_error(rig: Rig, request: tuple[str, bytes, str]) -> None:
     name, payload, rq = request
     rig.officer.send("box-1", name, payload)
@@ -534,13 +536,13 @@ def test_after_fuzzing_the_box_is_up_and_answered_once(rig: Rig) -> None:
     assert rig.box.channel.stats.dropped == 0
 
 
+@pytest.mark.slow
 def test_the_running_agent_answers_snapshots(
     rig: Rig, tmp_path: Path, footage: Path, models_dir: Path
 ) -> None:
     """The whole agent: pipeline, uplink and command side assembled from one config."""
-    from conftest import agent_config
-
     from roadside.agent.assembly import assemble
+    from roadside.testing.configs import agent_config
 
     doc = agent_config(
         tmp_path,
@@ -582,6 +584,7 @@ def test_the_running_agent_answers_snapshots(
     assert not runner.is_alive()
 
 
+@pytest.mark.slow
 def test_a_command_acknowledged_just_before_a_kill_runs_after_the_restart(
     broker, tmp_path: Path
 ) -> None:

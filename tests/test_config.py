@@ -101,6 +101,7 @@ def test_bad_config_is_one_clear_line(
 
 
 @pytest.mark.parametrize("case", [BAD[0], BAD[4], BAD[7], BAD[-1]], ids=lambda c: c[0])
+@pytest.mark.slow
 def test_command_line_prints_no_traceback(tmp_path: Path, case) -> None:
     path = tmp_path / "agent.toml"
     path.write_text(case[1])

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from broker import free_port
-from conftest import MODELS
-from test_central_cli import _toml
-from waiting import wait_until
+import tomli_w
 
 from roadside.central.config import load_central_config
 from roadside.central.store import Store
 from roadside.central.store import tables as T
+from roadside.testing.ports import free_port
+from roadside.testing.shared import models_dir
+from roadside.testing.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ def _shots_dir(tmp_path: Path) -> Path:
 def _station(tmp_path: Path, broker_port: int, web_port: int) -> Path:
     config = tmp_path / "central.toml"
     config.write_text(
-        _toml(
+        tomli_w.dumps(
             {
                 "data_dir": str(tmp_path / "central"),
                 "broker": {"port": broker_port},
@@ -77,7 +77,7 @@ def _station(tmp_path: Path, broker_port: int, web_port: int) -> Path:
 def _agent(tmp_path: Path, broker_port: int, footage: Path) -> Path:
     agent_toml = tmp_path / "agent.toml"
     agent_toml.write_text(
-        _toml(
+        tomli_w.dumps(
             {
                 "device": "deo-gio",
                 "data_dir": str(tmp_path / "box"),
@@ -87,7 +87,7 @@ def _agent(tmp_path: Path, broker_port: int, footage: Path) -> Path:
                     "pace": "native",
                     "loop": True,
                 },
-                "detector": {"models_dir": str(MODELS)},
+                "detector": {"models_dir": str(models_dir())},
                 "events": {"sinks": ["mqtt"], "count_interval_s": 10.0},
                 "mqtt": {"host": "127.0.0.1", "port": broker_port},
                 "uplink": {"health_period_s": 5.0},

@@ -11,7 +11,6 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from central_helpers import count, db_url, event_pair, pg_admin  # noqa: F401
 
 from roadside.central.accounts import AccountError, Accounts, Role, identify
 from roadside.central.store import Store, browse
@@ -19,6 +18,7 @@ from roadside.central.store.batch import Batch
 from roadside.central.times import TimeInputError, parse_duration, parse_time
 from roadside.central.web.sessions import SessionStore
 from roadside.ids import new_id
+from roadside.testing.messages import count, event_pair
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -70,7 +70,7 @@ def _walk(conn, q: browse.EventQuery, size: int) -> list[str]:
     return ids
 
 
-def test_keyset_pages_visit_every_event_once_newest_first(db_url: str) -> None:  # noqa: F811
+def test_keyset_pages_visit_every_event_once_newest_first(db_url: str) -> None:
     store = Store(db_url)
     made = _events(store, 250)
     order = [m["id"] for m in sorted(made, key=lambda m: (m["t0"], m["id"]), reverse=True)]
@@ -95,7 +95,7 @@ def test_keyset_pages_visit_every_event_once_newest_first(db_url: str) -> None: 
     store.close()
 
 
-def test_pictures_and_hourly_counts(db_url: str) -> None:  # noqa: F811
+def test_pictures_and_hourly_counts(db_url: str) -> None:
     store = Store(db_url)
     made = _events(store, 30)
     xid, rq = new_id(), new_id()

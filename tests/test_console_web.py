@@ -13,14 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from central_helpers import event_pair, health, status
-from console_helpers import CSRF, PASSWORDS, RunningConsole, console_fixture  # noqa: F401
 from starlette.routing import Route
 
 from roadside.central import i18n
 from roadside.central.store import tables as T
 from roadside.central.store.batch import Batch
 from roadside.ids import new_id
+from roadside.testing.console import CSRF, PASSWORDS, RunningConsole
+from roadside.testing.messages import event_pair, health, status
 
 ULID = "01HX0000000000000000000000"
 
@@ -293,16 +293,16 @@ def test_the_events_form_takes_what_officers_type(console: RunningConsole, typed
 def test_the_console_speaks_https_with_a_station_web_certificate(tmp_path: Path) -> None:
     import ssl
 
-    from broker import free_port
-    from central_helpers import central_config
     from click.testing import CliRunner
-    from console_helpers import add_accounts
     from cryptography import x509
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
     from roadside.central.store import Store
     from roadside.central.web.server import WebServer
     from roadside.cli import main
+    from roadside.testing.configs import central_config
+    from roadside.testing.console import add_accounts
+    from roadside.testing.ports import free_port
 
     secret = tmp_path / "pass"
     secret.write_text("a long enough passphrase\n")
@@ -368,9 +368,10 @@ def test_the_console_speaks_https_with_a_station_web_certificate(tmp_path: Path)
 def test_an_officer_is_told_why_a_request_waits_or_fails(broker, tmp_path: Path) -> None:
     """A box offline: the request is kept and the page says so. A box that answers with an
     error: the page says it in the officer's words, from the reason code."""
-    from console_helpers import running_console
     from test_central_cli import BoxThatAnswers
-    from waiting import wait_until
+
+    from roadside.testing.console import running_console
+    from roadside.testing.waiting import wait_until
 
     with running_console(tmp_path, broker.port) as console:
         ids = _fill(console, "box-r")

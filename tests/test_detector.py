@@ -54,6 +54,7 @@ def yolox(models_dir: Path) -> Detector:
 @pytest.mark.parametrize(
     ("clip", "step"), [("traffic_frames.mp4", 1), ("motorway_overpass.mp4", 10)]
 )
+@pytest.mark.slow
 def test_ssd_finds_cars(ssd: Detector, footage: Path, clip: str, step: int) -> None:
     seen = labels_seen(ssd, footage / clip, limit=20, step=step)
     # Cars dominate: the class-id mapping is right (an off-by-one would say bicycle or truck).
@@ -71,11 +72,13 @@ def test_ssd_finds_people(ssd: Detector, footage: Path) -> None:
     ("clip", "label"),
     [("motorway_overpass.mp4", "car"), ("pedestrians_arcade.mp4", "person")],
 )
+@pytest.mark.slow
 def test_yolox_decodes_grid(yolox: Detector, footage: Path, clip: str, label: str) -> None:
     seen = labels_seen(yolox, footage / clip, limit=8, step=15)
     assert seen[label] >= 8 and seen.most_common(1)[0][0] == label, seen
 
 
+@pytest.mark.slow
 def test_yolox_boxes_match_ssd_boxes(ssd: Detector, yolox: Detector, footage: Path) -> None:
     """Two unrelated models agree on where the cars are: the letterbox maths is right."""
     img = list(frames(footage / "motorway_overpass.mp4", limit=121))[120]

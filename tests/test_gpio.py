@@ -16,10 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import agent_config
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPin
-from waiting import eventually
 
 from roadside.agent.frames import Frame
 from roadside.agent.hardware import checks as box_checks
@@ -38,6 +36,8 @@ from roadside.config.agent import (
     WatchdogConfig,
     parse_config,
 )
+from roadside.testing.configs import agent_config
+from roadside.testing.waiting import eventually
 
 
 @pytest.fixture
@@ -100,6 +100,7 @@ def assert_pattern(pin: MockPin, start: int, state: BoxState) -> None:
     assert got in rotations, (state, got, want)  # the cycle, from whichever flash came first
 
 
+@pytest.mark.slow
 def test_led_patterns_follow_pipeline_and_link_state(pins: MockFactory) -> None:
     stats = PipelineStats()
     link = {"now": LinkSummary(True)}
@@ -160,6 +161,7 @@ def test_led_patterns_follow_pipeline_and_link_state(pins: MockFactory) -> None:
     assert len({tuple(expected_runs(p)) for p in PATTERNS.values()}) == len(PATTERNS)
 
 
+@pytest.mark.slow
 def test_led_follows_the_real_station_link(pins: MockFactory, broker, tmp_path: Path) -> None:
     """The uplink against a real mosquitto: broker away -> double flash, back -> steady."""
     from roadside.agent.hardware.liveness import link_probe
@@ -241,6 +243,7 @@ def test_broker_check_against_a_real_broker(broker) -> None:
 
 
 # -- tamper --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_opening_the_door_sends_an_event_and_keeps_a_snapshot(
     pins: MockFactory, tmp_path: Path, footage: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -355,6 +358,7 @@ def _run_night(
     return ir, seen
 
 
+@pytest.mark.slow
 def test_ir_relay_switches_with_brightness_once_each_way(
     pins: MockFactory, lores_road: np.ndarray, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -374,6 +378,7 @@ def test_ir_relay_switches_with_brightness_once_each_way(
     ir.stop()
 
 
+@pytest.mark.slow
 def test_ir_relay_hold_time_caps_switching_even_when_the_light_fools_the_meter(
     pins: MockFactory, lores_road: np.ndarray
 ) -> None:
@@ -481,6 +486,7 @@ def test_the_documented_hardware_tables_are_valid() -> None:
     assert hw.ir_light is not None and hw.ir_light.active_high is False
 
 
+@pytest.mark.slow
 def test_agent_check_reports_pins_disk_clock_and_power(tmp_path: Path, footage: Path) -> None:
     """``roadside agent check`` end to end, pins on gpiozero's mock factory by environment."""
     import os

@@ -70,6 +70,7 @@ def listing(root: Path) -> list[tuple[str, str, str]]:
     return out
 
 
+@pytest.mark.slow
 def test_install_twice_into_a_prefix_gives_the_same_tree(
     bundle: Path, unit: Path, tmp_path: Path
 ) -> None:

@@ -16,12 +16,12 @@ from types import TracebackType
 
 import pytest
 import tomli_w
-from conftest import agent_config
 
 from roadside.central.config import parse_central_config
 from roadside.config.agent import parse_config
 from roadside.errors import ConfigError
 from roadside.logs import JournalFormatter, LoggingConfig, is_journal, journal_priority, moved
+from roadside.testing.configs import agent_config
 
 ROADSIDE = str(Path(sys.executable).with_name("roadside"))
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]

@@ -7,6 +7,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -211,6 +212,7 @@ def test_concurrent_producers_and_a_sender_lose_nothing(tmp_path: Path):
     assert sorted(acked) == sorted(produced) and len(set(acked)) == 900
 
 
+@pytest.mark.slow
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -12,6 +12,7 @@ import importlib.util
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,13 +22,13 @@ import cv2
 import numpy as np
 import pytest
 import tomli_w
-from conftest import agent_config
 
 from roadside.agent.sources import open_source
 from roadside.agent.sources import picamera_standin as standin
 from roadside.agent.sources.picamera import Picamera2Source, load_api, lores_size
 from roadside.config.agent import PicameraConfig, SourceConfig
 from roadside.errors import SourceError
+from roadside.testing.configs import agent_config
 
 ROADSIDE = str(Path(sys.executable).with_name("roadside"))
 
@@ -83,6 +84,7 @@ def nal_types(data: bytes) -> set[int]:
     return types
 
 
+@pytest.mark.slow
 def test_frames_are_the_scene_in_bgr_with_a_matching_lores(scene: Path) -> None:
     src = make_source(sensor_mode=1)
     src.open()
@@ -110,6 +112,7 @@ def test_frames_are_the_scene_in_bgr_with_a_matching_lores(scene: Path) -> None:
         assert frame.detect_image is frame.lores
 
 
+@pytest.mark.slow
 def test_encoded_packets_reach_the_recorder_unchanged(scene: Path) -> None:
     src = make_source(keyframe_s=0.5, bitrate=1_000_000)
     log = PacketLog()
@@ -187,6 +190,7 @@ def test_without_picamera2_the_error_says_how_to_install(monkeypatch: pytest.Mon
         open_source(SourceConfig(kind="picamera2"))
 
 
+@pytest.mark.slow
 def test_agent_runs_on_the_pi_camera_path(tmp_path: Path, footage: Path) -> None:
     """``roadside agent run`` with source.kind = picamera2 (the stand-in selected the way
     gpiozero's mock pins are, by environment): real detection on lores frames."""
@@ -217,7 +221,10 @@ def test_agent_runs_on_the_pi_camera_path(tmp_path: Path, footage: Path) -> None
     lines = [json.loads(ln) for ln in proc.stdout.splitlines()]
     cars = [m for m in lines if m["type"] == "event" and m["c"] in ("car", "truck", "bus")]
     assert cars, proc.stdout + proc.stderr
-    frames = int(proc.stderr.split("stopped: ")[1].split()[0])
+    stopped = re.search(r"stopped: (\d+) frames, (\d+) dropped", proc.stderr)
+    assert stopped, proc.stderr
+    # the camera's frames: detected, or dropped while a busy machine's detector was behind
+    frames = int(stopped[1]) + int(stopped[2])
     assert 90 <= frames <= 190  # a 30 fps camera for six seconds
 
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from conftest import agent_config
 
 from roadside.agent.frames import Frame
 from roadside.agent.pipeline import Pipeline
 from roadside.agent.vision.detector import Detector
 from roadside.agent.vision.rate import DetectionRate
 from roadside.config.agent import parse_config
+from roadside.testing.configs import agent_config
 from roadside.wire.messages import EventMsg, EventPhase, Message
 
 

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from broker import Mosquitto, free_port, wait_port
 from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -56,6 +55,8 @@ from roadside.provisioning.cloudinit import render_meta_data, render_user_data, 
 from roadside.provisioning.device import DeviceRequest, make_bundle, read_bundle
 from roadside.provisioning.identity import DEVICE_ID, account_role, check_device_id
 from roadside.provisioning.registry import Registry
+from roadside.testing.broker import LocalBroker
+from roadside.testing.ports import free_port, wait_port
 from roadside.wire.topics import (
     CMD,
     COUNT,
@@ -142,7 +143,7 @@ def port_for(name: str, ports: tuple[int, int]) -> int:
     return ports[1] if "." in name else ports[0]
 
 
-class TwoListenerMosquitto(Mosquitto):
+class TwoListenerMosquitto(LocalBroker):
     """The helper waits for one port; the generated config has two listeners."""
 
     def __init__(self, workdir: Path, conf: str, ports: tuple[int, int], extra: str) -> None:
@@ -155,7 +156,7 @@ class TwoListenerMosquitto(Mosquitto):
         return self
 
 
-def _mosquitto(workdir: Path, files: BrokerFiles, ports: tuple[int, int]) -> Mosquitto:
+def _mosquitto(workdir: Path, files: BrokerFiles, ports: tuple[int, int]) -> LocalBroker:
     """mosquitto with the generated listeners as is (only ports and paths are the test's)."""
     conf = render_mosquitto_conf(
         files, ports[0], "127.0.0.1", str(files.directory), ports[1], "127.0.0.1"
@@ -249,7 +250,7 @@ class Peer:
 
 
 @pytest.fixture
-def peers(pki: dict, mosq: Mosquitto):
+def peers(pki: dict, mosq: LocalBroker):
     """Open MQTT clients by name; all stopped after the test."""
     opened: list[Peer] = []
 
@@ -504,6 +505,7 @@ def test_acl_names_the_protocol_topics() -> None:
 
 
 # --------------------------------------------------------------------------- real broker
+@pytest.mark.slow
 def test_device_reads_only_its_own_commands(peers) -> None:
     central, a, b = peers("central.ingest"), peers("dev-a"), peers("dev-b")
     # mosquitto 2.0.11 grants the SUBACK (its acl_file checks reads at delivery, not at
@@ -516,6 +518,7 @@ def test_device_reads_only_its_own_commands(peers) -> None:
     assert a.received(QUIET) == []
 
 
+@pytest.mark.slow
 def test_device_cannot_publish_as_another_or_command_itself(peers) -> None:
     central, a = peers("central.ingest"), peers("dev-a")
     central.subscribe("roadside/v1/#")
@@ -541,6 +544,7 @@ def test_device_cannot_take_over_another_session(peers) -> None:
     assert b.client.is_connected() and a.client.is_connected()
 
 
+@pytest.mark.slow
 def test_central_reads_all_devices_and_sends_commands(peers) -> None:
     central, a, b = peers("central.ingest"), peers("dev-a"), peers("dev-b")
     central.subscribe("roadside/v1/+/event")
@@ -562,6 +566,7 @@ def test_central_reads_all_devices_and_sends_commands(peers) -> None:
     assert central.publish("roadside/v1/central.ingest/event", b"as-box").value == NOT_AUTHORIZED
 
 
+@pytest.mark.slow
 def test_officer_sends_commands_but_cannot_watch_the_road(peers) -> None:
     officer, central, b = peers("officer.rossi"), peers("central.ingest"), peers("dev-b")
     b.subscribe("roadside/v1/dev-b/cmd/#")
@@ -576,6 +581,7 @@ def test_officer_sends_commands_but_cannot_watch_the_road(peers) -> None:
     assert officer.publish("roadside/v1/dev-b/event", b"fake").value == NOT_AUTHORIZED
 
 
+@pytest.mark.slow
 def test_transfers_go_box_to_station_and_acks_back(peers) -> None:
     central, a, officer = peers("central.ingest"), peers("dev-a"), peers("officer.rossi")
     central.subscribe("roadside/v1/+/xfer/#")
@@ -614,6 +620,7 @@ def test_officer_follows_its_request(peers) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_station_processes_keep_their_own_client_ids(peers) -> None:
     """One central account, several processes (ingest workers, receiver): no kicking."""
     w1 = peers("central.ingest", client_id="roadside-central-ingest-1")
@@ -626,7 +633,7 @@ def test_station_processes_keep_their_own_client_ids(peers) -> None:
     assert w1.client.is_connected() and w2.client.is_connected()
 
 
-def test_each_listener_takes_only_its_own_ca(pki: dict, mosq: Mosquitto) -> None:
+def test_each_listener_takes_only_its_own_ca(pki: dict, mosq: LocalBroker) -> None:
     box, station = pki["ports"]
     assert tls_refusal(pki["dev-a"], box) is None  # controls
     assert tls_refusal(pki["central.ingest"], station) is None
@@ -635,7 +642,8 @@ def test_each_listener_takes_only_its_own_ca(pki: dict, mosq: Mosquitto) -> None
     assert tls_refusal(pki["officer.rossi"], box) is not None
 
 
-def test_certificate_from_another_ca_is_refused_at_tls(pki: dict, mosq: Mosquitto) -> None:
+@pytest.mark.slow
+def test_certificate_from_another_ca_is_refused_at_tls(pki: dict, mosq: LocalBroker) -> None:
     box, station = pki["ports"]
     for port in (box, station):  # same CN 'dev-a', other CA
         assert tls_refusal(pki["foreign"], port) is not None, "a foreign CA's cert got in"
@@ -645,6 +653,7 @@ def test_certificate_from_another_ca_is_refused_at_tls(pki: dict, mosq: Mosquitt
     peer.client.loop_stop()
 
 
+@pytest.mark.slow
 def test_revoked_device_is_refused(pki: dict, tmp_path: Path) -> None:
     """Revoke on a broker of its own (the module's broker keeps its state)."""
     ca: ProjectCA = pki["ca"]

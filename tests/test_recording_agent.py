@@ -11,11 +11,14 @@ import sys
 from pathlib import Path
 
 import av
+import pytest
 import tomli_w
-from conftest import agent_config
-from recording_helpers import indexed
 
 from roadside.agent.recording.index import open_index
+from roadside.testing.configs import agent_config
+from roadside.testing.recordings import indexed
+
+pytestmark = pytest.mark.slow  # every test here runs the real agent or a benchmark
 
 CLI = [sys.executable, "-c", "from roadside.cli import main; main()"]
 

@@ -11,6 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # every test here runs the real agent or a benchmark
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "clips.py"
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+import threading
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -12,15 +14,16 @@ import av
 import pytest
 import tomli_w
 from click.testing import CliRunner
-from recording_helpers import indexed
 
 from roadside.agent.recording.clipcut import ClipCutter
 from roadside.agent.recording.errors import NoFootageError, when
 from roadside.agent.recording.index import open_index
 from roadside.agent.recording.recorder import Recorder
-from roadside.agent.recording.standins import camera_packets, folder_bytes
+from roadside.agent.recording.standins import SlowCard, camera_packets, folder_bytes
 from roadside.cli import main
 from roadside.config.agent import RecordingConfig
+from roadside.testing.recordings import indexed
+from roadside.testing.waiting import wait_until
 
 FRAME = 1001 / 30000  # the motorway clip runs at 29.97 fps
 KEYFRAME_INTERVAL = 3.003  # and has a keyframe every 90 frames
@@ -63,7 +66,10 @@ def decode(path: Path) -> list[av.VideoFrame]:
         return list(c.decode(video=0))
 
 
-@pytest.mark.parametrize(("offset", "length"), [(4.5, 9.0), (6.006, 2.0), (1.0, 25.0)])
+@pytest.mark.parametrize(
+    ("offset", "length"),
+    [(4.5, 9.0), (6.006, 2.0), pytest.param(1.0, 25.0, marks=pytest.mark.slow)],
+)
 def test_clip_starts_at_the_keyframe_before_and_covers_the_range(
     ring: Path, tmp_path: Path, offset: float, length: float
 ) -> None:
@@ -90,6 +96,7 @@ def test_clip_starts_at_the_keyframe_before_and_covers_the_range(
         assert c.duration / 1e6 == pytest.approx(result.end - result.start, abs=0.2)
 
 
+@pytest.mark.slow
 def test_missing_footage_inside_the_range_is_listed_as_a_gap(ring: Path, tmp_path: Path) -> None:
     root = tmp_path / "segments"
     shutil.copytree(ring, root)
@@ -128,6 +135,7 @@ def test_a_range_with_no_footage_names_what_is_retained(ring: Path, tmp_path: Pa
         ClipCutter(tmp_path / "empty").cut(first, last, tmp_path / "none.mp4")
 
 
+@pytest.mark.slow
 def test_low_quality_is_smaller_and_starts_where_asked(ring: Path, tmp_path: Path) -> None:
     segs = indexed(ring)
     start = segs[0].start + 4.0
@@ -139,6 +147,47 @@ def test_low_quality_is_smaller_and_starts_where_asked(ring: Path, tmp_path: Pat
     frames = decode(low.path)
     assert frames[0].width <= 640 and frames[0].height % 2 == 0
     assert len(frames) == pytest.approx(6.0 * 10, abs=3)  # 10 fps
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sync_s", [0.0, 1.0], ids=["card", "slow card"])
+def test_a_range_ending_in_the_segment_in_progress_waits_for_it(
+    tmp_path: Path, footage: Path, sync_s: float
+) -> None:
+    """An officer asks for seconds just recorded, the last of them still in the segment being
+    written: the cut waits for that segment to close, however long the card takes to flush
+    it, and covers the whole range."""
+    packets, _ = camera_packets(footage / "motorway_overpass.mp4")
+    root = tmp_path / "segments"
+    recorder = Recorder(
+        RecordingConfig(mode="continuous", segment_s=1.0, keyframe_s=1.0),
+        root,
+        opener=SlowCard(sync_s),
+    )
+    recorder.start()
+    stop = threading.Event()
+
+    def camera() -> None:  # packets as picamera2's encoder hands them over: as they are taken
+        started = time.monotonic()
+        for p in packets:
+            if stop.wait(max(0.0, started + p.dts_s - packets[0].dts_s - time.monotonic())):
+                return
+            recorder.write_packet(p.data, p.pts_s, p.keyframe, p.dts_s)
+
+    encoder = threading.Thread(target=camera, daemon=True)
+    encoder.start()
+    try:
+        wait_until(lambda: ClipCutter(root).ranges(), 15, "the first closed segment")
+        (first,) = ClipCutter(root).ranges()
+        start, end = first.start + 0.5, first.end + 0.3  # 0.3 s into the segment in progress
+        wait_until(lambda: time.time() > end + 0.1, 5, "the range to be in the past")
+        result = recorder.clips.cut(start, end, tmp_path / "recent.mp4")
+    finally:
+        stop.set()
+        encoder.join(10)
+        recorder.stop()
+    assert result.gaps == [] and result.segments == 2
+    assert result.start <= start + 1e-3 and result.end >= end - FRAME
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -180,6 +229,7 @@ def test_recordings_command_lists_ranges_bytes_and_modes(ring: Path, tmp_path: P
     assert result.exit_code == 1 and result.output.startswith("error: no recordings folder")
 
 
+@pytest.mark.slow
 def test_clip_command_cuts_and_reports_errors_in_one_line(ring: Path, tmp_path: Path) -> None:
     cfg = write_config(tmp_path, ring)
     first = indexed(ring)[0].start

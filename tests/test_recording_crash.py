@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 import tomli_w
-from conftest import agent_config
-from recording_helpers import decoded_frames, indexed
 
 from roadside.agent.recording.index import INDEX_FILE, open_index
+from roadside.testing.configs import agent_config
+from roadside.testing.recordings import decoded_frames, indexed
+
+pytestmark = pytest.mark.slow  # every test here runs the real agent or a benchmark
 
 
 def wait_for(condition, timeout: float, proc: subprocess.Popen) -> None:

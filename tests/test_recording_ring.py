@@ -19,7 +19,6 @@ import av
 import cv2
 import numpy as np
 import pytest
-from recording_helpers import decoded_frames, indexed
 
 from roadside.agent.clock import ClockWatch
 from roadside.agent.frames import Frame
@@ -37,6 +36,7 @@ from roadside.agent.recording.standins import (
 from roadside.agent.sources.file import FileSource
 from roadside.config.agent import RecordingConfig
 from roadside.ids import new_id
+from roadside.testing.recordings import decoded_frames, indexed
 from roadside.wire.messages import EventMsg
 
 WRONG = 978307200.0  # 2001-01-01: a Pi that booted without network
@@ -97,6 +97,7 @@ def event(eid: str, k: str, t0: float, t1: float) -> EventMsg:
 
 
 # -- pass-through ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_camera_packets_become_decodable_contiguous_segments(tmp_path: Path, motorway) -> None:
     packets, duration = motorway
     root = tmp_path / "rec"
@@ -151,6 +152,7 @@ def test_index_is_rebuilt_from_the_files_when_missing_or_damaged(tmp_path: Path,
 
 
 # -- retention ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_long_fast_run_of_camera_packets_never_exceeds_the_budget(tmp_path: Path, motorway) -> None:
     packets, duration = motorway
     root = tmp_path / "rec"
@@ -175,6 +177,7 @@ def test_long_fast_run_of_camera_packets_never_exceeds_the_budget(tmp_path: Path
     assert segs[-1].end == pytest.approx(fed_at + 10 * duration, abs=0.5)
 
 
+@pytest.mark.slow
 def test_long_fast_run_from_a_file_source_with_encoding_stays_in_budget(
     tmp_path: Path, footage: Path
 ) -> None:
@@ -288,6 +291,7 @@ def test_a_stalled_disk_never_slows_capture_and_drops_are_counted(
 
 
 # -- clock -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_clock_sync_step_splits_segments_and_relabels_earlier_footage(
     tmp_path: Path, small_images
 ) -> None:
@@ -333,6 +337,7 @@ def test_clock_sync_step_splits_segments_and_relabels_earlier_footage(
     assert decoded_frames(clip.path) >= 4 * 15
 
 
+@pytest.mark.slow
 def test_a_clock_stepped_back_while_synced_never_corrupts_the_index(
     tmp_path: Path, small_images
 ) -> None:
@@ -381,6 +386,7 @@ def run_with_events(
                 recorder.publish("event", event(eid, "e", RIGHT + t0, RIGHT + t1))
 
 
+@pytest.mark.slow
 def test_events_mode_writes_pre_roll_to_post_roll_and_nothing_else(
     tmp_path: Path, small_images
 ) -> None:
@@ -412,6 +418,7 @@ def test_events_mode_writes_pre_roll_to_post_roll_and_nothing_else(
         assert decoded_frames(root / s.path) == s.packets
 
 
+@pytest.mark.slow
 def test_continuous_mode_marks_footage_that_overlaps_events(tmp_path: Path, small_images) -> None:
     root = tmp_path / "rec"
     cfg = config(segment_s=3.0, keyframe_s=1.0, encoder={"fps": None})

@@ -59,6 +59,7 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
         FileSource(str(junk)).open()
 
 
+@pytest.mark.slow
 def test_stream_reconnects_after_the_camera_drops(tmp_path: Path, footage: Path) -> None:
     """The camera's stream ends and the camera is gone for a while; read() waits it out."""
     cam = tmp_path / "cam.mp4"

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 import tomli_w
-from conftest import agent_config
-from waiting import wait_until
 
 from roadside.config.agent import AgentConfig, WatchdogConfig
+from roadside.testing.configs import agent_config
+from roadside.testing.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = ROOT / "systemd"
@@ -122,6 +122,7 @@ def test_agent_unit_matches_the_agent() -> None:
     assert "/opt/roadside" in service["ReadWritePaths"][0].split()
 
 
+@pytest.mark.slow
 def test_agent_exec_start_is_a_valid_command_line(tmp_path: Path) -> None:
     """The unit's command line, run with this venv's roadside: it parses, and it looks for
     its config where the unit says (a missing file is the one-line error, not a usage one)."""
@@ -133,6 +134,7 @@ def test_agent_exec_start_is_a_valid_command_line(tmp_path: Path) -> None:
     assert "Usage:" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_the_agent_started_as_the_unit_logs_to_the_journal(tmp_path: Path, footage: Path) -> None:
     """The unit's ExecStart and Environment, stderr a file systemd would name in
     JOURNAL_STREAM: INFO lines arrive, each with its sd-daemon priority and no timestamp (the
@@ -167,6 +169,7 @@ def test_the_agent_started_as_the_unit_logs_to_the_journal(tmp_path: Path, foota
     assert not any(re.search(r"\d\d:\d\d:\d\d", ln) for ln in ours), lines
 
 
+@pytest.mark.slow
 def test_central_unit_runs_the_central_service() -> None:
     service = unit_keys(UNITS / "roadside-central.service")["Service"]
     argv = service["ExecStart"][0].split()

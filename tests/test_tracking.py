@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from roadside.agent.events.builder import direction
 from roadside.agent.vision.decoders import Detection
@@ -27,6 +28,7 @@ def read_all(path: Path, limit: int = 10_000) -> list[np.ndarray]:
     return out
 
 
+@pytest.mark.slow
 def test_track_ids_stay_stable_on_traffic(models_dir: Path, footage: Path) -> None:
     """In traffic_frames the pickup crossing the whole clip keeps one track id throughout,
     even on the frames where the detector calls it a person, and no car gets two tracks."""
@@ -45,6 +47,7 @@ def test_track_ids_stay_stable_on_traffic(models_dir: Path, footage: Path) -> No
     assert len(confirmed) <= 4  # three cars in view: few spare tracks
 
 
+@pytest.mark.slow
 def test_tracks_on_motorway_are_few_and_long(models_dir: Path, footage: Path) -> None:
     det = Detector(DetectorConfig(model="yolox_nano", models_dir=str(models_dir)))
     tracker = Tracker(TrackerConfig())

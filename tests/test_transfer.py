@@ -21,17 +21,17 @@ import av
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from waiting import wait_until
 
 from roadside.agent.transfer.sender import TransferSender
 from roadside.agent.transfer.store import TransferRecord
 from roadside.agent.uplink import Uplink
-from roadside.badlink import BadLink, LinkShape
 from roadside.central.config import BrokerConfig
 from roadside.central.receiver import clip_receiver
 from roadside.central.receiver_service import ReceiverService
 from roadside.config.agent import MqttConfig, TransferConfig, UplinkConfig
 from roadside.ids import new_id
+from roadside.testing.badlink import BadLink, LinkShape
+from roadside.testing.waiting import wait_until
 from roadside.transfer.receiver import TransferReceiver
 from roadside.wire.commands import ErrorCode
 from roadside.wire.messages import EventMsg
@@ -167,6 +167,7 @@ def station(tmp_path: Path, broker) -> Iterator[Station]:
     st.stop()
 
 
+@pytest.mark.slow
 def test_clip_arrives_intact_across_cuts(
     tmp_path: Path, broker, station: Station, big_clip: Path
 ) -> None:
@@ -221,6 +222,7 @@ window = 4
 """)
 
 
+@pytest.mark.slow
 def test_box_restart_resumes_without_starting_over(
     tmp_path: Path, broker, station: Station, footage: Path, models_dir: Path
 ) -> None:
@@ -275,6 +277,7 @@ def test_box_restart_resumes_without_starting_over(
     assert len(tap.offsets) == state["chunks"]
 
 
+@pytest.mark.slow
 def test_station_restart_mid_transfer(
     tmp_path: Path, broker, station: Station, footage: Path
 ) -> None:
@@ -296,6 +299,7 @@ def test_station_restart_mid_transfer(
     assert state["dup_bytes"] < 8 * 16 * 1024
 
 
+@pytest.mark.slow
 def test_cancel_tells_the_station_to_drop_it(
     tmp_path: Path, broker, station: Station, footage: Path
 ) -> None:
@@ -320,6 +324,7 @@ def test_cancel_tells_the_station_to_drop_it(
     assert not (tmp_path / "station" / "incoming" / f"{rec.xid}.part").exists()
 
 
+@pytest.mark.slow
 def test_deadline_fails_clearly_when_nobody_answers(tmp_path: Path, broker) -> None:
     tap = Tap(broker.port, "abort")
     box = Box(tmp_path / "box", broker.port).start()
@@ -337,6 +342,7 @@ def test_deadline_fails_clearly_when_nobody_answers(tmp_path: Path, broker) -> N
     assert XferAbort.decode(tap.messages[0][1]).code == ErrorCode.DEADLINE
 
 
+@pytest.mark.slow
 def test_events_keep_flowing_during_an_upload(
     tmp_path: Path, broker, station: Station, big_clip: Path
 ) -> None:

@@ -16,19 +16,19 @@ import time
 from pathlib import Path
 
 import pytest
-from update_helpers import PASSPHRASE, release_key, synthetic_release
-from waiting import wait_until
 
 from roadside.agent.update.service import UpdateService
 from roadside.agent.update.slots import SLOT_MARK, Slots
 from roadside.agent.update.trial import Trial, TrialBook, guard, note_exit
 from roadside.agent.uplink import Uplink
-from roadside.badlink import BadLink, LinkShape
 from roadside.central.config import BrokerConfig
 from roadside.central.fleet.sender import Delivery, ReleaseSender, SendSettings
 from roadside.config.agent import MqttConfig, UpdateConfig, UplinkConfig
 from roadside.provisioning.release import build_release, create_release_key
 from roadside.release import ReleaseError, load_public_key, open_release
+from roadside.testing.badlink import BadLink, LinkShape
+from roadside.testing.releases import PASSPHRASE, fake_wheel, release_key, synthetic_release
+from roadside.testing.waiting import wait_until
 from roadside.transfer.machine import Ending
 from roadside.wire.transfer import pack_chunk, unpack_chunk
 from roadside.wire.update import UpdateState
@@ -43,8 +43,6 @@ def keys(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
 
 def installed_root(root: Path, work: Path, version: str = "0.9.0") -> Slots:
     """A box root whose current and stable slot is a synthetic ``version``."""
-    from update_helpers import fake_wheel
-
     wheels = work / f"base-{version}"
     fake_wheel(wheels, version, "def main():\n    print('base')\n")
     slots = Slots(root)
@@ -130,8 +128,6 @@ def test_the_release_key_stays_out_of_the_ca_folder(tmp_path: Path) -> None:
 # -- slots ---------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_slots_switch_and_prune_keeping_two(keys, tmp_path: Path) -> None:
-    from update_helpers import fake_wheel
-
     root = tmp_path / "root"
     slots = installed_root(root, tmp_path)
     for version in ("1.0.0", "1.1.0"):
@@ -188,8 +184,6 @@ def test_a_sigkill_in_the_middle_of_an_install_leaves_one_consistent_slot(
 ) -> None:
     """Killed while pip writes the new slot: after recovery the old slot is current and
     complete, the half-made one is gone, and the install then goes through."""
-    from update_helpers import fake_wheel
-
     root = tmp_path / "root"
     slots = installed_root(root, tmp_path)
     wheels = tmp_path / "w-2.0.0"

@@ -5,106 +5,23 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from broker import Mosquitto
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from roadside.agent.uplink import BulkMessage, Inbound, Priority, Uplink
-from roadside.config.agent import MqttConfig, UplinkConfig
+from roadside.config.agent import UplinkConfig
 from roadside.ids import new_id
-from roadside.wire.messages import MESSAGES, CountMsg, EventMsg, HealthMsg, Message, StatusMsg
+from roadside.testing.broker import LocalBroker
+from roadside.testing.clients import Subscriber, kinds
+from roadside.testing.configs import mqtt_config
+from roadside.testing.messages import event
+from roadside.wire.messages import CountMsg, EventMsg, HealthMsg, StatusMsg
 from roadside.wire.topics import kind_of, topic
 
 DEVICE = "box-1"
-
-
-class Subscriber:
-    """The station's side: a persistent QoS 1 session that records every message it gets."""
-
-    def __init__(
-        self,
-        port: int,
-        filters: tuple[str, ...] = ("roadside/v1/#",),
-        client_id: str = "station",
-        tls: dict | None = None,
-        clean: bool = False,
-        login: tuple[str, str] | None = None,
-    ) -> None:
-        self.messages: list[mqtt.MQTTMessage] = []
-        self.subscribed = threading.Event()
-        self._cond = threading.Condition()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
-        )
-        self.client.reconnect_delay_set(0.05, 0.5)
-        if tls:
-            self.client.tls_set(**tls)
-        if login:
-            self.client.username_pw_set(*login)
-        self.client.on_connect = lambda c, *_: c.subscribe([(f, 1) for f in filters])
-        self.client.on_subscribe = lambda *_: self.subscribed.set()
-        self.client.on_message = self._on_message
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 3600
-        self.client.connect("127.0.0.1", port, 30, clean_start=clean, properties=props)
-        self.client.loop_start()
-        assert self.subscribed.wait(10), "the station could not subscribe"
-
-    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        with self._cond:
-            self.messages.append(msg)
-            self._cond.notify_all()
-
-    def wait(
-        self, predicate: Callable[[list[mqtt.MQTTMessage]], bool], timeout: float = 20.0
-    ) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate(self.messages):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-            return True
-
-    def of_kind(self, kind: str) -> list[Message]:
-        with self._cond:
-            msgs = [m for m in self.messages if kind_of(m.topic) == kind]
-        return [MESSAGES[kind].decode(m.payload) for m in msgs]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def kinds(msgs: list[mqtt.MQTTMessage], kind: str) -> list[mqtt.MQTTMessage]:
-    return [m for m in msgs if kind_of(m.topic) == kind]
-
-
-def event(i: int, phase: str = "s") -> EventMsg:
-    now = time.time()
-    return EventMsg(
-        id=new_id(),
-        phase=phase,
-        label="car",
-        score=0.81,
-        first_seen=round(now, 2),
-        last_seen=round(now + 1, 2),
-        box=(0.412, 0.288, 0.071, 0.064),
-        track=i,
-        direction="SE",
-        zones=["left-lanes"],
-    )
-
-
-def mqtt_cfg(port: int, **kw: object) -> MqttConfig:
-    return MqttConfig(host="127.0.0.1", port=port, reconnect_min_s=0.05, reconnect_max_s=0.5, **kw)
 
 
 def make_uplink(
@@ -116,26 +33,15 @@ def make_uplink(
 ) -> Uplink:
     return Uplink(
         DEVICE,
-        mqtt_cfg(port, **kw),
+        mqtt_config(port, **kw),
         uplink_cfg or UplinkConfig(outbox_sync="normal"),
         tmp_path / "data",
         heartbeat=heartbeat,
     )
 
 
-def start_broker(workdir: Path, extra: str = "", **kw: object) -> Mosquitto:
-    return Mosquitto(workdir, extra=extra, **kw).start()  # type: ignore[arg-type]
-
-
 @pytest.fixture
-def broker(tmp_path: Path):
-    b = start_broker(tmp_path / "broker")
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def station(broker: Mosquitto):
+def station(broker: LocalBroker):
     sub = Subscriber(broker.port)
     yield sub
     sub.close()
@@ -145,21 +51,26 @@ def test_online_events_arrive_in_order_with_valid_schema(tmp_path, broker, stati
     up = make_uplink(tmp_path, broker.port, heartbeat=True)
     with up:
         assert up.client.wait_connected(10)
-        # The heartbeat at start may be measured before the first connect; this one is not.
+        # The first health report was measured at start, racing the connection; this one
+        # is measured with the link up.
         assert up.heartbeat is not None
         up.heartbeat.beat()
         sent = [event(i, "s" if i % 2 else "e") for i in range(300)]
         for msg in sent:
             up.sink.publish("event", msg)
         up.sink.publish("count", CountMsg(id=new_id(), start=1.0, end=61.0, counts={"car": 300}))
-        assert station.wait(lambda m: len(kinds(m, "event")) == 300 and kinds(m, "count"))
+        assert station.wait(
+            lambda m: (
+                len(kinds(m, "event")) == 300 and kinds(m, "count") and len(kinds(m, "health")) == 2
+            )
+        )
     received = kinds(station.messages, "event")
     assert [EventMsg.decode(m.payload) for m in received] == sent  # order and content
     assert all(m.qos == 1 and not m.retain for m in received)
     assert station.of_kind("count")[0].counts == {"car": 300}
-    health = station.of_kind("health")
-    assert len(health) >= 2 and all(isinstance(h, HealthMsg) for h in health)
-    assert health[-1].link_up == 1
+    at_start, connected = station.of_kind("health")  # in the order they were measured
+    assert isinstance(at_start, HealthMsg) and at_start.link_up is not None
+    assert isinstance(connected, HealthMsg) and connected.link_up == 1
     statuses = station.of_kind("status")
     assert [s.state for s in statuses] == ["online", "offline"]
     assert statuses[-1].reason == "stop" and statuses[0].software
@@ -208,6 +119,7 @@ def test_events_produced_while_broker_down_all_arrive(tmp_path, broker, station)
     assert got == {m.id for m in sent}
 
 
+@pytest.mark.slow
 def test_events_nobody_heard_after_a_broker_restart_arrive(tmp_path, broker):
     """mosquitto does not restore a shared subscription from its persistence: after a restart
     the broker answers "no matching subscribers" until the station subscribes again. The box
@@ -237,6 +149,7 @@ def test_events_nobody_heard_after_a_broker_restart_arrive(tmp_path, broker):
         assert up.outbox.rows == 0
 
 
+@pytest.mark.slow
 def test_a_kind_nobody_hears_is_kept_and_holds_back_no_other(tmp_path, broker):
     """The station takes events only: health messages are kept in the outbox and probed one at
     a time (not resent in bulk), while every event goes through."""
@@ -313,10 +226,15 @@ def test_commands_reach_subscribers_across_a_broker_restart(tmp_path, broker):
     up = make_uplink(tmp_path, broker.port)
     got: list[Inbound] = []
     arrived = threading.Event()
+    attempt = 0
 
     def on_command(msg: Inbound) -> None:
         got.append(msg)
-        arrived.set()
+        # The officer repeats a command until the box hears it, so spare copies of the first
+        # attempt's may still arrive after the restart (the broker keeps them for the box's
+        # session): only this attempt's command counts.
+        if json.loads(msg.payload)["n"] == attempt:
+            arrived.set()
 
     officer = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="officer", protocol=mqtt.MQTTv5)
     up.subscribe("cmd/#", on_command)  # before the link is up: sent on connect
@@ -339,8 +257,8 @@ def test_commands_reach_subscribers_across_a_broker_restart(tmp_path, broker):
             officer.disconnect()
             officer.loop_stop()
             assert arrived.is_set(), f"no command after {'restart' if attempt else 'start'}"
-    assert got[-1].topic == topic(DEVICE, "cmd/ping")
-    assert json.loads(got[-1].payload)["n"] == 1
+    assert {m.topic for m in got} == {topic(DEVICE, "cmd/ping")}
+    assert {json.loads(m.payload)["n"] for m in got} == {0, 1}
 
 
 def test_link_listeners_hear_the_link_come_and_go(tmp_path, broker):
@@ -385,6 +303,7 @@ def chunks_seen(msgs: list[mqtt.MQTTMessage]) -> int:
     return sum(1 for m in msgs if "/xfer/" in m.topic)
 
 
+@pytest.mark.slow
 def test_bulk_transfer_does_not_hold_back_events(tmp_path, broker, station):
     up = make_uplink(tmp_path, broker.port)
     chunks = ChunkSource(2000, 2048)

@@ -16,15 +16,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import tomli_w
-from broker import free_port
-from conftest import agent_config
-from test_uplink import DEVICE, Subscriber, kinds, start_broker
-from waiting import eventually
 
 from roadside.agent.uplink.outbox import ACK_BATCH
+from roadside.testing.broker import LocalBroker
+from roadside.testing.clients import Subscriber, kinds
+from roadside.testing.configs import agent_config
+from roadside.testing.ports import free_port
+from roadside.testing.waiting import eventually
 from roadside.wire.messages import EventMsg, HealthMsg, StatusMsg
 from roadside.wire.topics import topic
+
+DEVICE = "box-1"
 
 ROADSIDE = str(Path(sys.executable).with_name("roadside"))
 
@@ -89,9 +93,10 @@ def event_ids(station: Subscriber) -> list[str]:
     return [json.loads(m.payload)["id"] for m in kinds(station.messages, "event")]
 
 
+@pytest.mark.slow
 def test_sigkill_while_draining_loses_nothing(tmp_path: Path):
     n = 3000
-    broker = start_broker(tmp_path / "broker")
+    broker = LocalBroker(tmp_path / "broker").start()
     station = Subscriber(broker.port)
     broker.stop()  # the box fills its outbox while the broker is away
     # A narrow window keeps the drain slow enough to be caught in the middle.
@@ -154,6 +159,7 @@ def outbox_events(db_path: Path) -> set[tuple[str, str]]:
     return {(m.id, m.phase) for m in (EventMsg.decode(r[0]) for r in rows)}
 
 
+@pytest.mark.slow
 def test_agent_killed_with_a_backlog_sends_it_after_restart(tmp_path: Path, footage: Path):
     port = free_port()
     doc = agent_config(
@@ -186,7 +192,7 @@ def test_agent_killed_with_a_backlog_sends_it_after_restart(tmp_path: Path, foot
     stored = outbox_events(outbox)
 
     # 2. The broker is back; the agent runs again, then stops cleanly.
-    broker = start_broker(tmp_path / "broker", port=port)
+    broker = LocalBroker(tmp_path / "broker", port=port).start()
     station = Subscriber(port)
     doc["source"]["loop"] = False
     config.write_text(tomli_w.dumps(doc))

@@ -11,17 +11,22 @@ import threading
 from pathlib import Path
 
 import pytest
-from broker import free_port
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from test_uplink import DEVICE, Subscriber, event, kinds, mqtt_cfg, start_broker
-from waiting import eventually
 
 from roadside.agent.uplink import Uplink
 from roadside.config.agent import UplinkConfig
+from roadside.testing.broker import LocalBroker
+from roadside.testing.clients import Subscriber, kinds
+from roadside.testing.configs import mqtt_config
+from roadside.testing.messages import event
+from roadside.testing.ports import free_port
+from roadside.testing.waiting import eventually
 from roadside.wire.messages import EventMsg
+
+DEVICE = "box-1"
 
 # -- certificates --------------------------------------------------------------------------
 
@@ -117,7 +122,7 @@ def pki(tmp_path: Path) -> Path:
 
 def test_tls_with_client_certificates(tmp_path: Path, pki: Path):
     port = free_port()
-    broker = start_broker(
+    broker = LocalBroker(
         tmp_path / "broker",
         port=port,
         listener=f"listener {port} 127.0.0.1",
@@ -126,7 +131,7 @@ def test_tls_with_client_certificates(tmp_path: Path, pki: Path):
             f"keyfile {pki / 'broker.key'}\nrequire_certificate true\n"
             "use_identity_as_username true\n"
         ),
-    )
+    ).start()
     station = Subscriber(
         port,
         client_id="station",
@@ -138,14 +143,14 @@ def test_tls_with_client_certificates(tmp_path: Path, pki: Path):
     )
     good = Uplink(
         DEVICE,
-        mqtt_cfg(port, tls_ca=str(pki / "district-ca.crt"), **tls_files(pki / DEVICE)),
+        mqtt_config(port, tls_ca=str(pki / "district-ca.crt"), **tls_files(pki / DEVICE)),
         UplinkConfig(outbox_sync="normal"),
         tmp_path / "good",
         heartbeat=False,
     )
     bad = Uplink(
         "intruder",
-        mqtt_cfg(port, tls_ca=str(pki / "district-ca.crt"), **tls_files(pki / "intruder")),
+        mqtt_config(port, tls_ca=str(pki / "district-ca.crt"), **tls_files(pki / "intruder")),
         UplinkConfig(outbox_sync="normal"),
         tmp_path / "bad",
         heartbeat=False,
@@ -181,23 +186,23 @@ def test_password_login(tmp_path: Path):
         check=True,
         capture_output=True,
     )
-    broker = start_broker(
+    broker = LocalBroker(
         tmp_path / "broker", anonymous=False, extra=f"password_file {passwords}\n"
-    )
+    ).start()
     secret = tmp_path / "mqtt.password"
     secret.write_text("s3cret\n")
     station = Subscriber(broker.port, login=("station", "st4tion"))
     try:
         good = Uplink(
             DEVICE,
-            mqtt_cfg(broker.port, username=DEVICE, password_file=str(secret)),
+            mqtt_config(broker.port, username=DEVICE, password_file=str(secret)),
             UplinkConfig(outbox_sync="normal"),
             tmp_path / "good",
             heartbeat=False,
         )
         bad = Uplink(
             DEVICE,
-            mqtt_cfg(broker.port, username=DEVICE, password="guess", client_id="guesser"),
+            mqtt_config(broker.port, username=DEVICE, password="guess", client_id="guesser"),
             UplinkConfig(outbox_sync="normal"),
             tmp_path / "bad",
             heartbeat=False,
@@ -273,12 +278,12 @@ class Mqtt311Front:
 
 
 def test_falls_back_to_mqtt_311(tmp_path: Path):
-    broker = start_broker(tmp_path / "broker")
+    broker = LocalBroker(tmp_path / "broker").start()
     front = Mqtt311Front(broker.port)
     station = Subscriber(broker.port)
     up = Uplink(
         DEVICE,
-        mqtt_cfg(front.port),
+        mqtt_config(front.port),
         UplinkConfig(outbox_sync="normal"),
         tmp_path / "data",
         heartbeat=False,

@@ -22,7 +22,6 @@ from pathlib import Path
 import av
 import pytest
 import tomli_w
-from conftest import agent_config
 
 from roadside.agent.hardware.liveness import (
     BoxState,
@@ -33,6 +32,7 @@ from roadside.agent.hardware.liveness import (
 from roadside.agent.hardware.watchdog import SystemdNotifier
 from roadside.agent.pipeline import PipelineStats
 from roadside.config.agent import WatchdogConfig
+from roadside.testing.configs import agent_config
 
 ROADSIDE = str(Path(sys.executable).with_name("roadside"))
 
@@ -138,6 +138,7 @@ def _pings(msgs: list[dict[str, str]]) -> int:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_agent_pings_while_healthy_and_stops_when_the_camera_hangs(
     tmp_path: Path, footage: Path
 ) -> None:

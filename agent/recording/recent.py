@@ -2,8 +2,9 @@
 
 Only closed segments are cut (their index rows are final). An officer who asks for "the
 last minute" while the box records would otherwise get everything except the part they care
-most about; so a range that reaches past the newest closed segment waits, at most one
-segment length plus a margin, while a segment is in progress, and is then cut as usual.
+most about; so a range that reaches past the newest closed segment waits, while a segment is
+in progress, until the segment holding the range's end has closed (at most one segment
+length plus a margin), and is then cut as usual.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 MARGIN_S = 5.0  # closing and indexing a segment, a slow card
 POLL_S = 0.25
+EPSILON_S = 1e-3  # rounding of stored times: a segment ends exactly where the next one starts
 
 
 class RecentClips:
@@ -47,18 +49,19 @@ class RecentClips:
         return self.cutter.cut(start, end, out, quality)
 
     def wait_for(self, end: float) -> bool:
-        """Wait until footage up to ``end`` (or now, if sooner) is in closed segments.
+        """Wait until the closed segments hold the footage up to ``end``: all of it, since a
+        cut covers closed segments only. A range that reaches into the future waits for at
+        most one segment length of it.
 
         False when it did not come in time (the cut then covers what there is)."""
-        deadline = time.monotonic() + self.segment_s + MARGIN_S
-        deadline += max(0.0, min(end - self.clock(), self.segment_s))  # a range ending soon
-        while True:
-            wanted = min(end, self.clock())
-            if self._closed_until() >= wanted - 0.5:
-                return True
+        asked = self.clock()
+        wanted = min(end, asked + self.segment_s)
+        deadline = time.monotonic() + max(0.0, wanted - asked) + self.segment_s + MARGIN_S
+        while self._closed_until() < wanted - EPSILON_S:
             if not self.writing() or time.monotonic() >= deadline:
                 return False
             time.sleep(POLL_S)
+        return True
 
     def retained(self) -> dict[str, Any]:
         """The footage held, for status replies (``ClipCutter.retained``)."""

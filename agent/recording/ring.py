@@ -6,8 +6,8 @@ when it is complete, evicts by the retention policy, and survives a full or fail
 ENOSPC drops the segment in progress, evicts the oldest footage and carries on, with a log
 line and a counter; it never raises into the recorder.
 
-Threading: the recorder thread owns the ring. ``stats`` and ``bytes_used`` are plain
-numbers other threads may read without a lock.
+Threading: the recorder thread owns the ring. ``stats``, ``bytes_used`` and ``recording``
+are plain values other threads may read without a lock (each read takes one attribute whole).
 """
 
 from __future__ import annotations
@@ -101,6 +101,9 @@ class SegmentRing:
         self.index: SegmentIndex = open_index(root, writer=True)
         self._closed_bytes = self.index.total_bytes()
         self._writer: SegmentWriter | None = None
+        # True from a segment's first packet until recording stops; it stays True while a
+        # segment closes and the next one takes over, when ``_writer`` is briefly None.
+        self._recording = False
         self._name: SegmentName | None = None
         self._label: SegmentLabel | None = None
         self._open_event = False
@@ -114,11 +117,14 @@ class SegmentRing:
     @property
     def bytes_used(self) -> int:
         """Bytes of segment files on disk, the one in progress included."""
-        return self._closed_bytes + (self._writer.bytes if self._writer else 0)
+        writer = self._writer
+        return self._closed_bytes + (writer.bytes if writer else 0)
 
     @property
     def recording(self) -> bool:
-        return self._writer is not None
+        """Whether footage is being recorded: a segment is open, or is closing (file, index)
+        while the next one begins. Clips of the last seconds wait while it is True."""
+        return self._recording
 
     # -- writing ------------------------------------------------------------------------
     def write(self, pkt: EncodedPacket, label: SegmentLabel) -> None:
@@ -150,6 +156,7 @@ class SegmentRing:
             self._finish(end)
         except OSError as exc:
             self._on_write_error(exc)
+        self._recording = False
 
     def new_stream(self) -> None:
         """The stream's parameters may have changed: finish, and read them again."""
@@ -206,6 +213,7 @@ class SegmentRing:
             except (ValueError, av.FFmpegError) as exc:
                 self.stats.waiting_keyframe += 1
                 self._log_error("keyframe without stream headers, waiting for the next: %s", exc)
+                self._recording = False
                 return False
         name = SegmentName(
             start=label.offset + pkt.pts,
@@ -218,6 +226,7 @@ class SegmentRing:
         part = self.root / (name.relpath + ".part")
         self._writer = SegmentWriter(part, self._template, self.opener)
         self._name, self._label, self._open_event = name, label, name.event
+        self._recording = True
         return True
 
     def _finish(self, end: float | None) -> None:
@@ -382,6 +391,7 @@ class SegmentRing:
     def _on_write_error(self, exc: OSError) -> None:
         writer, name = self._writer, self._name
         self._writer = None
+        self._recording = False
         lost = writer.abort() if writer is not None else 0
         where = name.filename if name is not None else "a new segment"
         if exc.errno in DISK_FULL:

@@ -7,6 +7,8 @@
   not fit raises ENOSPC exactly where a full SD card would.
 * ``StalledDisk``: an opener whose writes wait until released, like a card stuck in garbage
   collection.
+* ``SlowCard``: an opener whose files take a while to flush when a segment closes, like a
+  busy card (or a busy machine).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,5 +126,22 @@ class StalledDisk:
                     disk.waiting.set()
                     disk.gate.wait(disk.timeout_s)
                 return super().write(data)
+
+        return _File(path)
+
+
+class SlowCard:
+    """Opens segment files whose ``sync`` (at every segment's close) takes ``sync_s``."""
+
+    def __init__(self, sync_s: float) -> None:
+        self.sync_s = sync_s
+
+    def __call__(self, path: Path) -> SegmentFile:
+        card = self
+
+        class _File(SegmentFile):
+            def sync(self) -> None:
+                time.sleep(card.sync_s)
+                super().sync()
 
         return _File(path)

@@ -1,4 +1,4 @@
-"""Helpers for the console tests: a real console server on a free port, accounts of each
+"""The console for tests: a real console server on a free port, accounts of each
 role, and an HTTP client that logs in through the login form as a browser does."""
 
 from __future__ import annotations
@@ -10,15 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
-from broker import free_port
-from central_helpers import central_config
-from waiting import wait_until
 
 from roadside.central.accounts import Accounts, Role
 from roadside.central.config import CentralConfig
 from roadside.central.store import Store
 from roadside.central.web.server import WebServer
+from roadside.testing.configs import central_config
+from roadside.testing.ports import free_port
+from roadside.testing.waiting import wait_until
 
 # One account per role: minh views, lan investigates, thu administers.
 PASSWORDS = {
@@ -90,10 +89,3 @@ def running_console(tmp_path: Path, broker_port: int) -> Iterator[RunningConsole
     finally:
         running.server.stop()
         store.close()
-
-
-@pytest.fixture(name="console")
-def console_fixture(tmp_path: Path) -> Iterator[RunningConsole]:
-    """A console with a broker port nobody listens on (for tests that send nothing)."""
-    with running_console(tmp_path, free_port()) as running:
-        yield running

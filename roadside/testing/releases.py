@@ -6,12 +6,14 @@ import os
 import zipfile
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from roadside.provisioning.release import build_release, create_release_key, open_release_key
 
 PASSPHRASE = b"release passphrase for tests"
 
 
-def release_key(folder: Path):  # type: ignore[no-untyped-def]
+def release_key(folder: Path) -> tuple[Ed25519PrivateKey, Path]:
     """A release key in ``folder``; (private key, public key file)."""
     public = create_release_key(folder, PASSPHRASE)
     return open_release_key(folder, PASSPHRASE), public
@@ -46,8 +48,8 @@ SAYS_HELLO = "def main():\n    print('roadside from the release')\n"
 
 
 def synthetic_release(
-    work: Path, key, version: str, main: str = SAYS_HELLO, filler: int = 0
-) -> Path:  # type: ignore[no-untyped-def]
+    work: Path, key: Ed25519PrivateKey, version: str, main: str = SAYS_HELLO, filler: int = 0
+) -> Path:
     """A signed release of one made-up roadside wheel, in ``work``."""
     wheels = work / f"wheels-{version}"
     fake_wheel(wheels, version, main, filler)

@@ -1,43 +1,26 @@
 """A private mosquitto: own config, own free port, own folder; started, stopped, restarted.
 
-The demo, the benchmarks and the tests run one each. Not for production (a station runs its
-broker as a system service, with TLS and an ACL, see docs/provisioning.md): by default it
-listens on 127.0.0.1 only and allows anonymous clients. ``extra`` lines are appended to the
-config (TLS, ACL, limits); ``listener`` replaces the default listener line. Persistence is on,
-in the broker's own folder, so a restart keeps sessions and queued messages.
+The demo, the benchmarks and the tests run one each, so they control its config and its
+restarts. Not for production (a station runs its broker as a system service, with TLS and an
+ACL, see docs/provisioning.md): by default it listens on 127.0.0.1 only and allows anonymous
+clients. ``extra`` lines are appended to the config (TLS, ACL, limits); ``listener`` replaces
+the default listener line. Persistence is on, in the broker's own folder, so a restart keeps
+sessions and queued messages.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 from roadside.errors import RoadsideError
+from roadside.testing.ports import free_port, wait_port
 
 
 class BrokerNotAvailable(RoadsideError):
     """mosquitto is not installed or would not start."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout} s")
 
 
 def mosquitto_binary() -> str:

@@ -1,4 +1,4 @@
-"""What the recording tests read back: the index rows, and how many pictures a file decodes."""
+"""Reading recordings back in tests: the index rows, and how many pictures a file decodes."""
 
 from __future__ import annotations
 
@@ -16,5 +16,6 @@ def indexed(root: Path) -> list[SegmentRecord]:
 
 
 def decoded_frames(path: Path) -> int:
+    """The pictures a video file decodes to."""
     with av.open(str(path)) as c:
         return sum(1 for _ in c.decode(video=0))
