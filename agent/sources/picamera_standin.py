@@ -446,9 +446,12 @@ class Picamera2:
 
     def _run(self) -> None:
         assert self.camera_config is not None and self._scene is not None
+        # A sensor exposes frames on its own clock: each frame is stamped with its slot,
+        # however late this thread gets to it (picamera2's SensorTimestamp comes from the
+        # sensor, not from when the application ran).
         next_due = time.monotonic()
         while not self._stop.is_set():
-            arrays, metadata = self._expose()
+            arrays, metadata = self._expose(round(next_due * 1e9))
             for encoder, name in list(self._encoders.items()):
                 encoder.encode(arrays[name], metadata["SensorTimestamp"])
             with self._cond:
@@ -457,15 +460,14 @@ class Picamera2:
                 self._cond.notify_all()
             next_due += 1.0 / self._fps()
             delay = next_due - time.monotonic()
-            if delay < -1.0:  # fell far behind (a loaded machine): do not race to catch up
+            if delay < -1.0:  # fell far behind (a loaded machine): the sensor dropped frames
                 next_due = time.monotonic()
             if self._stop.wait(max(0.0, delay)):
                 break
 
-    def _expose(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def _expose(self, sensor_ns: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         assert self.camera_config is not None and self._scene is not None
         cfg = self.camera_config
-        sensor_ns = time.monotonic_ns()
         image = self._scene.next(tuple(cfg["main"]["size"]))
         transform = cfg["transform"]
         if transform.hflip:
