@@ -12,23 +12,19 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 import tomli_w
 from click.testing import CliRunner
-from paho.mqtt.enums import CallbackAPIVersion
 
 from roadside.central.accounts import ENV_OFFICER, Accounts, Role
 from roadside.central.config import load_central_config
 from roadside.central.ingest import IngestWorker
 from roadside.central.store import Store, queries
 from roadside.cli import main
-from roadside.ids import new_id
+from roadside.testing.clients import BoxThatAnswers
 from roadside.testing.configs import central_config
 from roadside.testing.shared import models_dir
 from roadside.testing.waiting import wait_until
-from roadside.wire.commands import CommandMsg, ReplyMsg
-from roadside.wire.topics import topic
 
 ROADSIDE = str(Path(sys.executable).parent / "roadside")
 
@@ -287,52 +283,6 @@ def test_an_officer_gets_a_clip_of_a_recent_event_from_a_recording_box(
         service.stop_event.set()
         station.join(30)
     assert box.returncode == 0, stderr[-2000:]
-
-
-class BoxThatAnswers:
-    """A box's command channel as the wire contract has it: answers clip requests with
-    progress, then an error (this box holds no recordings)."""
-
-    def __init__(self, port: int, device: str) -> None:
-        self.device = device
-        self.requests: list[CommandMsg] = []
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=device, protocol=mqtt.MQTTv5
-        )
-        self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *_a: subscribed.set()
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        self.client.subscribe(topic(device, "cmd/+"), qos=1)
-        assert subscribed.wait(10)
-
-    def _on_message(self, client: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
-        cmd = CommandMsg.decode(m.payload)
-        self.requests.append(cmd)
-        reply = topic(self.device, f"reply/{cmd.id}")
-        client.publish(
-            reply,
-            ReplyMsg(
-                id=new_id(), request_id=cmd.id, state="progress", detail="looking for footage"
-            ).encode(),
-            qos=1,
-        )
-        client.publish(
-            reply,
-            ReplyMsg(
-                id=new_id(),
-                request_id=cmd.id,
-                state="error",
-                code="out_of_range",
-                detail="no footage from that time on this box",
-            ).encode(),
-            qos=1,
-        )
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 @pytest.mark.slow

@@ -368,8 +368,7 @@ def test_the_console_speaks_https_with_a_station_web_certificate(tmp_path: Path)
 def test_an_officer_is_told_why_a_request_waits_or_fails(broker, tmp_path: Path) -> None:
     """A box offline: the request is kept and the page says so. A box that answers with an
     error: the page says it in the officer's words, from the reason code."""
-    from test_central_cli import BoxThatAnswers
-
+    from roadside.testing.clients import BoxThatAnswers
     from roadside.testing.console import running_console
     from roadside.testing.waiting import wait_until
 

@@ -12,6 +12,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from roadside.ids import new_id
+from roadside.wire.commands import CommandMsg, ReplyMsg, ReplyState
 from roadside.wire.messages import MESSAGES, Message
 from roadside.wire.topics import kind_of, topic
 
@@ -115,5 +117,54 @@ class BoxPublisher:
 
     def close(self) -> None:
         self.flush()
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class BoxThatAnswers:
+    """A box's command channel as the wire contract has it: answers every request with
+    progress, then an error (this box holds no recordings)."""
+
+    def __init__(self, port: int, device: str) -> None:
+        self.device = device
+        self.requests: list[CommandMsg] = []
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=device, protocol=mqtt.MQTTv5
+        )
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_a: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.client.subscribe(topic(device, "cmd/+"), qos=1)
+        assert subscribed.wait(10)
+
+    def _on_message(self, client: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
+        cmd = CommandMsg.decode(m.payload)
+        self.requests.append(cmd)
+        reply = topic(self.device, f"reply/{cmd.id}")
+        client.publish(
+            reply,
+            ReplyMsg(
+                id=new_id(),
+                request_id=cmd.id,
+                state=ReplyState.PROGRESS,
+                detail="looking for footage",
+            ).encode(),
+            qos=1,
+        )
+        client.publish(
+            reply,
+            ReplyMsg(
+                id=new_id(),
+                request_id=cmd.id,
+                state=ReplyState.ERROR,
+                code="out_of_range",
+                detail="no footage from that time on this box",
+            ).encode(),
+            qos=1,
+        )
+
+    def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
