@@ -23,6 +23,7 @@ def _register() -> None:
     from roadside.agent.cli import agent
     from roadside.assets_cli import footage, model
     from roadside.central.cli import OFFICER_COMMANDS, central
+    from roadside.central.fleet.cli import fleet
     from roadside.provisioning.cli import provision
 
     main.add_command(agent)
@@ -30,6 +31,7 @@ def _register() -> None:
     main.add_command(footage)
     main.add_command(provision)
     main.add_command(central)
+    main.add_command(fleet)
     for command in OFFICER_COMMANDS:
         main.add_command(command)
 
