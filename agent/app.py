@@ -14,6 +14,7 @@ from types import FrameType
 
 from roadside.agent.commands.service import CommandService
 from roadside.agent.events.fanout import SinkFanout
+from roadside.agent.fleet.restart import RestartRequest
 from roadside.agent.hardware.box import BoxHardware
 from roadside.agent.pipeline import Pipeline, PipelineStats
 from roadside.agent.recording.recorder import Recorder
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 class Agent:
     """The box's parts that have a life of their own (threads, devices, files).
 
-    ``uplink``, ``recorder`` and ``commands`` are None when the config leaves them out.
+    ``uplink``, ``recorder`` and ``commands`` are None when the config leaves them out;
+    ``restart`` is asked when the agent must stop and be started again (a config change).
     """
 
     source: FrameSource
@@ -37,6 +39,11 @@ class Agent:
     uplink: Uplink | None = None
     recorder: Recorder | None = None
     commands: CommandService | None = None
+    restart: RestartRequest | None = None
+
+    @property
+    def restart_asked(self) -> bool:
+        return self.restart is not None and self.restart.asked
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.warning("signal %s: stopping", signal.Signals(signum).name)

@@ -32,9 +32,15 @@ def agent() -> None:
     help="Stop after this many seconds (default: until SIGINT/SIGTERM).",
 )
 def run(config_path: Path, duration: float | None) -> None:
-    """Run the pipeline; events go to the configured sinks (JSON lines on stdout by default)."""
-    from roadside.agent.assembly import assemble
+    """Run the pipeline; events go to the configured sinks (JSON lines on stdout by default).
 
+    Exits with 75 when it must be started again to apply (or undo) a config change from the
+    station; systemd does that at once (docs/fleet.md)."""
+    from roadside.agent.assembly import assemble
+    from roadside.agent.fleet.local import LocalConfig
+
+    local = LocalConfig(config_path)
+    local.at_start()  # a config change an earlier run left: count, finish or undo it
     cfg = load_config(config_path)
     logs.apply(cfg.logging)
     log.info(
@@ -45,7 +51,17 @@ def run(config_path: Path, duration: float | None) -> None:
         ", ".join(cfg.events.sinks) or "nowhere",
         cfg.recording.mode,
     )
-    stats = assemble(cfg).run(duration)
+    try:
+        agent = assemble(cfg, local)
+        stats = agent.run(duration)
+    except Exception as exc:
+        if not local.trying:
+            raise
+        log.exception("the agent failed with the config on trial")
+        local.roll_back(f"the agent failed with it: {exc}")
+        sys.exit(ExitCode.RESTART)
+    if agent.restart_asked:
+        sys.exit(ExitCode.RESTART)
     click.echo(
         f"{logs.line_prefix(logging.INFO)}stopped: {stats.frames} frames, "
         f"{stats.detections_run} detector runs, "

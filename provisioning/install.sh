@@ -183,7 +183,8 @@ ensure_unit() {
 if [ -n "$BUNDLE" ]; then unpack_bundle; fi
 ensure_user
 dir 0755 root:root "$OPT_DIR"
-dir 0750 "root:$SERVICE_USER" "$ETC_DIR"
+# The agent writes config changes from the station beside agent.toml (write, rename).
+dir 0770 "root:$SERVICE_USER" "$ETC_DIR"
 dir 0750 "root:$SERVICE_USER" "$TLS_DIR"
 dir 0750 "$SERVICE_USER:$SERVICE_USER" "$DATA_DIR"
 if [ -n "$BUNDLE" ]; then apply_bundle; fi

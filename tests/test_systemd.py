@@ -21,6 +21,7 @@ from conftest import agent_config
 from waiting import wait_until
 
 from roadside.config.agent import AgentConfig, WatchdogConfig
+from roadside.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = ROOT / "systemd"
@@ -99,10 +100,15 @@ def test_agent_unit_matches_the_agent() -> None:
     defaults = WatchdogConfig()
     assert defaults.frame_timeout_s * 2 <= watchdog
     assert seconds(service["TimeoutStartSec"][0]) >= 60  # model load and camera start on a Pi 4
-    # Hardening, with the data directory the only writable place, where the agent keeps it.
+    # Hardening, with the data directory and the config folder (config changes from the
+    # station are written beside the file ExecStart names) the only writable places.
     assert service["ProtectSystem"] == ["strict"]
     data_dir = AgentConfig.model_fields["data_dir"].default
-    assert data_dir in service["ReadWritePaths"][0].split()
+    config_dir = str(Path(service["ExecStart"][0].split()[-1]).parent)
+    assert set(service["ReadWritePaths"][0].split()) == {data_dir, config_dir}
+    # The agent's "start me again" (a config change to apply or undo) is restarted at once.
+    assert service["RestartForceExitStatus"] == [str(int(ExitCode.RESTART))]
+    assert service["SuccessExitStatus"] == [str(int(ExitCode.RESTART))]
     assert service["StateDirectory"] == [Path(data_dir).name]
     for key in ("NoNewPrivileges", "PrivateTmp", "ProtectHome"):
         assert service[key] == ["yes"], key
