@@ -1,7 +1,7 @@
 """Asking the running agent to stop and be started again, to apply (or undo) a config.
 
-The agent leaves with ``ExitCode.RESTART``; systemd starts it again at once (the unit's
-``RestartForceExitStatus``), and every section of the new config applies the same way as at
+The agent leaves with ``ExitCode.RESTART``; systemd starts it again (the unit's
+``RestartForceExitStatus``, after ``RestartSec``), and every section of the new config applies the same way as at
 boot: no part of the box has a reload path of its own to get wrong.
 """
 
