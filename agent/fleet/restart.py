@@ -1,8 +1,8 @@
 """Asking the running agent to stop and be started again, to apply (or undo) a config.
 
 The agent leaves with ``ExitCode.RESTART``; systemd starts it again (the unit's
-``RestartForceExitStatus``, after ``RestartSec``), and every section of the new config applies the same way as at
-boot: no part of the box has a reload path of its own to get wrong.
+``RestartForceExitStatus``, after ``RestartSec``), and every section of the new config applies
+the same way as at boot: no part of the box has a reload path of its own to get wrong.
 """
 
 from __future__ import annotations
