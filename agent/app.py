@@ -19,6 +19,7 @@ from roadside.agent.hardware.box import BoxHardware
 from roadside.agent.pipeline import Pipeline, PipelineStats
 from roadside.agent.recording.recorder import Recorder
 from roadside.agent.sources.base import FrameSource
+from roadside.agent.update.service import UpdateService
 from roadside.agent.uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,10 @@ log = logging.getLogger(__name__)
 class Agent:
     """The box's parts that have a life of their own (threads, devices, files).
 
-    ``uplink``, ``recorder`` and ``commands`` are None when the config leaves them out;
-    ``restart`` is asked when the agent must stop and be started again (a config change).
+    ``uplink``, ``recorder``, ``commands`` and ``update`` are None when the config leaves
+    them out. ``restart`` is asked when the agent must stop to be started again (a config
+    change or a release to apply or undo): ``roadside agent run`` then exits with
+    ``ExitCode.RESTART`` and systemd starts it again.
     """
 
     source: FrameSource
@@ -39,6 +42,7 @@ class Agent:
     uplink: Uplink | None = None
     recorder: Recorder | None = None
     commands: CommandService | None = None
+    update: UpdateService | None = None
     restart: RestartRequest | None = None
 
     @property
@@ -55,6 +59,8 @@ class Agent:
                 signal.signal(sig, self._on_signal)
         if self.commands is not None:
             self.commands.start()  # subscribes before the uplink's first connect
+        if self.update is not None:
+            self.update.start()  # the same
         if self.uplink is not None:
             self.uplink.start()
         self.hardware.start()
@@ -69,5 +75,7 @@ class Agent:
                 self.recorder.stop()  # after the source: the camera's last packets are in
             if self.commands is not None:
                 self.commands.stop()
+            if self.update is not None:
+                self.update.stop()
             if self.uplink is not None:
                 self.uplink.stop()  # after the pipeline's last messages are in the outbox

@@ -23,12 +23,13 @@ from roadside.agent.fleet.restart import RestartRequest
 from roadside.agent.fleet.service import ConfigService
 from roadside.agent.frames import LatestFrame
 from roadside.agent.hardware.box import BoxHardware
-from roadside.agent.hardware.liveness import link_probe
+from roadside.agent.hardware.liveness import BoxState, link_probe
 from roadside.agent.pipeline import Pipeline, PipelineStats
 from roadside.agent.recording.recorder import Recorder
 from roadside.agent.sources import open_source
 from roadside.agent.sources.base import EncodingSource, FrameSource, NightAware
 from roadside.agent.sources.feed import FrameTap
+from roadside.agent.update.service import UpdateService
 from roadside.agent.uplink import Uplink
 from roadside.agent.uplink.heartbeat import pipeline_counters
 from roadside.agent.uplink.status import StatusReporter
@@ -106,7 +107,22 @@ def assemble(cfg: AgentConfig, local: LocalConfig | None = None) -> Agent:
         stats=stats,
         stop_event=stop,
     )
-    return Agent(source, pipeline, sinks, hardware, uplink, recorder, commands, restart)
+    update = (
+        UpdateService(cfg.update, uplink, cfg.data_dir, lambda: box_health(hardware), restart.ask)
+        if uplink is not None and cfg.update.enabled
+        else None
+    )
+    return Agent(source, pipeline, sinks, hardware, uplink, recorder, commands, update, restart)
+
+
+def box_health(hardware: BoxHardware) -> tuple[bool, str]:
+    """What a release on trial must show: frames and the detector flowing (the watchdog
+    pings systemd) and the link to the station up."""
+    watchdog = hardware.watchdog
+    if watchdog is None:
+        return False, "no watchdog to judge health"
+    state = watchdog.state
+    return state is BoxState.ONLINE, f"box {state.value}"
 
 
 def recording_taps(recorder: Recorder | None, source: FrameSource) -> list[FrameTap]:

@@ -35,7 +35,7 @@ def run(config_path: Path, duration: float | None) -> None:
     """Run the pipeline; events go to the configured sinks (JSON lines on stdout by default).
 
     Exits with 75 when it must be started again to apply (or undo) a config change from the
-    station; systemd does that at once (docs/fleet.md)."""
+    station or a release; systemd starts it again (docs/fleet.md)."""
     from roadside.agent.assembly import assemble
     from roadside.agent.fleet.local import LocalConfig
 
@@ -60,14 +60,49 @@ def run(config_path: Path, duration: float | None) -> None:
         log.exception("the agent failed with the config on trial")
         local.roll_back(f"the agent failed with it: {exc}")
         sys.exit(ExitCode.RESTART)
-    if agent.restart_asked:
-        sys.exit(ExitCode.RESTART)
     click.echo(
         f"{logs.line_prefix(logging.INFO)}stopped: {stats.frames} frames, "
         f"{stats.detections_run} detector runs, "
         f"{stats.events} event messages",
         err=True,
     )
+    if agent.restart_asked:  # a config change or a release to apply or undo
+        sys.exit(ExitCode.RESTART)  # systemd starts the agent again
+
+
+@agent.command("update-guard")
+@config_option
+def update_guard(config_path: Path) -> None:
+    """systemd's ExecStartPre, from the stable slot: count the starts of a release on trial,
+    roll it back when it has had its chances. Never fails the start."""
+    from roadside.agent.update.service import UPDATE_DIR
+    from roadside.agent.update.slots import Slots
+    from roadside.agent.update.trial import TrialBook, guard
+
+    cfg = load_config(config_path)
+    logs.apply(cfg.logging)
+    book = TrialBook(Path(cfg.data_dir) / UPDATE_DIR)
+    try:
+        said = guard(Slots(cfg.update.root), book, cfg.update.max_starts)
+    except OSError as exc:
+        said = f"cannot look at the release slots: {exc}"
+    log.warning("update guard: %s", said)
+
+
+@agent.command("update-exited")
+@config_option
+def update_exited(config_path: Path) -> None:
+    """systemd's ExecStopPost, from the stable slot: note how a release on trial ended."""
+    import os
+
+    from roadside.agent.update.service import UPDATE_DIR
+    from roadside.agent.update.trial import TrialBook, note_exit
+
+    cfg = load_config(config_path)
+    logs.apply(cfg.logging)
+    said = note_exit(TrialBook(Path(cfg.data_dir) / UPDATE_DIR), dict(os.environ))
+    if said:
+        log.warning("release on trial: the agent %s", said)
 
 
 @agent.command()

@@ -41,7 +41,7 @@ from roadside.agent.uplink import Uplink  # noqa: E402
 from roadside.backoff import Backoff  # noqa: E402
 from roadside.badlink import BadLink, LinkShape  # noqa: E402
 from roadside.central.config import BrokerConfig  # noqa: E402
-from roadside.central.receiver import TransferReceiver  # noqa: E402
+from roadside.central.receiver import clip_receiver  # noqa: E402
 from roadside.central.receiver_service import ReceiverService  # noqa: E402
 from roadside.config.agent import MqttConfig, TransferConfig, UplinkConfig  # noqa: E402
 
@@ -60,7 +60,7 @@ def link_shape(args: argparse.Namespace) -> LinkShape:
 
 
 def chunked(args: argparse.Namespace, work: Path, broker: Mosquitto, data: Path) -> dict:
-    rx = TransferReceiver(work / "station" / "incoming", work / "station" / "files")
+    rx = clip_receiver(work / "station" / "incoming", work / "station" / "files")
     svc = ReceiverService(
         BrokerConfig(host="127.0.0.1", port=broker.port), rx, client_id="bench-receiver"
     ).start()

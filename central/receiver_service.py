@@ -22,7 +22,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from roadside.central.config import BrokerConfig
 from roadside.central.mqtt import ReconnectWaits, connect_properties, make_client
-from roadside.central.receiver import TransferReceiver
+from roadside.transfer.receiver import TransferReceiver
 from roadside.wire.topics import ROOT, XFER, XFER_ABORT, XFER_DATA, XFER_INIT
 
 log = logging.getLogger(__name__)

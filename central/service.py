@@ -13,7 +13,7 @@ from types import FrameType
 
 from roadside.central.config import CentralConfig
 from roadside.central.ingest import IngestStats, IngestWorker
-from roadside.central.receiver import TransferReceiver
+from roadside.central.receiver import clip_receiver
 from roadside.central.receiver_service import ReceiverService
 from roadside.central.store import Store
 
@@ -31,9 +31,7 @@ class CentralService:
         self.ingest = IngestWorker(cfg, self.store, worker)
         self.receiver: ReceiverService | None = None
         if cfg.ingest.receiver if receiver is None else receiver:
-            files = TransferReceiver(
-                Path(cfg.data_dir) / "incoming", cfg.clips_path, self.store.clips
-            )
+            files = clip_receiver(Path(cfg.data_dir) / "incoming", cfg.clips_path, self.store.clips)
             self.receiver = ReceiverService(
                 cfg.broker,
                 files,

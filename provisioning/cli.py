@@ -17,6 +17,7 @@ import click
 from roadside.cli_base import RoadsideGroup
 from roadside.errors import ProvisionError
 
+from . import release as rel
 from . import wheelhouse as wh
 from .agent_toml import (
     check_site,
@@ -33,9 +34,15 @@ from .identity import account_role, check_device_id
 from .registry import Registry
 
 PASSPHRASE_ENV = "ROADSIDE_CA_PASSPHRASE"
+RELEASE_PASSPHRASE_ENV = "ROADSIDE_RELEASE_PASSPHRASE"
 
 
-def _passphrase(passphrase_file: Path | None, confirm: bool = False) -> bytes:
+def _passphrase(
+    passphrase_file: Path | None,
+    confirm: bool = False,
+    env: str = PASSPHRASE_ENV,
+    what: str = "CA",
+) -> bytes:
     if passphrase_file is not None:
         try:
             mode = passphrase_file.stat().st_mode
@@ -45,12 +52,12 @@ def _passphrase(passphrase_file: Path | None, confirm: bool = False) -> bytes:
             click.echo(f"warning: {passphrase_file} is readable by others; chmod 600 it", err=True)
         raw = read_bytes(passphrase_file, "passphrase file")
         return raw.removesuffix(b"\n").removesuffix(b"\r")
-    if os.environ.get(PASSPHRASE_ENV):
-        return os.environ[PASSPHRASE_ENV].encode("utf-8")
+    if os.environ.get(env):
+        return os.environ[env].encode("utf-8")
     if sys.stdin.isatty():
-        text = click.prompt("CA passphrase", hide_input=True, confirmation_prompt=confirm)
+        text = click.prompt(f"{what} passphrase", hide_input=True, confirmation_prompt=confirm)
         return text.encode("utf-8")
-    raise ProvisionError(f"no CA passphrase: pass --passphrase-file FILE or set {PASSPHRASE_ENV}")
+    raise ProvisionError(f"no {what} passphrase: pass --passphrase-file FILE or set {env}")
 
 
 _passphrase_option = click.option(
@@ -447,3 +454,75 @@ def wheelhouse_cmd(
     wheel = wh.build_wheelhouse(out, project, platforms, python_version, extras)
     count = len(list(out.glob("*.whl")))
     click.echo(f"wheelhouse {out}: {wheel.name} and {count - 1} other wheels")
+
+
+_release_passphrase_option = click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="ROADSIDE_RELEASE_PASSPHRASE_FILE",
+    help=f"File holding the release key's passphrase (default: ${RELEASE_PASSPHRASE_ENV}, "
+    "else a prompt).",
+)
+
+
+@provision.command("release-key")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@_release_passphrase_option
+def release_key_cmd(directory: Path, passphrase_file: Path | None) -> None:
+    """Create the station's release key in DIRECTORY (not the CA folder): it signs software."""
+    if (directory / rel.KEY_FILE).exists():
+        raise ProvisionError(
+            f"{directory / rel.KEY_FILE} exists already: one release key a station"
+        )
+    secret = _passphrase(passphrase_file, True, RELEASE_PASSPHRASE_ENV, "release key")
+    public = rel.create_release_key(directory, secret)
+    click.echo(f"release key in {directory}: {rel.KEY_FILE} (0600) signs releases;")
+    click.echo(f"  {public.name} goes to every box as /etc/roadside/release.pub")
+    click.echo(
+        "Keep it apart from the CA folder, with a passphrase of its own; back it up offline."
+    )
+
+
+@provision.command("release")
+@click.option(
+    "--key",
+    "key_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    envvar="ROADSIDE_RELEASE_KEY_DIR",
+    required=True,
+    help="The folder made by `provision release-key` (default: $ROADSIDE_RELEASE_KEY_DIR).",
+)
+@click.option(
+    "--wheelhouse",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    required=True,
+    help="Wheels from `provision wheelhouse` for the boxes' Python and architecture.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for roadside-<version>.release (the station's release folder).",
+)
+@click.option("--python", "python", default=None, help="The boxes' Python, e.g. 3.11.")
+@click.option("--machine", default=None, help="The boxes' architecture, e.g. aarch64.")
+@_release_passphrase_option
+def release_cmd(
+    key_dir: Path,
+    wheelhouse: Path,
+    out: Path,
+    python: str | None,
+    machine: str | None,
+    passphrase_file: Path | None,
+) -> None:
+    """Pack a wheelhouse into a signed release for `roadside fleet update`."""
+    rel.project_version(wheelhouse)  # a wrong folder fails before the prompt
+    key = rel.open_release_key(
+        key_dir, _passphrase(passphrase_file, False, RELEASE_PASSPHRASE_ENV, "release key")
+    )
+    path, manifest = rel.build_release(wheelhouse, key, out, python, machine)
+    size = path.stat().st_size
+    click.echo(
+        f"release {manifest.version} for Python {manifest.python} on {manifest.machine}: "
+        f"{path} ({len(manifest.files)} wheels, {size} bytes)"
+    )

@@ -6,7 +6,10 @@
 #
 # Options:
 #   --bundle FILE      device bundle from `roadside provision device` (key, cert, agent.toml)
-#   --wheelhouse DIR   wheels from `roadside provision wheelhouse` (pip install --no-index)
+#   --wheelhouse DIR   wheels from `roadside provision wheelhouse` (pip install --no-index),
+#                      installed as the release slot /opt/roadside/releases/<version>
+#   --release-key FILE the station's release.pub (`roadside provision release-key`): the box
+#                      installs only releases signed by it
 #   --unit FILE        systemd unit to install (default: roadside-agent.service next to this
 #                      script, or ../systemd/roadside-agent.service)
 #   --no-venv          skip the virtual environment (also SKIP_VENV=1)
@@ -26,6 +29,7 @@ SKIP_VENV="${SKIP_VENV:-0}"
 BUNDLE=""
 WHEELHOUSE=""
 UNIT=""
+RELEASE_KEY=""
 REMOVE_BUNDLE=0
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 WORK=""
@@ -33,7 +37,8 @@ trap 'if [ -n "$WORK" ]; then rm -rf "$WORK"; fi' EXIT
 
 SERVICE_USER=roadside
 OPT_DIR=/opt/roadside
-VENV_DIR=$OPT_DIR  # the venv is /opt/roadside itself (systemd/roadside-agent.service)
+RELEASES_DIR=$OPT_DIR/releases  # a venv per release; current and stable link to one each
+SLOT_MARK=.roadside-slot.json   # written last: the slot is complete (agent/update/slots.py)
 ETC_DIR=/etc/roadside
 TLS_DIR=$ETC_DIR/tls
 DATA_DIR=/var/lib/roadside
@@ -49,6 +54,7 @@ while [ $# -gt 0 ]; do
         --bundle) BUNDLE="${2:?--bundle needs a file}"; shift 2 ;;
         --wheelhouse) WHEELHOUSE="${2:?--wheelhouse needs a folder}"; shift 2 ;;
         --unit) UNIT="${2:?--unit needs a file}"; shift 2 ;;
+        --release-key) RELEASE_KEY="${2:?--release-key needs a file}"; shift 2 ;;
         --no-venv) SKIP_VENV=1; shift ;;
         --remove-bundle) REMOVE_BUNDLE=1; shift ;;
         -h|--help) usage 0 ;;
@@ -140,26 +146,45 @@ apply_bundle() {
     system hostnamectl set-hostname "$DEVICE" || say "warning: could not set the hostname"
 }
 
-# ------------------------------------------------------------------ venv
+# ------------------------------------------------------------------ release slot
+# link NAME VERSION: /opt/roadside/NAME -> releases/VERSION, replaced in one rename.
+link() {
+    ln -sfn "releases/$2" "$ROOT$OPT_DIR/.$1.link-new"
+    mv -Tf "$ROOT$OPT_DIR/.$1.link-new" "$ROOT$OPT_DIR/$1"
+}
+
 ensure_venv() {
-    local venv="$ROOT$VENV_DIR"
     if [ "$SKIP_VENV" = 1 ]; then say "skipping the virtual environment"; return; fi
-    if [ ! -x "$venv/bin/python" ]; then
-        # System site packages: picamera2 and libcamera come from apt on a Pi, not from pip.
-        "$PYTHON" -m venv --system-site-packages "$venv" || die "cannot create $VENV_DIR"
-        say "created $VENV_DIR"
-    fi
     if [ -n "$WHEELHOUSE" ]; then
         [ -d "$WHEELHOUSE" ] || die "wheelhouse not found: $WHEELHOUSE"
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-index \
-            --find-links "$WHEELHOUSE" --upgrade roadside \
-            || die "pip could not install roadside from $WHEELHOUSE"
-        say "roadside installed from $WHEELHOUSE"
-    elif ! "$venv/bin/python" -c 'import roadside' 2>/dev/null; then
-        die "roadside is not installed in $VENV_DIR and no --wheelhouse was given"
+        local wheels version slot
+        wheels=("$WHEELHOUSE"/roadside-*-py3-none-any.whl)
+        [ -f "${wheels[0]}" ] && [ ${#wheels[@]} -eq 1 ] \
+            || die "$WHEELHOUSE must hold exactly one roadside wheel"
+        version="$(basename "${wheels[0]}")"
+        version="${version#roadside-}"
+        version="${version%-py3-none-any.whl}"
+        slot="$ROOT$RELEASES_DIR/$version"
+        if [ ! -f "$slot/$SLOT_MARK" ]; then
+            rm -rf "$slot"
+            # System site packages: picamera2 and libcamera come from apt on a Pi, not pip.
+            "$PYTHON" -m venv --system-site-packages "$slot" || die "cannot create $slot"
+            "$slot/bin/python" -m pip install --quiet --disable-pip-version-check --no-index \
+                --find-links "$WHEELHOUSE" "roadside==$version" \
+                || die "pip could not install roadside $version from $WHEELHOUSE"
+            sync
+            printf '{"version": "%s", "installed": %s}\n' "$version" "$(date +%s)" \
+                >"$slot/$SLOT_MARK"
+            say "release $version installed in $RELEASES_DIR/$version"
+        fi
+        if [ -z "$ROOT" ]; then chown -R "$SERVICE_USER:$SERVICE_USER" "$slot"; fi
+        link current "$version"
+        link stable "$version"
+    elif [ ! -x "$ROOT$OPT_DIR/current/bin/roadside" ]; then
+        die "no release installed under $RELEASES_DIR and no --wheelhouse was given"
     fi
     install -d -m 0755 "$ROOT/usr/local/bin"
-    ln -sfn "$VENV_DIR/bin/roadside" "$ROOT/usr/local/bin/roadside"
+    ln -sfn "$OPT_DIR/current/bin/roadside" "$ROOT/usr/local/bin/roadside"
 }
 
 # ------------------------------------------------------------------ systemd
@@ -182,12 +207,18 @@ ensure_unit() {
 
 if [ -n "$BUNDLE" ]; then unpack_bundle; fi
 ensure_user
-dir 0755 root:root "$OPT_DIR"
+# The agent installs the releases it is sent (signed ones only) itself.
+dir 0755 "$SERVICE_USER:$SERVICE_USER" "$OPT_DIR"
+dir 0755 "$SERVICE_USER:$SERVICE_USER" "$RELEASES_DIR"
 # The agent writes config changes from the station beside agent.toml (write, rename).
 dir 0770 "root:$SERVICE_USER" "$ETC_DIR"
 dir 0750 "root:$SERVICE_USER" "$TLS_DIR"
 dir 0750 "$SERVICE_USER:$SERVICE_USER" "$DATA_DIR"
 if [ -n "$BUNDLE" ]; then apply_bundle; fi
+if [ -n "$RELEASE_KEY" ]; then
+    [ -f "$RELEASE_KEY" ] || die "release key not found: $RELEASE_KEY"
+    put "$RELEASE_KEY" 0644 root:root "$ETC_DIR/release.pub"
+fi
 ensure_venv
 ensure_unit
 if [ "$REMOVE_BUNDLE" = 1 ] && [ -n "$BUNDLE" ]; then

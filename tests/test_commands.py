@@ -33,7 +33,7 @@ from roadside.agent.recording.clipcut import ClipResult
 from roadside.agent.transfer.sender import TransferSender
 from roadside.agent.uplink import Uplink
 from roadside.central.config import BrokerConfig
-from roadside.central.receiver import TransferReceiver
+from roadside.central.receiver import clip_receiver
 from roadside.central.receiver_service import ReceiverService
 from roadside.config.agent import (
     CommandsConfig,
@@ -207,7 +207,7 @@ class Box:
 class Rig:
     def __init__(self, root: Path, port: int, footage: Path) -> None:
         self.root = root
-        self.rx = TransferReceiver(root / "incoming", root / "files")
+        self.rx = clip_receiver(root / "incoming", root / "files")
         self.svc = ReceiverService(
             BrokerConfig(host="127.0.0.1", port=port), self.rx, client_id="rig-receiver"
         ).start()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from roadside.agent.update.slots import Slots
 from roadside.provisioning.agent_toml import Broker
 from roadside.provisioning.ca import ProjectCA
 from roadside.provisioning.cloudinit import install_script, write_card
@@ -85,6 +86,7 @@ def test_install_twice_into_a_prefix_gives_the_same_tree(
     assert files["etc/roadside/tls"] == "drwxr-x---"
     assert files["var/lib/roadside"] == "drwxr-x---"
     assert files["opt/roadside"] == "drwxr-xr-x"
+    assert files["opt/roadside/releases"] == "drwxr-xr-x"
     assert files["etc/roadside/tls/device.key"] == "-rw-------"
     assert files["etc/roadside/tls/device.crt"] == "-rw-r--r--"
     assert files["etc/roadside/agent.toml"] == "-rw-r--r--"
@@ -199,10 +201,13 @@ def test_install_builds_the_venv_offline_from_a_wheelhouse(bundle: Path, tmp_pat
     _fake_wheel(wheelhouse)
     root = tmp_path / "root"
     run_install(root, "--bundle", str(bundle), "--wheelhouse", str(wheelhouse), skip_venv=False)
-    venv = root / "opt/roadside"
+    venv = root / "opt/roadside/current"
     proc = subprocess.run([str(venv / "bin/roadside")], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "roadside from the wheelhouse"
-    assert os.readlink(root / "usr/local/bin/roadside") == "/opt/roadside/bin/roadside"
+    assert os.readlink(root / "usr/local/bin/roadside") == "/opt/roadside/current/bin/roadside"
+    # The first release slot, complete, current and stable at once (agent/update/slots.py).
+    slots = Slots(root)
+    assert slots.versions() == ["0.0.1"] and slots.current() == slots.stable() == "0.0.1"
     before = listing(root)
     run_install(root, "--bundle", str(bundle), "--wheelhouse", str(wheelhouse), skip_venv=False)
     assert listing(root) == before

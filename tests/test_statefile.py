@@ -31,7 +31,7 @@ from roadside.agent.transfer.sender import STORE_FILE
 from roadside.agent.transfer.store import TransferRecord, TransferStore
 from roadside.agent.uplink.link import OUTBOX_FILE
 from roadside.agent.uplink.outbox import DAMAGED, Outbox
-from roadside.central.receiver import STATE_FILE, TransferReceiver
+from roadside.central.receiver import clip_receiver
 from roadside.config.agent import RecordingConfig
 from roadside.errors import StateFileError
 from roadside.ids import new_id
@@ -42,6 +42,7 @@ from roadside.statefile import (
     damaged_copies,
     open_state_file,
 )
+from roadside.transfer.receiver import STATE_FILE, TransferReceiver
 from roadside.wire.commands import ReplyMsg
 from roadside.wire.topics import XFER_DATA, XFER_INIT, xfer_topic
 from roadside.wire.transfer import XferAck, XferInit, pack_chunk
@@ -261,7 +262,7 @@ KINDS = [
     Kind(
         "receiver state",
         lambda d: d / "incoming" / STATE_FILE,
-        lambda d: TransferReceiver(d / "incoming", d / "files"),
+        lambda d: clip_receiver(d / "incoming", d / "files"),
         _receiver_fill,
         _receiver_kept,
         _receiver_works,

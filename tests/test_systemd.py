@@ -26,7 +26,9 @@ from roadside.errors import ExitCode
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = ROOT / "systemd"
 ROADSIDE = Path(sys.executable).with_name("roadside")
-INSTALLED = "/opt/roadside/bin/roadside"
+INSTALLED = "/opt/roadside/current/bin/roadside"  # a box runs its current release slot
+STABLE = "/opt/roadside/stable/bin/roadside"  # the start guard and stop hook run from here
+STATION = "/opt/roadside/bin/roadside"  # the station's own install
 
 
 def unit_keys(path: Path) -> dict[str, dict[str, list[str]]]:
@@ -59,8 +61,10 @@ def verify(unit: Path, tmp_path: Path) -> subprocess.CompletedProcess:
         pytest.skip("systemd-analyze is not installed (apt install systemd; .ci/run does)")
     copy = tmp_path / unit.name
     text = unit.read_text()
-    assert f"ExecStart={INSTALLED} " in text
-    copy.write_text(text.replace(f"ExecStart={INSTALLED} ", f"ExecStart={ROADSIDE} "))
+    assert f"ExecStart={INSTALLED} " in text or f"ExecStart={STATION} " in text
+    for installed in (f"={INSTALLED} ", f"={STATION} ", f"=-{STABLE} "):
+        text = text.replace(installed, f"={ROADSIDE} ")
+    copy.write_text(text)
     return subprocess.run(
         [analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60
     )
@@ -118,6 +122,10 @@ def test_agent_unit_matches_the_agent() -> None:
     assert "ProtectClock" not in service  # it implies a closed device policy
     exec_start = service["ExecStart"][0].split()
     assert exec_start == [INSTALLED, "agent", "run", "--config", "/etc/roadside/agent.toml"]
+    # Releases: the guard and the stop hook run from the stable slot, and never fail a start.
+    assert service["ExecStartPre"] == [f"-{STABLE} agent update-guard --config {exec_start[-1]}"]
+    assert service["ExecStopPost"] == [f"-{STABLE} agent update-exited --config {exec_start[-1]}"]
+    assert "/opt/roadside" in service["ReadWritePaths"][0].split()
 
 
 def test_agent_exec_start_is_a_valid_command_line(tmp_path: Path) -> None:
@@ -168,7 +176,7 @@ def test_the_agent_started_as_the_unit_logs_to_the_journal(tmp_path: Path, foota
 def test_central_unit_runs_the_central_service() -> None:
     service = unit_keys(UNITS / "roadside-central.service")["Service"]
     argv = service["ExecStart"][0].split()
-    assert argv == [INSTALLED, "central", "run", "--config", "/etc/roadside/central.toml"]
+    assert argv == [STATION, "central", "run", "--config", "/etc/roadside/central.toml"]
     assert service["Restart"] == ["always"] and service["ProtectSystem"] == ["strict"]
     assert service["StateDirectory"][0] in service["ReadWritePaths"][0]
     probe = subprocess.run(
@@ -190,7 +198,7 @@ def test_console_unit_serves_the_console_beside_the_central_service() -> None:
     keys = unit_keys(UNITS / "roadside-console.service")
     service, central = keys["Service"], unit_keys(UNITS / "roadside-central.service")["Service"]
     argv = service["ExecStart"][0].split()
-    assert argv == [INSTALLED, "central", "web", "--config", "/etc/roadside/central.toml"]
+    assert argv == [STATION, "central", "web", "--config", "/etc/roadside/central.toml"]
     assert "roadside-central.service" in keys["Unit"]["After"][0].split()
     # the same user and state directory as the ingest service: one database, one clips folder
     for key in ("User", "Group", "StateDirectory", "ReadWritePaths", "ProtectSystem"):

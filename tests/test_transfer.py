@@ -28,10 +28,11 @@ from roadside.agent.transfer.store import TransferRecord
 from roadside.agent.uplink import Uplink
 from roadside.badlink import BadLink, LinkShape
 from roadside.central.config import BrokerConfig
-from roadside.central.receiver import TransferReceiver
+from roadside.central.receiver import clip_receiver
 from roadside.central.receiver_service import ReceiverService
 from roadside.config.agent import MqttConfig, TransferConfig, UplinkConfig
 from roadside.ids import new_id
+from roadside.transfer.receiver import TransferReceiver
 from roadside.wire.commands import ErrorCode
 from roadside.wire.messages import EventMsg
 from roadside.wire.topics import EVENT, XFER, XFER_ABORT, topic, xfer_topic
@@ -83,7 +84,7 @@ class Station:
         self.svc: ReceiverService | None = None
 
     def start(self) -> Station:
-        self.rx = TransferReceiver(self.root / "incoming", self.root / "files")
+        self.rx = clip_receiver(self.root / "incoming", self.root / "files")
         self.svc = ReceiverService(
             BrokerConfig(host="127.0.0.1", port=self.port), self.rx, client_id="test-receiver"
         ).start()

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from roadside.agent.transfer.machine import (
+from roadside.agent.transfer.store import TransferRecord, TransferStore
+from roadside.backoff import Backoff
+from roadside.transfer.machine import (
     ChunkToken,
     Deadline,
     Ending,
@@ -28,9 +30,7 @@ from roadside.agent.transfer.machine import (
     Token,
     Tuning,
 )
-from roadside.agent.transfer.pacing import TokenBucket
-from roadside.agent.transfer.store import TransferRecord, TransferStore
-from roadside.backoff import Backoff
+from roadside.transfer.pacing import TokenBucket
 from roadside.wire.transfer import MAX_ACK_RANGES
 
 CS = 1024

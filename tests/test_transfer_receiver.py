@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from roadside.central.receiver import TransferReceiver
+from roadside.central.receiver import clip_receiver
 from roadside.ids import new_id
+from roadside.transfer.receiver import TransferReceiver
 from roadside.wire.commands import ErrorCode
 from roadside.wire.topics import xfer_topic
 from roadside.wire.transfer import XferAbort, XferAck, XferInit, pack_chunk
@@ -58,7 +59,7 @@ def ack_of(out: list) -> XferAck:
 
 
 def new_receiver(tmp_path: Path, clips: object = None) -> TransferReceiver:
-    return TransferReceiver(tmp_path / "incoming", tmp_path / "files", clips=clips)
+    return clip_receiver(tmp_path / "incoming", tmp_path / "files", clips=clips)
 
 
 def test_reassembles_out_of_order_with_repeats(tmp_path: Path, footage_bytes: bytes) -> None:
@@ -140,7 +141,7 @@ def test_chunk_before_manifest_asks_for_it(tmp_path: Path, footage_bytes: bytes)
 
 
 def test_bad_manifests_fail_clearly(tmp_path: Path, footage_bytes: bytes) -> None:
-    rx = TransferReceiver(tmp_path / "in", tmp_path / "files", max_size=1000)
+    rx = clip_receiver(tmp_path / "in", tmp_path / "files", max_size=1000)
     xid = new_id()
     broken = ack_of(rx.handle(t(xid, "init"), b'{"v":1,"id":"' + xid.encode() + b'"}'))
     assert broken.state == "fail" and broken.code == ErrorCode.BAD_REQUEST

@@ -170,7 +170,7 @@ class H264Encoder:
                 ctx.bit_rate = self.bitrate
             ctx.options = {"preset": "ultrafast", "tune": "zerolatency"}
             if not self.repeat:
-                ctx.flags |= av.codec.context.Flags.GLOBAL_HEADER
+                ctx.flags |= av.codec.context.Flags.global_header
             self._codec = ctx
             self.firsttimestamp = None
             for out in self._output:

@@ -37,12 +37,17 @@ from typing import Any, BinaryIO, cast
 
 from pydantic import ValidationError
 
-from roadside.agent.transfer.machine import (
+from roadside.agent.transfer.store import TransferRecord, TransferStore
+from roadside.agent.uplink import BulkMessage, Inbound, Uplink
+from roadside.backoff import Backoff
+from roadside.config.agent import TransferConfig
+from roadside.digest import sha256_file
+from roadside.ids import new_id
+from roadside.transfer.machine import (
     Action,
     Deadline,
     Ending,
     Finished,
-    Holdings,
     Progress,
     SendChunk,
     SendInit,
@@ -50,14 +55,9 @@ from roadside.agent.transfer.machine import (
     Silence,
     Token,
     Tuning,
+    take_ack,
 )
-from roadside.agent.transfer.pacing import TokenBucket
-from roadside.agent.transfer.store import TransferRecord, TransferStore
-from roadside.agent.uplink import BulkMessage, Inbound, Uplink
-from roadside.backoff import Backoff
-from roadside.config.agent import TransferConfig
-from roadside.digest import sha256_file
-from roadside.ids import new_id
+from roadside.transfer.pacing import TokenBucket
 from roadside.wire.commands import ErrorCode
 from roadside.wire.topics import XFER, XFER_ABORT, XFER_ACK, XFER_DATA, XFER_INIT, xfer_topic
 from roadside.wire.transfer import (
@@ -65,7 +65,6 @@ from roadside.wire.transfer import (
     TransferKind,
     XferAbort,
     XferAck,
-    XferAckState,
     XferInit,
     pack_chunk,
 )
@@ -303,17 +302,7 @@ class TransferSender:
             run = self._running.get(ack.transfer_id)
             if run is None:
                 return
-            machine = run.machine
-            if ack.state == XferAckState.DONE:
-                actions = machine.receiver_done(now)
-            elif ack.state == XferAckState.FAILED:
-                why = ack.detail or "the station gave up the transfer"
-                actions = machine.receiver_failed(ack.code or ErrorCode.FAILED, why, now)
-            elif ack.state == XferAckState.UNKNOWN:
-                actions = machine.receiver_unknown(now)
-            else:
-                actions = machine.answered(Holdings(ack.held, tuple(ack.ranges), ack.asking), now)
-            self._carry(run, actions)
+            self._carry(run, take_ack(run.machine, ack, now, "the station"))
 
     # -- named steps (all under _lock) ---------------------------------------------------
     def _add(self, rec: TransferRecord, resumed: bool) -> None:

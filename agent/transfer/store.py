@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from roadside.agent.transfer.machine import Manifest
 from roadside.statefile import MovedAside, StateSchema, open_state_file
+from roadside.transfer.machine import Manifest
 from roadside.wire.transfer import TransferKind
 
 State = Literal["sending", "done", "failed"]

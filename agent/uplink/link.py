@@ -92,14 +92,16 @@ class Uplink:
         return cls(cfg.device, cfg.mqtt, cfg.uplink, cfg.data_dir, status, pipeline)
 
     # -- for the rest of the agent ------------------------------------------------------
-    def publish(self, kind: str, msg: Message, priority: int | None = None) -> int:
+    def publish(
+        self, kind: str, msg: Message, priority: int | None = None, retain: bool = False
+    ) -> int:
         """Store ``msg`` for ``roadside/v1/<device>/<kind>``; the sender delivers it.
 
         The priority follows the kind (``reply/<id>`` most urgent, then event, count,
-        health) unless given.
+        health) unless given; ``retain`` asks the broker to keep it as the topic's last word.
         """
         prio = priority_of(kind) if priority is None else priority
-        return self.outbox.put(topic(self.device, kind), msg.encode(), prio, kind)
+        return self.outbox.put(topic(self.device, kind), msg.encode(), prio, kind, retain)
 
     def subscribe(self, kind_filter: str, callback: MessageCallback, qos: int = 1) -> None:
         """Subscribe under this device's prefix, e.g. ``subscribe("cmd/#", on_command)``."""

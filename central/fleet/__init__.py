@@ -1,5 +1,3 @@
-"""Fleet operations from the station: each box's config (desired and reported) and software.
-
-``roadside fleet`` (``cli.py``) is the command group; its commands live beside it, one module
-per concern.
+"""Fleet operations from the station: ``roadside fleet`` (``cli.py``): each box's config
+(desired and reported), its software (signed releases, rollouts), and the status of both.
 """

@@ -1,18 +1,24 @@
 """``roadside fleet``: see and change what every box runs, from the station.
 
-Every command reads the central config (``--config``, or $ROADSIDE_CENTRAL_CONFIG) and runs
-under an officer's account (``--officer NAME`` or $ROADSIDE_OFFICER); each is audited.
-``status`` needs a viewer, ``config get`` an investigator, ``config set`` an admin. Commands
-hang off ``fleet``: ``status`` and ``config`` here, software updates beside them.
+``fleet status`` lists every box: online, its software version and update state, its config
+(reported against desired) and the last error. ``fleet config get|set`` reads and changes a
+box's config (docs/fleet.md). ``fleet update VERSION`` sends the signed release
+``<data_dir>/releases/roadside-VERSION.release`` (made by ``roadside provision release --out
+<data_dir>/releases``) to the boxes named, a canary group first, and waits until each has its
+final word. Every command reads the central config and runs under an officer's account
+(``--officer NAME`` or $ROADSIDE_OFFICER): ``status`` needs a viewer, ``config get`` an
+investigator, ``config set`` and ``update`` an admin; each is audited.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
 
+from roadside.central import views
 from roadside.central.accounts import Role
 from roadside.central.cli import (
     DURATION,
@@ -22,13 +28,121 @@ from roadside.central.cli import (
     officer_option,
     open_store,
 )
+from roadside.central.store import Store
 from roadside.config.document import to_toml
-from roadside.errors import ExitCode
+from roadside.errors import ExitCode, UsageError
+
+VIEW_SETTLE_S = 2.0  # retained messages of every box arrive within this after subscribing
 
 
 @click.group("fleet")
 def fleet() -> None:
-    """Every box's config and software: status, config get/set."""
+    """Every box: status, config get/set, software updates."""
+
+
+def _release_file(data_dir: str, version: str, given: Path | None) -> Path:
+    path = given or Path(data_dir) / "releases" / f"roadside-{version}.release"
+    if not path.is_file():
+        raise UsageError(
+            f"no release file {path}: make it with `roadside provision release --out "
+            f"{Path(data_dir) / 'releases'}`"
+        )
+    return path
+
+
+def _known_devices(store: Store) -> list[str]:
+    from roadside.central.store import queries
+
+    with store.connect() as conn:
+        return [row["device"] for row in queries.devices(conn)]
+
+
+@fleet.command("update")
+@click.argument("version")
+@click.option("--devices", "devices", default=None, help="Comma-separated boxes to update.")
+@click.option("--all", "everyone", is_flag=True, help="Every box the station knows.")
+@click.option(
+    "--canary",
+    type=click.IntRange(0, 1000),
+    default=0,
+    show_default=True,
+    help="Update this many boxes first; the rest only when all of them are healthy.",
+)
+@click.option(
+    "--release",
+    "release_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The release file (default <data_dir>/releases/roadside-VERSION.release).",
+)
+@click.option("--kbps", type=click.FloatRange(min=0), default=0.0, help="Cap per box, kbit/s.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=6 * 3600.0,
+    show_default=True,
+    help="Seconds a wave may take (download, install, health) before its boxes count as timed out.",
+)
+@config_option
+@officer_option
+@json_option
+def update_cmd(
+    version: str,
+    devices: str | None,
+    everyone: bool,
+    canary: int,
+    release_path: Path | None,
+    kbps: float,
+    timeout: float,
+    config_path: Path | None,
+    officer: str | None,
+    as_json: bool,
+) -> None:
+    """Roll release VERSION out: download, install, restart, health check, or rollback."""
+    from roadside.central.fleet.rollout import FleetView, Rollout
+    from roadside.central.fleet.sender import ReleaseSender, SendSettings
+
+    if bool(devices) == everyone:
+        raise UsageError("name the boxes: --devices a,b,... or --all")
+    cfg, store = open_store(config_path)
+    who = officer_account(store, officer, Role.ADMIN)
+    path = _release_file(cfg.data_dir, version, release_path)
+    targets = [d.strip() for d in devices.split(",") if d.strip()] if devices else []
+    if everyone:
+        targets = _known_devices(store)
+    if not targets:
+        store.close()
+        raise UsageError("no boxes to update")
+    view = FleetView(cfg.broker).start()
+    sender = ReleaseSender(cfg.broker, SendSettings(kbps=kbps)).start()
+    try:
+        time.sleep(VIEW_SETTLE_S)
+        rollout = Rollout(
+            sender,
+            view,
+            path,
+            version,
+            targets,
+            canary,
+            timeout,
+            progress=lambda line: click.echo(line, err=True),
+        )
+        results = rollout.run()
+    finally:
+        sender.stop()
+        view.stop()
+    summary = {d: {"state": r.state, "detail": r.detail} for d, r in results.items()}
+    store.audit.record(
+        who, "fleet update", {"version": version, "devices": targets, "canary": canary}, summary
+    )
+    store.close()
+    if as_json:
+        views.print_json(summary)
+    else:
+        for device, r in results.items():
+            click.echo(f"{device}: {r.state}" + (f" ({r.detail})" if r.detail else ""))
+    if any(r.state != "healthy" for r in results.values()):
+        sys.exit(ExitCode.FAILED)
 
 
 @fleet.command("status")
@@ -36,21 +150,27 @@ def fleet() -> None:
 @officer_option
 @json_option
 def status_cmd(config_path: Path | None, officer: str | None, as_json: bool) -> None:
-    """Every box: online or not, software version and update, config reported against
-    desired, how the last change ended."""
-    from roadside.central import views
-    from roadside.central.fleet.status import fleet_json, fleet_rows, fleet_table
+    """Every box: online, software version and update, config reported against desired,
+    how the last change ended."""
+    from roadside.central.fleet.rollout import FleetView
+    from roadside.central.fleet.status import fleet_json, fleet_rows, fleet_table, with_updates
 
     cfg, store = open_store(config_path)
     who = officer_account(store, officer, Role.VIEWER)
     with store.connect() as conn:
         rows = fleet_rows(conn)
-    store.audit.record(who, "fleet-status", {}, {"rows": len(rows)})
+    view = FleetView(cfg.broker).start()
+    try:
+        time.sleep(VIEW_SETTLE_S)
+    finally:
+        view.stop()
+    rows = with_updates(rows, view)
+    store.audit.record(who, "fleet status", {}, {"rows": len(rows)})
+    store.close()
     if as_json:
         views.print_json(fleet_json(rows, cfg.zone))
     else:
         views.out_console().print(fleet_table(rows))
-    store.close()
 
 
 @fleet.group("config")
@@ -67,7 +187,6 @@ def config_get_cmd(
     device: str, config_path: Path | None, officer: str | None, as_json: bool
 ) -> None:
     """Print the config DEVICE runs (TOML, secrets redacted) and its hash."""
-    from roadside.central import views
     from roadside.central.fleet.configs import ask_running
 
     cfg, store = open_store(config_path)
@@ -139,7 +258,6 @@ def config_set_cmd(
     with it and checks its health: 0 applied, 1 refused or rolled back (the box runs its
     previous config), 2 not valid (nothing sent), 3 no final answer yet.
     """
-    from roadside.central import views
     from roadside.central.fleet.configs import ask_running, compose, plan, send
 
     if file is None and not assignments:

@@ -2,8 +2,8 @@
 
 Config: the hash the box reports in its retained status (and one on trial), the hash the
 station last asked for, and how that change ended (from its audit row). Software: the version
-the box reports; ``update`` is the state of a software update, which the update records fill.
-A box the station has never heard from but has a desired config for is listed too.
+the box reports, and its last update report (``rollout.FleetView``, from the broker's retained
+messages). A box the station has never heard from but has a desired config for is listed too.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from rich.table import Table
 
 from roadside.central.fleet import desired
+from roadside.central.fleet.rollout import FleetView
 from roadside.central.store import queries
 from roadside.central.times import iso_time, show_age
 from roadside.central.views import device_state
@@ -34,7 +35,9 @@ class FleetRow:
     desired: str | None  # the config hash the station last sent
     change: str | None  # how the last config change stands: applied, rolled back, …
     error: str | None  # the last change's error, for people
-    update: str | None = None  # the software update's state (filled by the update records)
+    update: str | None = None  # the last software update report's state
+    release: str | None = None  # the release that report is about
+    update_error: str | None = None  # the update's last error
 
     @property
     def in_step(self) -> bool:
@@ -88,6 +91,26 @@ def _with_desired(row: FleetRow, want: dict[str, Any] | None) -> FleetRow:
     return row
 
 
+def with_updates(rows: list[FleetRow], view: FleetView) -> list[FleetRow]:
+    """``rows`` with what the boxes' retained update reports say; boxes only the view knows
+    are added."""
+    by_device = {r.device: r for r in rows}
+    for device in sorted(view.boxes):
+        box = view.box(device)
+        row = by_device.get(device)
+        if row is None:
+            row = by_device[device] = FleetRow(
+                device, "unknown", None, None, None, None, None, None, None
+            )
+        if box.online is not None and row.state == "unknown":
+            row.state = "online" if box.online else "offline"
+        row.version = box.version or row.version
+        if box.update is not None:
+            row.update, row.release = box.update.state.value, box.update.release
+        row.update_error = box.last_error
+    return sorted(by_device.values(), key=lambda r: r.device)
+
+
 def fleet_json(rows: list[FleetRow], zone: tzinfo) -> list[dict[str, Any]]:
     return [
         {**asdict(r), "last_seen": iso_time(r.last_seen, zone), "in_step": r.in_step} for r in rows
@@ -111,10 +134,10 @@ def fleet_table(rows: list[FleetRow]) -> Table:
             f"[{state_style}]{r.state}[/]",
             "-" if r.last_seen is None else f"{show_age(now - r.last_seen)} ago",
             r.version or "-",
-            r.update or "-",
+            f"{r.update} {r.release or ''}".strip() if r.update else "-",
             f"[{style}]{config}[/]",
             r.desired or "-",
             r.change or "-",
-            r.error or "",
+            "; ".join(e for e in (r.error, r.update_error) if e),
         )
     return table

@@ -627,6 +627,48 @@ class TransferConfig(Section):
     )
 
 
+class UpdateConfig(Section):
+    """Software updates from the station: signed releases into A/B slots, with rollback."""
+
+    enabled: bool = Field(
+        True, description="Take releases the station offers (needs [mqtt] and release_key)."
+    )
+    release_key: str = Field(
+        "/etc/roadside/release.pub",
+        description="The station's release public key (Ed25519, PEM): only releases "
+        "signed by it are installed.",
+    )
+    root: str = Field(
+        "/",
+        description="Prefix of /opt/roadside (releases/<version>, current, stable); "
+        "another folder only for tests and benches.",
+    )
+    health_s: float = Field(
+        300.0,
+        ge=30,
+        le=86400,
+        description="A new release must be healthy (watchdog ready and pinging, link up) "
+        "within this long after the switch, or the box goes back to the previous one.",
+    )
+    confirm_s: float = Field(
+        20.0,
+        ge=0,
+        le=3600,
+        description="... and stay healthy this long before it counts as healthy.",
+    )
+    max_starts: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="A new release that has not become healthy after this many starts "
+        "is rolled back at once (an agent that exits at start).",
+    )
+    keep: int = Field(2, ge=2, le=10, description="Release slots kept on the card.")
+    max_bytes: int = Field(
+        1 << 30, ge=1 << 20, le=1 << 34, description="Larger releases are refused, bytes."
+    )
+
+
 class CommandsConfig(Section):
     """Requests from the station (cmd/<name>): clip, snapshot, cancel, ping, status."""
 
@@ -824,6 +866,7 @@ class AgentConfig(Section):
     uplink: UplinkConfig = Field(default_factory=UplinkConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    update: UpdateConfig = Field(default_factory=UpdateConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     fleet: FleetConfig = Field(default_factory=FleetConfig)

@@ -33,7 +33,7 @@ class Message(BaseModel):
         return self.model_dump_json(by_alias=True, exclude_none=True).encode()
 
     @classmethod
-    def decode(cls, payload: bytes | str) -> Self:
+    def decode(cls, payload: bytes | bytearray | str) -> Self:
         """Parse a wire payload; only the short keys count (raises ValidationError)."""
         return cls.model_validate_json(payload, by_alias=True, by_name=False)
 

@@ -17,8 +17,11 @@ HEALTH = "health"
 CMD = "cmd"  # cmd/<name>: station -> box
 REPLY = "reply"  # reply/<request id>: box -> station
 XFER = "xfer"  # xfer/<transfer id>/<part>: box -> station, chunked uploads
+DL = "dl"  # dl/<transfer id>/<part>: station -> box, chunked downloads (releases)
+UPDATE = "update"  # retained: box -> station, where the box's software update stands
 
-# The parts of a transfer, under xfer/<transfer id>/.
+# The parts of a transfer, under xfer/<transfer id>/ (and dl/<transfer id>/, where the
+# directions swap: init, d and abort go station -> box, ack goes box -> station).
 XFER_INIT = "init"  # box -> station, QoS 1, JSON XferInit; sent again to ask what is held
 XFER_DATA = "d"  # box -> station, QoS 0, binary: a chunk header + data
 XFER_ABORT = "abort"  # box -> station, QoS 1, JSON XferAbort

@@ -1,7 +1,9 @@
-"""Transfers: a file in chunks on ``xfer/<transfer id>/...``, acknowledged by the station.
+"""Transfers: a file in chunks on ``xfer/<transfer id>/...`` (box to station) or
+``dl/<transfer id>/...`` (station to box), acknowledged by the receiving side.
 
-The manifest (``XferInit``), the station's acknowledgements (``XferAck``) and the box's
-abort are JSON messages; the data goes as binary chunks, each with a 16-byte header.
+The manifest (``XferInit``), the receiver's acknowledgements (``XferAck``) and the sender's
+abort are JSON messages; the data goes as binary chunks, each with a 16-byte header. The
+same messages serve both directions.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def unpack_chunk(payload: bytes) -> tuple[int, bytes]:
     return offset, data
 
 
-TransferKind = Literal["clip", "snapshot"]
+TransferKind = Literal["clip", "snapshot", "release"]  # release: station -> box
 
 
 class XferInit(Message):

@@ -12,8 +12,9 @@ for the deadline), events come in as method calls, and what to do comes out as v
   partial file when ``ending.tells_receiver``), ``Silence`` (worth a log line).
 
 The machine knows a sending side and a receiving side, never which end is the box: the same
-machine can carry a file either way. ``TransferSender`` (sender.py) is the box's threaded
-shell around it.
+machine carries a file either way. ``TransferSender`` (agent/transfer/sender.py) is the box's
+threaded shell around it for uploads, ``ReleaseSender`` (central/fleet/sender.py) the
+station's for releases; both hand the receiver's acks to ``take_ack``.
 
 Phases, and what moves them::
 
@@ -37,9 +38,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from roadside.agent.transfer.chunks import HeldChunks, Window
 from roadside.backoff import Backoff
-from roadside.wire.transfer import MAX_ACK_RANGES
+from roadside.transfer.chunks import HeldChunks, Window
+from roadside.wire.commands import ErrorCode
+from roadside.wire.transfer import MAX_ACK_RANGES, XferAck, XferAckState
 
 PROGRESS_STEP = 0.1  # a Progress action every 10 % ...
 PROGRESS_EVERY_S = 15.0  # ... or this often, whichever comes first
@@ -423,3 +425,18 @@ class SendMachine:
         self.revision += 1
         fraction = 1.0 if ending is Ending.DONE else self.held.fraction
         return [Finished(ending, fraction, code, msg)]
+
+
+def take_ack(
+    machine: SendMachine, ack: XferAck, now: float, receiver: str = "the receiving side"
+) -> list[Action]:
+    """Feed one of the receiving side's acks to ``machine``; the actions it gives
+    (``receiver`` names that side in a refusal that came without a reason)."""
+    if ack.state == XferAckState.DONE:
+        return machine.receiver_done(now)
+    if ack.state == XferAckState.FAILED:
+        why = ack.detail or f"{receiver} gave up the transfer"
+        return machine.receiver_failed(ack.code or ErrorCode.FAILED, why, now)
+    if ack.state == XferAckState.UNKNOWN:
+        return machine.receiver_unknown(now)
+    return machine.answered(Holdings(ack.held, tuple(ack.ranges), ack.asking), now)
