@@ -104,13 +104,15 @@ def test_agent_unit_matches_the_agent() -> None:
     defaults = WatchdogConfig()
     assert defaults.frame_timeout_s * 2 <= watchdog
     assert seconds(service["TimeoutStartSec"][0]) >= 60  # model load and camera start on a Pi 4
-    # Hardening, with the data directory and the config folder (config changes from the
-    # station are written beside the file ExecStart names) the only writable places.
+    # Hardening, with the data directory, the release slots and the config folder (config
+    # changes from the station are written beside the file ExecStart names) the only
+    # writable places.
     assert service["ProtectSystem"] == ["strict"]
     data_dir = AgentConfig.model_fields["data_dir"].default
     config_dir = str(Path(service["ExecStart"][0].split()[-1]).parent)
-    assert set(service["ReadWritePaths"][0].split()) == {data_dir, config_dir}
-    # The agent's "start me again" (a config change to apply or undo) is restarted at once.
+    assert set(service["ReadWritePaths"][0].split()) == {data_dir, config_dir, "/opt/roadside"}
+    # The agent's "start me again" (a config change or a release to apply or undo) is always
+    # restarted, and not counted as a failure.
     assert service["RestartForceExitStatus"] == [str(int(ExitCode.RESTART))]
     assert service["SuccessExitStatus"] == [str(int(ExitCode.RESTART))]
     assert service["StateDirectory"] == [Path(data_dir).name]
