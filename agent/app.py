@@ -14,6 +14,7 @@ from types import FrameType
 
 from roadside.agent.commands.service import CommandService
 from roadside.agent.events.fanout import SinkFanout
+from roadside.agent.fleet.restart import RestartRequest
 from roadside.agent.hardware.box import BoxHardware
 from roadside.agent.pipeline import Pipeline, PipelineStats
 from roadside.agent.recording.recorder import Recorder
@@ -29,8 +30,9 @@ class Agent:
     """The box's parts that have a life of their own (threads, devices, files).
 
     ``uplink``, ``recorder``, ``commands`` and ``update`` are None when the config leaves
-    them out. ``restart_for`` says why the agent stopped to be started again (a new release,
-    a rollback): ``roadside agent run`` then exits with RESTART_EXIT and systemd restarts it.
+    them out. ``restart`` is asked when the agent must stop to be started again (a config
+    change or a release to apply or undo): ``roadside agent run`` then exits with
+    ``ExitCode.RESTART`` and systemd starts it again.
     """
 
     source: FrameSource
@@ -41,13 +43,11 @@ class Agent:
     recorder: Recorder | None = None
     commands: CommandService | None = None
     update: UpdateService | None = None
-    restart_for: str | None = None
+    restart: RestartRequest | None = None
 
-    def request_restart(self, why: str) -> None:
-        """Stop, to be started again by systemd (any thread)."""
-        log.warning("restarting: %s", why)
-        self.restart_for = why
-        self.pipeline.stop()
+    @property
+    def restart_asked(self) -> bool:
+        return self.restart is not None and self.restart.asked
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.warning("signal %s: stopping", signal.Signals(signum).name)

@@ -17,8 +17,6 @@ from roadside.errors import ExitCode
 
 log = logging.getLogger(__name__)
 
-RESTART_EXIT = 75  # the agent stopped to be started again (a new release, a rollback)
-
 
 @click.group()
 def agent() -> None:
@@ -34,9 +32,15 @@ def agent() -> None:
     help="Stop after this many seconds (default: until SIGINT/SIGTERM).",
 )
 def run(config_path: Path, duration: float | None) -> None:
-    """Run the pipeline; events go to the configured sinks (JSON lines on stdout by default)."""
-    from roadside.agent.assembly import assemble
+    """Run the pipeline; events go to the configured sinks (JSON lines on stdout by default).
 
+    Exits with 75 when it must be started again to apply (or undo) a config change from the
+    station or a release; systemd starts it again (docs/fleet.md)."""
+    from roadside.agent.assembly import assemble
+    from roadside.agent.fleet.local import LocalConfig
+
+    local = LocalConfig(config_path)
+    local.at_start()  # a config change an earlier run left: count, finish or undo it
     cfg = load_config(config_path)
     logs.apply(cfg.logging)
     log.info(
@@ -47,17 +51,24 @@ def run(config_path: Path, duration: float | None) -> None:
         ", ".join(cfg.events.sinks) or "nowhere",
         cfg.recording.mode,
     )
-    box = assemble(cfg)
-    stats = box.run(duration)
+    try:
+        agent = assemble(cfg, local)
+        stats = agent.run(duration)
+    except Exception as exc:
+        if not local.trying:
+            raise
+        log.exception("the agent failed with the config on trial")
+        local.roll_back(f"the agent failed with it: {exc}")
+        sys.exit(ExitCode.RESTART)
     click.echo(
         f"{logs.line_prefix(logging.INFO)}stopped: {stats.frames} frames, "
-        f"{box.pipeline.feed.dropped} dropped while detection was behind, "
+        f"{agent.pipeline.feed.dropped} dropped while detection was behind, "
         f"{stats.detections_run} detector runs, "
         f"{stats.events} event messages",
         err=True,
     )
-    if box.restart_for is not None:
-        sys.exit(RESTART_EXIT)  # systemd (Restart=always) starts the agent again
+    if agent.restart_asked:  # a config change or a release to apply or undo
+        sys.exit(ExitCode.RESTART)  # systemd starts the agent again
 
 
 @agent.command("update-guard")

@@ -76,7 +76,8 @@ class Pipeline:
     capture thread (they must not block); ``gate`` (default: a ``MotionGate``), ``detector``
     and ``tracker`` (default: from the config) are the stages; ``observers`` are called on the
     pipeline thread after each frame with the live tracks; ``sinks`` take every message in
-    order. ``stats`` is shared with whoever watches the pipeline (the watchdog).
+    order. ``stats`` is shared with whoever watches the pipeline (the watchdog); setting
+    ``stop_event`` (a signal, a restart to apply a config) ends ``run``.
     """
 
     def __init__(
@@ -91,6 +92,7 @@ class Pipeline:
         tracker: Tracker | None = None,
         observers: Sequence[FrameObserver] = (),
         stats: PipelineStats | None = None,
+        stop_event: threading.Event | None = None,
     ) -> None:
         self.cfg = cfg
         self.source = source
@@ -103,7 +105,7 @@ class Pipeline:
         self.lines = LineCounter(cfg.events.lines)
         self.builder = EventBuilder(ZoneMap(cfg.events.zones), ClockWatch())
         self.counts = CountWindow(cfg.events.count_interval_s)
-        self.stop_event = threading.Event()
+        self.stop_event = stop_event if stop_event is not None else threading.Event()
         fast_file = not source.live and cfg.source.pace == "fast"
         self.feed = FrameFeed(size=4 if fast_file else 2, newest_wins=not fast_file)
         self.capture = CaptureThread(source, self.feed, self.stop_event, taps)

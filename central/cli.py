@@ -70,7 +70,7 @@ TIME = _TimeParam()
 DURATION = _DurationParam()
 
 
-def _open(config_path: Path | None) -> tuple[CentralConfig, Store]:
+def open_store(config_path: Path | None) -> tuple[CentralConfig, Store]:
     from roadside.central.store import Store
 
     i18n.use(i18n.language_from_env())
@@ -78,7 +78,7 @@ def _open(config_path: Path | None) -> tuple[CentralConfig, Store]:
     return cfg, Store(cfg.database_url, cfg.database.echo)
 
 
-def _officer(store: Store, name: str | None, needed: Role) -> str:
+def officer_account(store: Store, name: str | None, needed: Role) -> str:
     """The account name to audit under, once it is known to be allowed ``needed``."""
     try:
         return identify(Accounts(store.engine), name, needed).name
@@ -138,7 +138,7 @@ def migrate_cmd(config_path: Path | None) -> None:
     """Create or upgrade the database schema (run also starts with this)."""
     from roadside.central.store.migrations import LATEST
 
-    _cfg, store = _open(config_path)
+    _cfg, store = open_store(config_path)
     applied = store.applied
     click.echo(
         f"{store.safe_url}: schema version {LATEST}"
@@ -157,8 +157,8 @@ def devices_cmd(config_path: Path | None, officer: str | None, as_json: bool) ->
     from roadside.central import views
     from roadside.central.store import queries
 
-    cfg, store = _open(config_path)
-    who = _officer(store, officer, Role.VIEWER)
+    cfg, store = open_store(config_path)
+    who = officer_account(store, officer, Role.VIEWER)
     with store.connect() as conn:
         rows = queries.devices(conn)
     store.audit.record(who, "devices", {}, {"rows": len(rows)})
@@ -209,8 +209,8 @@ def events_cmd(
     from roadside.central import views
     from roadside.central.store import queries
 
-    cfg, store = _open(config_path)
-    who = _officer(store, officer, Role.VIEWER)
+    cfg, store = open_store(config_path)
+    who = officer_account(store, officer, Role.VIEWER)
     flt = queries.EventFilter(device, cls, _when(cfg, since), _when(cfg, until), limit, colour)
     with store.connect() as conn:
         rows = queries.events(conn, flt)
@@ -256,8 +256,8 @@ def counts_cmd(
     from roadside.central import views
     from roadside.central.store import queries
 
-    cfg, store = _open(config_path)
-    who = _officer(store, officer, Role.VIEWER)
+    cfg, store = open_store(config_path)
+    who = officer_account(store, officer, Role.VIEWER)
     start = _when(cfg, since) if since else time.time() - 86400
     flt = queries.CountFilter(device, line, cls, start, _when(cfg, until))
     with store.connect() as conn:
@@ -287,8 +287,8 @@ def audit_cmd(
     from roadside.central import views
     from roadside.central.store import queries
 
-    cfg, store = _open(config_path)
-    _officer(store, officer, Role.INVESTIGATOR)
+    cfg, store = open_store(config_path)
+    officer_account(store, officer, Role.INVESTIGATOR)
     start = _when(cfg, since) if since else time.time() - 7 * 86400
     with store.connect() as conn:
         rows = queries.audit(conn, start, limit)
@@ -371,8 +371,8 @@ def clip_request_cmd(
     """Ask DEVICE for a clip and wait for the file (progress on stderr)."""
     from roadside.central.requests_cli import clip_range, follow_request
 
-    cfg, store = _open(config_path)
-    who = _officer(store, officer, Role.INVESTIGATOR)
+    cfg, store = open_store(config_path)
+    who = officer_account(store, officer, Role.INVESTIGATOR)
     t_from, t_to = clip_range(cfg, at, before, after, start, end)
     params: dict[str, Any] = {"from": t_from, "to": t_to, "quality": quality}
     if max_bytes:
@@ -388,7 +388,7 @@ def clip_status_cmd(request_id: str, config_path: Path | None, as_json: bool) ->
     """How a clip or snapshot request stands: sent, working, done (and where), error."""
     from roadside.central.requests_cli import show_status
 
-    cfg, store = _open(config_path)
+    cfg, store = open_store(config_path)
     show_status(cfg, store, request_id, as_json)
 
 
@@ -422,8 +422,8 @@ def snapshot_cmd(
     """Ask DEVICE for a snapshot (a small JPEG) of now or of an event."""
     from roadside.central.requests_cli import follow_request
 
-    cfg, store = _open(config_path)
-    who = _officer(store, officer, Role.INVESTIGATOR)
+    cfg, store = open_store(config_path)
+    who = officer_account(store, officer, Role.INVESTIGATOR)
     params = {"event": event_id} if event_id else {}
     sys.exit(follow_request(cfg, store, device, "snapshot", params, out, no_wait, as_json, who))
 

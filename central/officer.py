@@ -66,6 +66,7 @@ class BoxRequest:
         params: dict[str, Any],
         requester: str | None = None,
         audit_note: dict[str, Any] | None = None,
+        audit_params: dict[str, Any] | None = None,
         audited: bool = True,
         expiry_s: float = REQUEST_EXPIRY_S,
     ) -> None:
@@ -83,6 +84,8 @@ class BoxRequest:
         self.params = params
         self.requester = requester or who_am_i()
         self.audit_note = audit_note or {}  # kept in the audit row only, never sent to the box
+        # what the audit row keeps instead of the parameters (a config change: its diff)
+        self.audit_params = audit_params
         self.audited = audited  # False: part of a larger request that has its own row
         self.expiry_s = expiry_s
         self.request_id = new_id()
@@ -120,7 +123,10 @@ class BoxRequest:
                 self.requester,
                 self.command,
                 self.device,
-                {**self.params, **self.audit_note},
+                {
+                    **(self.params if self.audit_params is None else self.audit_params),
+                    **self.audit_note,
+                },
             )
         try:
             connect_now(self._client, self.cfg.broker, timeout)

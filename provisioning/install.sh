@@ -210,7 +210,8 @@ ensure_user
 # The agent installs the releases it is sent (signed ones only) itself.
 dir 0755 "$SERVICE_USER:$SERVICE_USER" "$OPT_DIR"
 dir 0755 "$SERVICE_USER:$SERVICE_USER" "$RELEASES_DIR"
-dir 0750 "root:$SERVICE_USER" "$ETC_DIR"
+# The agent writes config changes from the station beside agent.toml (write, rename).
+dir 0770 "root:$SERVICE_USER" "$ETC_DIR"
 dir 0750 "root:$SERVICE_USER" "$TLS_DIR"
 dir 0750 "$SERVICE_USER:$SERVICE_USER" "$DATA_DIR"
 if [ -n "$BUNDLE" ]; then apply_bundle; fi

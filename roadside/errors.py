@@ -16,6 +16,9 @@ class ExitCode(IntEnum):
     FAILED = 1  # the command ran and what it was asked to do failed
     USAGE = 2  # the command cannot run as asked: an option, argument, input or config is wrong
     PENDING = 3  # the request is on its way and has no final answer yet (officer commands)
+    # ``roadside agent run`` only: start me again (a new config to apply, or one to undo);
+    # EX_TEMPFAIL, which the systemd unit always restarts (RestartForceExitStatus).
+    RESTART = 75
 
 
 class RoadsideError(Exception):

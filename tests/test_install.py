@@ -83,7 +83,7 @@ def test_install_twice_into_a_prefix_gives_the_same_tree(
     assert "installed" not in second.stdout  # nothing rewritten the second time
 
     files = {path: mode for path, mode, _ in after_first}
-    assert files["etc/roadside"] == "drwxr-x---"
+    assert files["etc/roadside"] == "drwxrwx---"  # the agent writes config changes there
     assert files["etc/roadside/tls"] == "drwxr-x---"
     assert files["var/lib/roadside"] == "drwxr-x---"
     assert files["opt/roadside"] == "drwxr-xr-x"

@@ -19,6 +19,7 @@ import pytest
 import tomli_w
 
 from roadside.config.agent import AgentConfig, WatchdogConfig
+from roadside.errors import ExitCode
 from roadside.testing.configs import agent_config
 from roadside.testing.waiting import wait_until
 
@@ -103,10 +104,17 @@ def test_agent_unit_matches_the_agent() -> None:
     defaults = WatchdogConfig()
     assert defaults.frame_timeout_s * 2 <= watchdog
     assert seconds(service["TimeoutStartSec"][0]) >= 60  # model load and camera start on a Pi 4
-    # Hardening, with the data directory the only writable place, where the agent keeps it.
+    # Hardening, with the data directory, the release slots and the config folder (config
+    # changes from the station are written beside the file ExecStart names) the only
+    # writable places.
     assert service["ProtectSystem"] == ["strict"]
     data_dir = AgentConfig.model_fields["data_dir"].default
-    assert data_dir in service["ReadWritePaths"][0].split()
+    config_dir = str(Path(service["ExecStart"][0].split()[-1]).parent)
+    assert set(service["ReadWritePaths"][0].split()) == {data_dir, config_dir, "/opt/roadside"}
+    # The agent's "start me again" (a config change or a release to apply or undo) is always
+    # restarted, and not counted as a failure.
+    assert service["RestartForceExitStatus"] == [str(int(ExitCode.RESTART))]
+    assert service["SuccessExitStatus"] == [str(int(ExitCode.RESTART))]
     assert service["StateDirectory"] == [Path(data_dir).name]
     for key in ("NoNewPrivileges", "PrivateTmp", "ProtectHome"):
         assert service[key] == ["yes"], key

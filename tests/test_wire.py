@@ -263,6 +263,9 @@ def test_states_keep_their_wire_values() -> None:
         "deadline",
         "unavailable",
         "failed",
+        "bad_config",
+        "would_disconnect",
+        "rolled_back",
     ]
 
 

@@ -7,7 +7,9 @@ reply rather than an exception:
    without one there is nobody to answer: the message is counted and dropped;
 2. the request log: a repeated id starts nothing (its stored final reply is sent again);
 3. size, JSON shape, the command name, the envelope (``by``, ``exp``), the parameters;
-4. quick commands (ping, status, cancel) are answered at once; clip and snapshot become jobs.
+4. quick commands (ping, status, cancel, get_config) are answered at once; clip and snapshot
+   become jobs; set_config goes to the config service (``agent.fleet``), which answers after
+   the new config's health check, in a later run of the agent.
 
 Threads: the uplink's link thread calls ``_on_message``, which only stores the message in the
 command inbox (on disk, before the broker gets its PUBACK: see ``inbox.py``) and queues it
@@ -26,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -49,9 +51,13 @@ from roadside.wire.commands import (
     CommandMsg,
     ErrorCode,
     Params,
+    SetConfigParams,
     SnapshotParams,
 )
 from roadside.wire.topics import CMD, REQUEST_ID_PATTERN, kind_of
+
+if TYPE_CHECKING:
+    from roadside.agent.fleet.service import ConfigService
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +93,10 @@ class CommandChannel:
         clips: ClipMaker | None = None,
         latest: LatestFrame | None = None,
         best: BestFrames | None = None,
+        config: ConfigService | None = None,
     ) -> None:
         self.uplink = uplink
+        self.config = config
         self.sender = sender
         self.cfg = cfg
         self.requests = RequestLog(Path(data_dir) / REQUESTS_FILE)
@@ -108,6 +116,8 @@ class CommandChannel:
         """Finish what a restart interrupted, then listen."""
         self.requests.prune(self.cfg.remember_days * 86400)
         self.jobs.start()
+        if self.config is not None:
+            self.config.resume(self.replies)  # a config change an earlier run left
         self._recover()
         for arrived in self.inbox.waiting():  # received, acknowledged, not yet handled
             self.stats.recovered += 1
@@ -120,6 +130,8 @@ class CommandChannel:
         self._arrivals.put(None)
         if self._thread is not None:
             self._thread.join(10)
+        if self.config is not None:
+            self.config.stop()
         self.jobs.stop()
         self.requests.close()
         self.inbox.close()
@@ -208,6 +220,8 @@ class CommandChannel:
         elif name == "cancel":
             assert isinstance(params, CancelParams)
             self._cancel(rq, params.target)
+        elif name in ("get_config", "set_config"):
+            self._config(name, rq, cmd, params)
         else:
             self._start_job(name, rq, cmd, params)
 
@@ -265,6 +279,15 @@ class CommandChannel:
             )
             return
         self.replies.progress(rq, 0.0, "queued")
+
+    def _config(self, name: str, rq: str, cmd: CommandMsg, params: Params) -> None:
+        if self.config is None:
+            self.replies.error(rq, ErrorCode.UNAVAILABLE, "this box takes no config changes")
+        elif name == "get_config":
+            self.config.get(rq, self.replies)
+        else:
+            assert isinstance(params, SetConfigParams)
+            self.config.set(rq, cmd.requester, params, self.replies)
 
     def _cancel(self, rq: str, target: str) -> None:
         if self.jobs.cancel(target):
@@ -331,6 +354,8 @@ class CommandChannel:
                 )
 
     def _recover_one(self, req: Request) -> None:
+        if self.config is not None and self.config.owns(req.rq):
+            return  # a config change on trial: the config service answers it
         if req.xid is not None:
             rec = self.sender.find(req.xid)
             if rec is None:

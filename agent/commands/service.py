@@ -1,4 +1,5 @@
-"""The command side of the agent, assembled: transfers, the command channel, snapshots.
+"""The command side of the agent, assembled: transfers, the command channel, snapshots, and
+(when given) the config service that answers config changes.
 
 Built by the agent when the station link is configured: the transfer sender (a bulk source
 of the uplink), the channel listening on ``cmd/#``, and the best-frame keeper, whose
@@ -9,6 +10,7 @@ from the ``LatestFrame`` capture tap it is given.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from roadside.agent.commands.channel import CommandChannel
 from roadside.agent.commands.jobs import ClipMaker
@@ -18,6 +20,9 @@ from roadside.agent.hardware.tamper import TAMPER_SNAPSHOTS
 from roadside.agent.transfer.sender import TransferSender
 from roadside.agent.uplink import Uplink
 from roadside.config.agent import AgentConfig
+
+if TYPE_CHECKING:
+    from roadside.agent.fleet.service import ConfigService
 
 
 class CommandService:
@@ -30,6 +35,7 @@ class CommandService:
         uplink: Uplink,
         latest: LatestFrame,
         clips: ClipMaker | None = None,
+        config: ConfigService | None = None,
     ) -> None:
         c = cfg.commands
         self.latest = latest
@@ -42,7 +48,14 @@ class CommandService:
         )
         self.sender = TransferSender(uplink, cfg.data_dir, cfg.transfer)
         self.channel = CommandChannel(
-            uplink, self.sender, c, cfg.data_dir, clips=clips, latest=self.latest, best=self.best
+            uplink,
+            self.sender,
+            c,
+            cfg.data_dir,
+            clips=clips,
+            latest=self.latest,
+            best=self.best,
+            config=config,
         )
 
     def start(self) -> None:

@@ -137,6 +137,7 @@ class UplinkClient:
         self._subs_todo: list[tuple[str, int | None]] = []  # (filter, qos) or (filter, None)
         self._stop = threading.Event()
         self._connected_evt = threading.Event()
+        self._status_due = threading.Event()  # publish the status again on the next turn
         # Wakes the link thread out of select(); any thread writes, the link thread reads.
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -197,6 +198,12 @@ class UplinkClient:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected_evt.wait(timeout)
+
+    def refresh_status(self) -> None:
+        """Publish the ``online`` status again (any thread), e.g. after the config changed; a
+        link that is down sends it at its next connect anyway."""
+        self._status_due.set()
+        self.wake()
 
     def subscribe(self, topic_filter: str, callback: MessageCallback, qos: int = 1) -> None:
         """Call ``callback`` for every message matching ``topic_filter``, across reconnects.
@@ -290,6 +297,7 @@ class UplinkClient:
                 client.disconnect()
                 return
             self._apply_subscriptions(client)
+            self._republish_status(client)
             for tick in self.listeners.tick:
                 tick()
 
@@ -383,6 +391,13 @@ class UplinkClient:
         client.on_message = self._on_message
         return client
 
+    def _republish_status(self, client: mqtt.Client) -> None:
+        if not self._status_due.is_set() or not self._connected_evt.is_set():
+            return
+        self._status_due.clear()
+        if self.status is not None:
+            client.publish(self.status_topic, self.status.online(), qos=1, retain=True)
+
     def _apply_subscriptions(self, client: mqtt.Client) -> None:
         if not self._subs_todo or not self._connected_evt.is_set():
             return
@@ -442,6 +457,7 @@ class UplinkClient:
             session_present=flags.session_present,
         )
         self._backoff.reset()
+        self._status_due.clear()  # the status below is the fresh one
         if self.status is not None:
             client.publish(self.status_topic, self.status.online(), qos=1, retain=True)
         with self._subs_lock:

@@ -19,8 +19,9 @@ from roadside.agent.uplink.heartbeat import HealthReporter, Heartbeat, PipelineP
 from roadside.agent.uplink.outbox import Outbox, priority_of
 from roadside.agent.uplink.sender import BulkSource, Sender
 from roadside.agent.uplink.sink import MqttSink
-from roadside.agent.uplink.status import StatusReporter, config_hash
+from roadside.agent.uplink.status import StatusReporter
 from roadside.config.agent import AgentConfig, MqttConfig, UplinkConfig
+from roadside.config.document import config_hash
 from roadside.errors import ConfigError
 from roadside.wire.messages import Message
 from roadside.wire.topics import HEALTH, topic
@@ -76,10 +77,18 @@ class Uplink:
             )
 
     @classmethod
-    def from_config(cls, cfg: AgentConfig, pipeline: PipelineProbe | None = None) -> Uplink:
+    def from_config(
+        cls,
+        cfg: AgentConfig,
+        pipeline: PipelineProbe | None = None,
+        status: StatusReporter | None = None,
+    ) -> Uplink:
+        """The uplink a config describes; ``status`` defaults to this software, the config's
+        model and the config's hash."""
         if cfg.mqtt is None:
             raise ValueError("the uplink needs an [mqtt] section")
-        status = StatusReporter(__version__, cfg.detector.model, config_hash(cfg.model_dump_json()))
+        if status is None:
+            status = StatusReporter(__version__, cfg.detector.model, config_hash(cfg))
         return cls(cfg.device, cfg.mqtt, cfg.uplink, cfg.data_dir, status, pipeline)
 
     # -- for the rest of the agent ------------------------------------------------------
@@ -121,6 +130,24 @@ class Uplink:
     def queued(self) -> int:
         """Messages stored and not yet acknowledged by the broker."""
         return self.outbox.rows
+
+    def waiting(self) -> int:
+        """``queued``, as the config trial check asks it."""
+        return self.outbox.rows
+
+    def acked(self) -> int:
+        """Messages the broker acknowledged since start."""
+        return self.sender.stats.acked
+
+    def describe_failure(self) -> str:
+        """Why the link is not up, in a few words: the broker and the last error."""
+        cfg = self.client.cfg
+        why = self.client.state().last_error or "no answer yet"
+        return f"{cfg.host}:{cfg.effective_port}: {why}"
+
+    def refresh_status(self) -> None:
+        """Publish the retained status again (what the box runs changed)."""
+        self.client.refresh_status()
 
     # -- lifetime -----------------------------------------------------------------------
     def start(self) -> None:

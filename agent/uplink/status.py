@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 from roadside.ids import new_id
 from roadside.wire.messages import OfflineReason, Presence, StatusMsg
 
 
-def config_hash(config_json: str) -> str:
-    """First 12 hex digits of the sha256 of the config, to spot a box running a stale config."""
-    return hashlib.sha256(config_json.encode()).hexdigest()[:12]
-
-
 class StatusReporter:
-    """Builds status payloads; each has a fresh id (the will is rebuilt at every connect)."""
+    """Builds status payloads; each has a fresh id (the will is rebuilt at every connect).
+
+    ``config`` is the hash of the current config (``roadside.config.document.config_hash``),
+    ``trial`` that of a config running on trial, not yet confirmed; the fleet service changes
+    both when a trial ends (plain attribute writes, read by the link thread).
+    """
 
     def __init__(
-        self, software: str | None = None, model: str | None = None, config: str | None = None
+        self,
+        software: str | None = None,
+        model: str | None = None,
+        config: str | None = None,
+        trial: str | None = None,
     ) -> None:
         self.software = software
         self.model = model
         self.config = config
+        self.trial = trial
 
     def online(self) -> bytes:
         return StatusMsg(
@@ -32,6 +36,7 @@ class StatusReporter:
             software=self.software,
             model=self.model,
             config_hash=self.config,
+            config_trial=self.trial,
         ).encode()
 
     def offline(self, reason: OfflineReason) -> bytes:
@@ -43,4 +48,5 @@ class StatusReporter:
             software=self.software,
             model=self.model,
             config_hash=self.config,
+            config_trial=self.trial,
         ).encode()

@@ -1,1 +1,3 @@
-"""Fleet operations from the station: `roadside fleet` (software updates, status)."""
+"""Fleet operations from the station: ``roadside fleet`` (``cli.py``): each box's config
+(desired and reported), its software (signed releases, rollouts), and the status of both.
+"""

@@ -187,3 +187,14 @@ web_sessions = sa.Table(
     sa.Column("expires", sa.Double, nullable=False),
     sa.Index("ix_web_sessions_user", "user"),
 )
+
+fleet_config = sa.Table(
+    "fleet_config",
+    metadata,
+    sa.Column("device", DEVICE, primary_key=True),
+    sa.Column("request_id", sa.String(64), nullable=False, doc="the set_config request (audit)"),
+    sa.Column("hash", sa.String(16), nullable=False, doc="the desired config's hash"),
+    sa.Column("doc", sa.JSON, nullable=False, doc="the desired config document, redacted"),
+    sa.Column("requester", sa.String(128), nullable=False),
+    sa.Column("at", sa.Double, nullable=False, doc="when it was sent, station clock"),
+)

@@ -705,6 +705,31 @@ class CommandsConfig(Section):
     )
 
 
+class FleetConfig(Section):
+    """Changes sent from the station (``roadside fleet``): how a new config proves itself.
+
+    A new config runs on trial: the agent restarts with it and watches itself for
+    ``health_s`` (frames flowing, the detector answering, the outbox draining while the link
+    is up; for a change of the broker link, reaching the broker). Healthy, it becomes
+    current; not, the previous config is put back. docs/fleet.md has the whole story.
+    """
+
+    health_s: float = Field(
+        60.0,
+        ge=5,
+        le=3600,
+        description="How long a new config must keep the box healthy before it is kept; "
+        "cover a model load, the first frames and a reconnect on a slow link.",
+    )
+    max_starts: int = Field(
+        3,
+        ge=1,
+        le=8,
+        description="Starts an unconfirmed config gets: an agent that keeps exiting at start "
+        "with it (a crash loop) has it rolled back on the next start.",
+    )
+
+
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
 
 
@@ -844,6 +869,7 @@ class AgentConfig(Section):
     update: UpdateConfig = Field(default_factory=UpdateConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
 
     @model_validator(mode="after")
     def _mqtt_sink_needs_broker(self) -> AgentConfig:

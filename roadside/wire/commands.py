@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from roadside.wire.messages import Message
 from roadside.wire.topics import REQUEST_ID_PATTERN, ULID_PATTERN
 
-COMMANDS = ("clip", "snapshot", "cancel", "ping", "status")
+COMMANDS = ("clip", "snapshot", "cancel", "ping", "status", "get_config", "set_config")
 
 
 class ErrorCode(StrEnum):
@@ -35,6 +35,9 @@ class ErrorCode(StrEnum):
     DEADLINE = "deadline"  # the upload did not finish in the configured time
     UNAVAILABLE = "unavailable"  # the box has no recording (or camera) to serve it from
     FAILED = "failed"  # the job failed on the box (the sentence says why)
+    BAD_CONFIG = "bad_config"  # a desired config does not validate (the config's own line)
+    WOULD_DISCONNECT = "would_disconnect"  # the change may cut the box off: needs the flag
+    ROLLED_BACK = "rolled_back"  # applied, not healthy, the previous config restored
 
 
 class CommandMsg(Message):
@@ -97,7 +100,24 @@ class CancelParams(Params):
 
 
 class NoParams(Params):
-    """``cmd/ping`` and ``cmd/status`` take none."""
+    """``cmd/ping``, ``cmd/status`` and ``cmd/get_config`` take none."""
+
+
+class SetConfigParams(Params):
+    """``cmd/set_config``: run this config document, keep it if the box stays healthy.
+
+    The document is the agent config as written (``roadside.config.document``); a secret left
+    as the box redacted it keeps the box's own value. The final reply comes after the health
+    check: done (the new config is current) or error (refused, or rolled back).
+    """
+
+    config: dict[str, Any] = Field(alias="cfg", description="the desired config document")
+    allow_disconnect: bool = Field(
+        False, alias="ad", description="the change may cut the box off from the broker"
+    )
+    health_s: float | None = Field(
+        None, alias="hs", ge=5, le=3600, description="health check, s (default: fleet.health_s)"
+    )
 
 
 PARAMS: dict[str, type[Params]] = {
@@ -106,6 +126,8 @@ PARAMS: dict[str, type[Params]] = {
     "cancel": CancelParams,
     "ping": NoParams,
     "status": NoParams,
+    "get_config": NoParams,
+    "set_config": SetConfigParams,
 }
 
 

@@ -134,6 +134,11 @@ class StatusMsg(Message):
     config_hash: str | None = Field(
         None, alias="cfg", description="config hash: first 12 hex digits of sha256"
     )
+    config_trial: str | None = Field(
+        None,
+        alias="cft",
+        description="hash of a config on trial: running, not yet confirmed healthy",
+    )
 
 
 class HealthMsg(Message):

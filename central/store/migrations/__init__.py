@@ -20,6 +20,7 @@ from roadside.central.store.migrations import (
     v002_long_names,
     v003_console,
     v004_lines_colour,
+    v005_fleet_config,
 )
 from roadside.errors import RoadsideError
 
@@ -46,6 +47,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _step(2, v002_long_names),
     _step(3, v003_console),
     _step(4, v004_lines_colour),
+    _step(5, v005_fleet_config),
 )
 LATEST = MIGRATIONS[-1].version
 
