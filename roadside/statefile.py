@@ -76,11 +76,15 @@ class StateSchema:
     ``i + 1``: an SQL script, or a function given the connection (inside the step's
     transaction). ``probe`` is a query a usable file answers (e.g. the columns the code
     reads); a file at the current version that cannot answer it is treated as damaged.
+    ``derived``: the file only caches what can be rebuilt from elsewhere (the recording index,
+    from the segment files' names), so one written by a newer release is moved aside and
+    started anew instead of refused: a box rolled back to an older release keeps recording.
     """
 
     kind: str
     steps: tuple[Step, ...]
     probe: str | None = None
+    derived: bool = False
 
     @property
     def version(self) -> int:
@@ -207,6 +211,8 @@ def _prepare(
     """Check the file and bring it to the schema's version: (version found, version now)."""
     try:
         found = _user_version(db)
+        if found > schema.version and schema.derived:
+            raise _Damaged(f"schema version {found} is from a newer release; rebuilt")
         if found > schema.version:
             raise StateFileError(
                 f"{path}: this {schema.kind} has schema version {found}, newer than the "

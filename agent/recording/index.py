@@ -83,6 +83,7 @@ SCHEMA = StateSchema(
     "recording index",
     (SCHEMA_V1,),
     probe=f"SELECT {', '.join(_COLUMNS)} FROM segments LIMIT 1",
+    derived=True,  # the segment files' names hold it all
 )
 
 
