@@ -275,7 +275,10 @@ def _check_certificate(cert: x509.Certificate, manifest: ClipManifest, device: s
 def _check_revocation(
     cert: x509.Certificate, ca: x509.Certificate, crls: Sequence[x509.CertificateRevocationList]
 ) -> None:
-    mine = [c for c in crls if c.issuer == ca.subject and c.is_signature_valid(ca.public_key())]
+    key = ca.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):  # the project's CAs are EC
+        raise EvidenceError(EvidenceFailure.CERTIFICATE, "the device CA's key is not EC")
+    mine = [c for c in crls if c.issuer == ca.subject and c.is_signature_valid(key)]
     if not mine:
         raise EvidenceError(
             EvidenceFailure.REVOKED,
