@@ -46,7 +46,9 @@ class CommandService:
             c.snapshot_quality,
             also=[Path(cfg.data_dir) / TAMPER_SNAPSHOTS],
         )
-        self.sender = TransferSender(uplink, cfg.data_dir, cfg.transfer, device_signer(cfg.mqtt))
+        self.sender = TransferSender(
+            uplink, cfg.data_dir, cfg.transfer, device_signer(cfg.transfer, cfg.mqtt)
+        )
         self.channel = CommandChannel(
             uplink,
             self.sender,

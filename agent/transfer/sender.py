@@ -527,8 +527,11 @@ class TransferSender:
                     path.unlink()
 
 
-def device_signer(mqtt: MqttConfig | None) -> Signer | None:
-    """The box's device key and certificate from its ``[mqtt]`` TLS files, when it has them."""
+def device_signer(transfer: TransferConfig, mqtt: MqttConfig | None) -> Signer | None:
+    """The box's device key and certificate (``[transfer]``'s, else its ``[mqtt]`` TLS
+    files), when it has them."""
+    if transfer.device_cert and transfer.device_key:
+        return Signer.load(transfer.device_cert, transfer.device_key)
     if mqtt is None or not (mqtt.tls_cert and mqtt.tls_key):
         return None
     return Signer.load(mqtt.tls_cert, mqtt.tls_key)

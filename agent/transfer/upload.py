@@ -34,7 +34,9 @@ def upload(
     if cfg.mqtt is None:
         raise ConfigError("uploading needs an [mqtt] section naming the station's broker")
     uplink = Uplink(cfg.device, cfg.mqtt, cfg.uplink, cfg.data_dir, heartbeat=False)
-    sender = TransferSender(uplink, cfg.data_dir, cfg.transfer, device_signer(cfg.mqtt))
+    sender = TransferSender(
+        uplink, cfg.data_dir, cfg.transfer, device_signer(cfg.transfer, cfg.mqtt)
+    )
     ended: list[TransferRecord] = []
     changed = threading.Event()
 
