@@ -5,7 +5,7 @@ size, sha256, the range of footage it actually holds, its software version, when
 as canonical JSON (sorted keys, no spaces) and signs exactly those bytes with its device key
 (ECDSA P-256, SHA-256: the key and certificate provisioning issued for its broker login).
 The manifest text, the signature and the device certificate travel in the transfer's
-manifest (``XferInit.evidence``, ``ev``), about 1.3 KB, and the station keeps them beside
+manifest (``XferInit.evidence``, ``ev``), about 1.2 KB, and the station keeps them beside
 the clip as ``<clip>.evidence.json``.
 
 ``verify_evidence`` is the one check both the station (on receipt) and ``roadside clip
