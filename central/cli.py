@@ -316,6 +316,7 @@ def clip_group() -> None:
     roadside clip junction-07 --at '10:14:30' --before 10s --after 20s
     roadside clip junction-07 --from 'yesterday 10:14' --to 'yesterday 10:17' --quality low
     roadside clip status REQUEST_ID
+    roadside clip verify FILE --ca device-ca.crt --crl crl.pem
     """
 
 
@@ -390,6 +391,37 @@ def clip_status_cmd(request_id: str, config_path: Path | None, as_json: bool) ->
 
     cfg, store = open_store(config_path)
     show_status(cfg, store, request_id, as_json)
+
+
+@clip_group.command("verify")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--ca",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The device CA certificate (device-ca.crt).",
+)
+@click.option(
+    "--crl",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The CA's revocation list (crl.pem): also check the box was not revoked.",
+)
+@click.option(
+    "--evidence",
+    "evidence_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The signed manifest (default: FILE.evidence.json).",
+)
+@json_option
+def clip_verify_cmd(
+    file: Path, ca: Path, crl: Path | None, evidence_path: Path | None, as_json: bool
+) -> None:
+    """Check FILE against the box's signature, offline: sha256, signature, CA, revocation."""
+    from roadside.central.evidence_cli import verify_clip
+
+    sys.exit(verify_clip(file, evidence_path, ca, crl, as_json))
 
 
 @click.command("snapshot")

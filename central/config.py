@@ -116,6 +116,31 @@ class OfficerConfig(Section):
     default_after_s: float = Field(20.0, ge=0, le=3600, description="--after default.")
 
 
+class ReceiverConfig(Section):
+    """The clip and snapshot receiver: whom it trusts and what one box may make it hold."""
+
+    device_ca: str | None = Field(
+        None,
+        description="The device CA certificate (provisioning's device-ca.crt): uploads must be "
+        "signed by a box certificate it issued. Unset: every upload is refused.",
+    )
+    crl: str | None = Field(
+        None, description="The CA's revocation list (provisioning's crl.pem), read at start."
+    )
+    max_deadline_h: float = Field(
+        48.0, gt=0, le=30 * 24, description="A box's upload deadline counts up to this, hours."
+    )
+    partial_mb_per_box: int = Field(
+        2048, ge=1, le=1 << 20, description="Unfinished uploads held for one box at most, MB."
+    )
+    unasked_per_day: int = Field(
+        20, ge=0, le=10000, description="Pictures a box may send unasked (tamper) per 24 h."
+    )
+    unasked_mb_per_day: int = Field(
+        20, ge=0, le=100000, description="... and their size per 24 h, MB."
+    )
+
+
 class WebConfig(Section):
     """The officers' console (``roadside central web``, or inside ``central run``)."""
 
@@ -186,6 +211,7 @@ class CentralConfig(Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     officer: OfficerConfig = Field(default_factory=OfficerConfig)
+    receiver: ReceiverConfig = Field(default_factory=ReceiverConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     web: WebConfig = Field(default_factory=WebConfig)
 

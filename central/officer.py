@@ -28,6 +28,7 @@ from roadside.central.config import CentralConfig
 from roadside.central.mqtt import BrokerError, connect_now, make_client
 from roadside.central.replies import AUDIT_STATE, reply_result
 from roadside.central.store import Store
+from roadside.central.store.asked import FILE_COMMANDS
 from roadside.central.store.audit import who_am_i
 from roadside.digest import sha256_file
 from roadside.errors import RoadsideError
@@ -117,6 +118,8 @@ class BoxRequest:
     # -- caller's thread ------------------------------------------------------------------
     def send(self, timeout: float = 10.0) -> str:
         """Record, subscribe, publish; returns the request id once the broker has it."""
+        if self.command in FILE_COMMANDS:
+            self.store.asked.record(self.request_id, self.device, self.command)
         if self.audited:
             self.store.audit.open(
                 self.request_id,

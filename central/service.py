@@ -8,12 +8,11 @@ import logging
 import signal
 import threading
 import time
-from pathlib import Path
 from types import FrameType
 
 from roadside.central.config import CentralConfig
 from roadside.central.ingest import IngestStats, IngestWorker
-from roadside.central.receiver import clip_receiver
+from roadside.central.receiver import station_receiver
 from roadside.central.receiver_service import ReceiverService
 from roadside.central.store import Store
 
@@ -31,7 +30,7 @@ class CentralService:
         self.ingest = IngestWorker(cfg, self.store, worker)
         self.receiver: ReceiverService | None = None
         if cfg.ingest.receiver if receiver is None else receiver:
-            files = clip_receiver(Path(cfg.data_dir) / "incoming", cfg.clips_path, self.store.clips)
+            files = station_receiver(cfg, self.store)
             self.receiver = ReceiverService(
                 cfg.broker,
                 files,

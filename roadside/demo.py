@@ -45,6 +45,17 @@ CLIP_DONE_S = 180.0
 say = Console(stderr=True).print
 
 
+def _device_ca() -> tuple[Path, Path]:
+    """A project CA for the demo and the box's device key and certificate: clips are signed."""
+    from roadside.provisioning.ca import DEVICE_CA, ProjectCA, cert_pem, key_pem, new_key
+
+    ca = ProjectCA.create(WORK / "ca", b"demo passphrase, not for use")
+    key = new_key()
+    (WORK / "device.key").write_bytes(key_pem(key))
+    (WORK / "device.crt").write_bytes(cert_pem(ca.issue_device(DEVICE, key.public_key())))
+    return WORK / "ca" / f"{DEVICE_CA}.crt", WORK / "ca" / "crl.pem"
+
+
 def _agent_config(broker_port: int, store: Path, footage: Path) -> Path:
     doc: dict[str, Any] = {
         "device": DEVICE,
@@ -55,9 +66,13 @@ def _agent_config(broker_port: int, store: Path, footage: Path) -> Path:
         "mqtt": {"host": "127.0.0.1", "port": broker_port},
         "uplink": {"health_period_s": 5.0},
         "recording": {"mode": "continuous", "budget_bytes": "500MB"},
+        "transfer": {
+            "device_cert": str(WORK / "device.crt"),
+            "device_key": str(WORK / "device.key"),
+        },
     }
     lines = [f"device = {json.dumps(doc['device'])}", f"data_dir = {json.dumps(doc['data_dir'])}"]
-    for section in ("source", "detector", "events", "mqtt", "uplink", "recording"):
+    for section in ("source", "detector", "events", "mqtt", "uplink", "recording", "transfer"):
         lines.append(f"[{section}]")
         lines += [f"{k} = {json.dumps(v)}" for k, v in doc[section].items()]
     path = WORK / "agent.toml"
@@ -134,6 +149,7 @@ def main() -> int:
     footage = store / assets.manifest("motorway_overpass", "footage").file("video").file
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
+    device_ca, crl = _device_ca()
     with LocalBroker(WORK / "broker") as broker:
         say(f"demo: mosquitto on 127.0.0.1:{broker.port}")
         cfg = parse_central_config(
@@ -141,6 +157,7 @@ def main() -> int:
                 "data_dir": str(WORK / "central"),
                 "broker": {"port": broker.port},
                 "officer": {"clips_dir": str(WORK / "central" / "clips")},
+                "receiver": {"device_ca": str(device_ca), "crl": str(crl)},
             },
             "demo",
         )

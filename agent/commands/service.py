@@ -17,7 +17,7 @@ from roadside.agent.commands.jobs import ClipMaker
 from roadside.agent.commands.snapshots import BestFrames
 from roadside.agent.frames import LatestFrame
 from roadside.agent.hardware.tamper import TAMPER_SNAPSHOTS
-from roadside.agent.transfer.sender import TransferSender
+from roadside.agent.transfer.sender import TransferSender, device_signer
 from roadside.agent.uplink import Uplink
 from roadside.config.agent import AgentConfig
 
@@ -46,7 +46,9 @@ class CommandService:
             c.snapshot_quality,
             also=[Path(cfg.data_dir) / TAMPER_SNAPSHOTS],
         )
-        self.sender = TransferSender(uplink, cfg.data_dir, cfg.transfer)
+        self.sender = TransferSender(
+            uplink, cfg.data_dir, cfg.transfer, device_signer(cfg.transfer, cfg.mqtt)
+        )
         self.channel = CommandChannel(
             uplink,
             self.sender,

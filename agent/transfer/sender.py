@@ -37,11 +37,13 @@ from typing import Any, BinaryIO, cast
 
 from pydantic import ValidationError
 
+from roadside import __version__
 from roadside.agent.transfer.store import TransferRecord, TransferStore
 from roadside.agent.uplink import BulkMessage, Inbound, Uplink
 from roadside.backoff import Backoff
-from roadside.config.agent import TransferConfig
+from roadside.config.agent import MqttConfig, TransferConfig
 from roadside.digest import sha256_file
+from roadside.evidence import ClipManifest, Signer
 from roadside.ids import new_id
 from roadside.transfer.machine import (
     Action,
@@ -65,6 +67,7 @@ from roadside.wire.transfer import (
     TransferKind,
     XferAbort,
     XferAck,
+    XferEvidence,
     XferInit,
     pack_chunk,
 )
@@ -109,6 +112,7 @@ class _Running:
     rec: TransferRecord
     machine: SendMachine
     file: BinaryIO | None = None
+    evidence: XferEvidence | None = None  # signed once per run, sent with every init
     saved_revision: int = 0
     saved_at: float = 0.0
 
@@ -130,8 +134,15 @@ class TransferSender:
     (``rec.state`` is "done" or "failed", with ``code`` and ``msg``).
     """
 
-    def __init__(self, uplink: Uplink, data_dir: str | Path, cfg: TransferConfig) -> None:
+    def __init__(
+        self,
+        uplink: Uplink,
+        data_dir: str | Path,
+        cfg: TransferConfig,
+        signer: Signer | None = None,
+    ) -> None:
         self.uplink = uplink
+        self.signer = signer  # the device key: every manifest goes out signed
         self.device = uplink.device
         self.cfg = cfg
         self.data_dir = Path(data_dir)
@@ -348,9 +359,35 @@ class TransferSender:
             expires=rec.exp,
             asking=offer.q,
             meta=rec.meta,
+            evidence=self._evidence(run),
         )
         topic = xfer_topic(self.device, rec.xid, XFER_INIT)
         return BulkMessage(topic, init.encode(), token=(rec.xid, token))
+
+    def _evidence(self, run: _Running) -> XferEvidence | None:
+        """The signed manifest of the file (made at the first init of this run)."""
+        if self.signer is None:
+            return None
+        if run.evidence is None:
+            rec = run.rec
+            meta = rec.meta
+            start = meta.get("actual_from", meta.get("t"))
+            end = meta.get("actual_to", meta.get("t"))
+            manifest = ClipManifest(
+                device=self.device,
+                xid=rec.xid,
+                request_id=rec.rq,
+                kind=rec.kind,
+                name=rec.name,
+                size=rec.size,
+                sha256=rec.sha256,
+                actual_from=start if isinstance(start, int | float) else None,
+                actual_to=end if isinstance(end, int | float) else None,
+                software=__version__,
+                signed_at=time.time(),
+            )
+            run.evidence = self.signer.sign(manifest)
+        return run.evidence
 
     def _chunk_message(self, run: _Running, offer: SendChunk, now: float) -> BulkMessage | None:
         rec = run.rec
@@ -488,6 +525,16 @@ class TransferSender:
             if path.name not in keep and path.is_file():
                 with contextlib.suppress(OSError):
                     path.unlink()
+
+
+def device_signer(transfer: TransferConfig, mqtt: MqttConfig | None) -> Signer | None:
+    """The box's device key and certificate (``[transfer]``'s, else its ``[mqtt]`` TLS
+    files), when it has them."""
+    if transfer.device_cert and transfer.device_key:
+        return Signer.load(transfer.device_cert, transfer.device_key)
+    if mqtt is None or not (mqtt.tls_cert and mqtt.tls_key):
+        return None
+    return Signer.load(mqtt.tls_cert, mqtt.tls_key)
 
 
 def _duration(seconds: float) -> str:

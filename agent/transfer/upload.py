@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from roadside.agent.transfer.sender import TransferSender
+from roadside.agent.transfer.sender import TransferSender, device_signer
 from roadside.agent.transfer.store import TransferRecord
 from roadside.agent.uplink import Uplink
 from roadside.config.agent import AgentConfig
@@ -34,7 +34,9 @@ def upload(
     if cfg.mqtt is None:
         raise ConfigError("uploading needs an [mqtt] section naming the station's broker")
     uplink = Uplink(cfg.device, cfg.mqtt, cfg.uplink, cfg.data_dir, heartbeat=False)
-    sender = TransferSender(uplink, cfg.data_dir, cfg.transfer)
+    sender = TransferSender(
+        uplink, cfg.data_dir, cfg.transfer, device_signer(cfg.transfer, cfg.mqtt)
+    )
     ended: list[TransferRecord] = []
     changed = threading.Event()
 

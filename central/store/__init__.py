@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from roadside.central.store.asked import AskedFiles
 from roadside.central.store.audit import AuditLog
 from roadside.central.store.clips import ClipRecords
 from roadside.central.store.engine import DatabaseError, open_engine
@@ -28,6 +29,7 @@ class Store:
             ) from None
         self.audit = AuditLog(self.engine)
         self.clips = ClipRecords(self.engine)
+        self.asked = AskedFiles(self.engine)
 
     @property
     def safe_url(self) -> str:

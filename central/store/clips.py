@@ -73,13 +73,27 @@ class ClipRecords:
                 .on_conflict_do_nothing(index_elements=[T.clips.c.id])
             )
 
-    def finished(self, xid: str, path: str, size: int, sha256: str) -> None:
-        """The whole file is stored at ``path`` and its sha256 matched."""
+    def finished(
+        self,
+        xid: str,
+        path: str,
+        size: int,
+        sha256: str,
+        evidence: dict[str, Any] | None = None,
+    ) -> None:
+        """The whole file is stored at ``path``, its sha256 matched (and its signature held)."""
         with self.engine.begin() as conn:
             conn.execute(
                 T.clips.update()
                 .where(T.clips.c.id == xid)
-                .values(state="done", path=path, bytes=size, sha256=sha256, finished=time.time())
+                .values(
+                    state="done",
+                    path=path,
+                    bytes=size,
+                    sha256=sha256,
+                    finished=time.time(),
+                    evidence=evidence,
+                )
             )
 
     def failed(self, xid: str, reason: str) -> None:

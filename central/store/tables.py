@@ -153,6 +153,12 @@ clips = sa.Table(
     sa.Column("detail", sa.Text, nullable=True, doc="failed: why, for people"),
     sa.Column("created", sa.Double, nullable=False),
     sa.Column("finished", sa.Double, nullable=True),
+    sa.Column(
+        "evidence",
+        sa.JSON(none_as_null=True),
+        nullable=True,
+        doc="the box's signed manifest (as in <file>.evidence.json)",
+    ),
     sa.Index("ix_clips_request_id", "request_id"),
 )
 
@@ -196,5 +202,14 @@ fleet_config = sa.Table(
     sa.Column("hash", sa.String(16), nullable=False, doc="the desired config's hash"),
     sa.Column("doc", sa.JSON, nullable=False, doc="the desired config document, redacted"),
     sa.Column("requester", sa.String(128), nullable=False),
+    sa.Column("at", sa.Double, nullable=False, doc="when it was sent, station clock"),
+)
+
+asked_files = sa.Table(
+    "asked_files",
+    metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True, doc="the clip or snapshot request"),
+    sa.Column("device", DEVICE, nullable=False, doc="the box asked"),
+    sa.Column("command", sa.String(16), nullable=False, doc="clip / snapshot"),
     sa.Column("at", sa.Double, nullable=False, doc="when it was sent, station clock"),
 )

@@ -590,6 +590,14 @@ class HardwareConfig(Section):
 class TransferConfig(Section):
     """Uploads of clips and snapshots to the station: chunked, windowed, resumable."""
 
+    device_cert: str | None = Field(
+        None,
+        description="The box's certificate that signs every upload (default: mqtt.tls_cert).",
+    )
+    device_key: str | None = Field(
+        None, description="Its private key (PEM; default: mqtt.tls_key)."
+    )
+
     chunk_kib: int = Field(
         16,
         ge=16,

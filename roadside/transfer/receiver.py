@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
 import sqlite3
@@ -67,6 +68,8 @@ from roadside.wire.transfer import (
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_SIZE = 8 << 30  # largest file accepted, bytes
+DEFAULT_MAX_DEADLINE_S = 2 * 86400.0  # a sender's deadline counts up to this past the start
+DEFAULT_PARTIAL_BYTES = 16 << 30  # unfinished files held for one sender at most, bytes
 STALE_S = 7 * 86400  # a transfer with no deadline and no news for this long is dropped
 DEADLINE_GRACE_S = 3600.0  # kept this long past the sender's own deadline, then dropped
 _XID = re.compile(ULID_PATTERN)
@@ -131,6 +134,15 @@ class Landing(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """What one sender may make the receiver hold: its deadline and its unfinished bytes are
+    the sender's choice, so both are capped here."""
+
+    max_deadline_s: float = DEFAULT_MAX_DEADLINE_S  # past the first manifest, at most
+    partial_bytes: int = DEFAULT_PARTIAL_BYTES  # announced sizes of unfinished files, per sender
+
+
 @dataclass
 class ReceiverStats:
     """Counters (written under the receiver's lock, read anywhere)."""
@@ -144,6 +156,7 @@ class ReceiverStats:
     done: int = 0
     failed: int = 0
     rechecked: int = 0  # chunks found damaged on disk at the sha256 check, asked again
+    refused: int = 0  # new transfers refused (the landing, the size or the sender's quota)
 
 
 @dataclass
@@ -177,6 +190,7 @@ class TransferReceiver:
         max_size: int = DEFAULT_MAX_SIZE,
         sender: str = "the box",
         what: str = "upload",
+        bounds: Bounds | None = None,
     ) -> None:
         self.incoming = Path(incoming_dir)
         self.incoming.mkdir(parents=True, exist_ok=True)
@@ -185,6 +199,7 @@ class TransferReceiver:
         self.max_size = max_size
         self.sender = sender  # who sends, in messages for people ("the box gave up: ...")
         self.what = what  # what a transfer is called there ("the upload did not finish ...")
+        self.bounds = bounds or Bounds()
         self.stats = ReceiverStats()
         self._lock = threading.Lock()
         state = open_state_file(self.incoming / STATE_FILE, SCHEMA, synchronous="NORMAL")
@@ -251,20 +266,39 @@ class TransferReceiver:
                     detail="another file was already announced under this id",
                 )
             return self._ack_or_finish(known, asking=init.asking)
-        refused = self.landing.admits(device, init)
+        refused = self._refusal(device, init)
         if refused is not None:
+            self.stats.refused += 1
+            log.warning("transfer %s from %s refused: %s: %s", xid, device, *refused)
             return self._ack(
                 xid, XferAckState.FAILED, asking=init.asking, code=refused[0], detail=refused[1]
             )
-        if init.size > self.max_size:
-            return self._ack(
-                xid,
-                XferAckState.FAILED,
-                asking=init.asking,
-                code=ErrorCode.TOO_LARGE,
-                detail=f"{init.size} bytes is over the station's limit of {self.max_size}",
-            )
         return self._state_ack(self._create(device, init), asking=init.asking)
+
+    def _refusal(self, device: str, init: XferInit) -> tuple[str, str] | None:
+        """Why a newly announced file is not taken (reason code, why), or None."""
+        refused = self.landing.admits(device, init)
+        if refused is not None:
+            return refused
+        if init.size > self.max_size:
+            return (
+                ErrorCode.TOO_LARGE,
+                f"{init.size} bytes is over the station's limit of {self.max_size}",
+            )
+        held = sum(
+            XferInit.decode(m).size
+            for (m,) in self._db.execute(
+                "SELECT manifest FROM transfers WHERE device = ? AND state = 'recv'", (device,)
+            )
+        )
+        if held + init.size > self.bounds.partial_bytes:
+            return (
+                ErrorCode.BUSY,
+                f"{held} bytes of unfinished {self.what}s from {device} are held already; "
+                f"{init.size} more is over the limit of {self.bounds.partial_bytes}: "
+                "send again when one has finished",
+            )
+        return None
 
     def _on_chunk(self, device: str, xid: str, payload: bytes) -> XferAck | None:
         try:
@@ -496,13 +530,11 @@ class TransferReceiver:
         now = time.time() if now is None else now
         with self._lock:
             rows = self._db.execute(
-                "SELECT xid, manifest, updated FROM transfers WHERE state = 'recv'"
+                "SELECT xid, manifest, created, updated FROM transfers WHERE state = 'recv'"
             ).fetchall()
             dropped = 0
-            for xid, manifest, updated in rows:
-                exp = XferInit.decode(manifest).expires
-                limit = exp + DEADLINE_GRACE_S if exp else updated + STALE_S
-                if now > limit:
+            for xid, manifest, created, updated in rows:
+                if now > self._drop_at(XferInit.decode(manifest).expires, created, updated):
                     known = self._load(xid)
                     if known is not None:
                         self._fail(
@@ -512,6 +544,15 @@ class TransferReceiver:
                         )
                         dropped += 1
             return dropped
+
+    def _drop_at(self, expires: float | None, created: float, updated: float) -> float:
+        """When a partial transfer is dropped: an hour past its sender's deadline, a deadline
+        counting up to ``bounds.max_deadline_s`` past its start; with none, a week of silence."""
+        cap = created + self.bounds.max_deadline_s
+        if expires is None:
+            return min(updated + STALE_S, cap + DEADLINE_GRACE_S)
+        deadline = expires if math.isfinite(expires) else cap
+        return min(deadline, cap) + DEADLINE_GRACE_S
 
     def state(self, xid: str) -> dict[str, Any] | None:
         """One transfer as the receiver sees it (for tests and status reports)."""

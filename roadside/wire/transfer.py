@@ -13,7 +13,7 @@ import zlib
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from roadside.wire.messages import Message
 from roadside.wire.topics import REQUEST_ID_PATTERN, ULID_PATTERN
@@ -40,6 +40,20 @@ def unpack_chunk(payload: bytes) -> tuple[int, bytes]:
     if zlib.crc32(data) != crc:
         raise ValueError(f"chunk at offset {offset}: CRC-32 mismatch")
     return offset, data
+
+
+class XferEvidence(BaseModel):
+    """The box's signed manifest of the file (roadside/evidence.py signs and checks it)."""
+
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, validate_by_name=True, validate_by_alias=True
+    )
+
+    manifest: str = Field(alias="m", max_length=2048, description="the signed canonical JSON")
+    signature: str = Field(alias="sig", max_length=256, description="ECDSA, DER, base64")
+    certificate: str = Field(
+        alias="cert", max_length=4096, description="the device certificate, DER, base64"
+    )
 
 
 TransferKind = Literal["clip", "snapshot", "release"]  # release: station -> box
@@ -70,6 +84,9 @@ class XferInit(Message):
     meta: dict[str, Any] = Field(
         default_factory=dict,
         description="what the file is: asked and actual range, quality, gaps, event id",
+    )
+    evidence: XferEvidence | None = Field(
+        None, alias="ev", description="box uploads: the box's signed manifest of the file"
     )
 
     @property

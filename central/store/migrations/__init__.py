@@ -21,6 +21,7 @@ from roadside.central.store.migrations import (
     v003_console,
     v004_lines_colour,
     v005_fleet_config,
+    v006_evidence,
 )
 from roadside.errors import RoadsideError
 
@@ -48,6 +49,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _step(3, v003_console),
     _step(4, v004_lines_colour),
     _step(5, v005_fleet_config),
+    _step(6, v006_evidence),
 )
 LATEST = MIGRATIONS[-1].version
 
