@@ -34,7 +34,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from roadside.backoff import Backoff
 from roadside.central.config import CentralConfig
-from roadside.central.mqtt import ReconnectWaits, connect_properties, make_client
+from roadside.central.mqtt import ReconnectWaits, connect_properties, is_refusal, make_client
 from roadside.central.routing import route
 from roadside.central.store import Store
 from roadside.central.store.batch import Batch
@@ -87,6 +87,11 @@ class IngestWorker:
         self.client_id = f"roadside-central-{cfg.ingest.group}-{self.worker}"
         self.stats = IngestStats()
         self.connected = threading.Event()
+        # set, with the broker's reason, when it refused our credentials: a retry cannot help
+        self.refused: str | None = None
+        self.gave_up = threading.Event()
+        self._attempts = 0  # connection attempts since the broker was last reached
+        self._where = f"{cfg.broker.host}:{cfg.broker.effective_port}"
         self._stop = threading.Event()
         self._inbox: queue.Queue[Inbound] = queue.Queue()
         self._epoch = 0
@@ -96,6 +101,7 @@ class IngestWorker:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_connect_fail = self._on_connect_fail
         self._thread = threading.Thread(
             target=self._write_loop, name=f"ingest-{self.worker}", daemon=True
         )
@@ -110,8 +116,21 @@ class IngestWorker:
         _props: object,
     ) -> None:
         if getattr(reason, "is_failure", False):
-            log.warning("broker refused %s: %s", self.client_id, reason)
+            self._attempts += 1
+            if is_refusal(reason):  # type: ignore[arg-type]
+                self.refused = str(reason)
+                log.error("the broker at %s refused %s: %s", self._where, self.client_id, reason)
+                self.gave_up.set()
+                return
+            log.warning(
+                "the broker at %s turned %s away (%s, attempt %d); retrying",
+                self._where,
+                self.client_id,
+                reason,
+                self._attempts,
+            )
             return
+        self._attempts = 0
         self._reconnects.connected()
         self.stats.connects += 1
         log.info("%s connected (session present: %s)", self.client_id, flags.session_present)
@@ -125,6 +144,12 @@ class IngestWorker:
         self.connected.clear()
         if not self._stop.is_set():
             log.warning("%s lost the broker (%s); reconnecting", self.client_id, reason)
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: object) -> None:
+        self._attempts += 1
+        log.warning(
+            "cannot reach the broker at %s (attempt %d); retrying", self._where, self._attempts
+        )
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         self._inbox.put(

@@ -20,14 +20,37 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from roadside.backoff import Backoff
 from roadside.central.config import BrokerConfig
-from roadside.errors import ConfigError, RoadsideError
+from roadside.errors import ConfigError, ExitCode, RoadsideError
 
 RECONNECT_MIN_S = 1.0  # first wait after the broker is lost
 RECONNECT_MAX_S = 30.0  # longest wait between attempts while it stays away
 
 
+# CONNACK reasons that say who we are is wrong, not that the broker is busy: trying again
+# with the same config gets the same answer.
+REFUSALS = frozenset((0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C))  # protocol, client id, password,
+# not authorised, banned, auth method
+
+
 class BrokerError(RoadsideError):
     """The station's broker cannot be reached or refused us."""
+
+
+class BrokerUnreachableError(BrokerError):
+    """No broker answered at the configured host and port."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class BrokerRefusedError(BrokerError):
+    """The broker answered and refused our credentials."""
+
+    exit_code = ExitCode.NO_PERMISSION
+
+
+def is_refusal(reason: ReasonCode) -> bool:
+    """A CONNACK that no retry with the same config can change."""
+    return reason.is_failure and reason.value in REFUSALS
 
 
 class ReconnectWaits:
@@ -132,11 +155,11 @@ def connect_now(
             properties=connect_properties(session_expiry_s),
         )
     except (OSError, ssl.SSLError) as exc:
-        raise BrokerError(f"cannot reach the broker at {where}: {exc}") from None
+        raise BrokerUnreachableError(f"cannot reach the broker at {where}: {exc}") from None
     client.loop_start()
     if not answered.wait(timeout):
         client.loop_stop()
-        raise BrokerError(f"the broker at {where} did not answer within {timeout:.0f} s")
+        raise BrokerUnreachableError(f"the broker at {where} did not answer within {timeout:.0f} s")
     if outcome:
         client.loop_stop()
-        raise BrokerError(f"the broker at {where} refused the connection: {outcome[0]}")
+        raise BrokerRefusedError(f"the broker at {where} refused the connection: {outcome[0]}")

@@ -30,8 +30,9 @@ from roadside.central.replies import AUDIT_STATE, reply_result
 from roadside.central.store import Store
 from roadside.central.store.asked import FILE_COMMANDS
 from roadside.central.store.audit import who_am_i
+from roadside.config.agent import DEVICE_ID
 from roadside.digest import sha256_file
-from roadside.errors import RoadsideError
+from roadside.errors import RoadsideError, UsageError
 from roadside.ids import new_id
 from roadside.wire.commands import PARAMS, CommandMsg, ReplyMsg, ReplyState
 from roadside.wire.messages import Message, StatusMsg
@@ -45,6 +46,21 @@ REQUEST_EXPIRY_S = 86400.0  # a request still queued for an offline box after th
 
 class RequestError(RoadsideError):
     """An officer request could not be made or did not succeed."""
+
+
+class DeviceNameError(RequestError, UsageError):
+    """The box asked for cannot exist: its name would not be one topic level (``+``, ``#``,
+    ``/``) or breaks the naming rule every box is provisioned with."""
+
+
+def check_device(device: str) -> str:
+    """``device`` when it can be a box's name; a one-line usage error otherwise."""
+    if not DEVICE_ID.fullmatch(device):
+        raise DeviceNameError(
+            f"{device!r} is not a box name: 1-63 lowercase letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    return device
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +87,7 @@ class BoxRequest:
         audited: bool = True,
         expiry_s: float = REQUEST_EXPIRY_S,
     ) -> None:
+        check_device(device)
         if command not in PARAMS:
             raise RequestError(f"unknown command {command!r}")
         try:

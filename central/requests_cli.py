@@ -111,7 +111,7 @@ class TransferBar:
     def init(self, msg: XferInit) -> None:
         self.xid, self.size, self.chunk = msg.id, msg.size, msg.chunk_size
         self.progress.update(self.task, total=msg.size)
-        self._say(_("receiving %(name)s") % {"name": msg.name})
+        self._say(_("receiving %(name)s") % {"name": views.in_markup(msg.name)})
 
     def ack(self, msg: XferAck) -> None:
         if self.size is None or msg.transfer_id != self.xid:
@@ -127,7 +127,7 @@ class TransferBar:
             if self.size is None and msg.progress is not None:
                 self.progress.update(self.task, total=1.0, completed=msg.progress)
             if msg.detail and not self.offline:
-                self._say(msg.detail)
+                self._say(views.in_markup(msg.detail))
         elif msg.state == ReplyState.DONE:
             self._say("[green]" + _("done"))
             if self.size is not None:
@@ -211,8 +211,8 @@ def follow_request(
     if final.state == ReplyState.ERROR:
         text = _("%(box)s refused or failed: %(msg)s (%(code)s)") % {
             "box": device,
-            "msg": final.detail,
-            "code": final.code,
+            "msg": views.visible(final.detail),
+            "code": views.visible(final.code),
         }
         _emit(
             as_json,
@@ -271,16 +271,21 @@ def show_status(cfg: CentralConfig, store: Store, request_id: str, as_json: bool
         views.print_json(status)
         return
     console = views.out_console()
-    console.print(
-        f"[bold]{status['action']}[/] {status['id']} from {status['box']}, asked by "
-        f"{status['requester']} at {status['asked']}"
+    asked = views.cell(status["action"], "bold")
+    asked.append(
+        views.visible(
+            f" {status['id']} from {status['box']}, asked by {status['requester']} at "
+            f"{status['asked']}"
+        )
     )
-    console.print(
-        f"state: {status['state']}" + (f" ({status['detail']})" if status["detail"] else "")
-    )
+    console.print(asked)
+    detail = f" ({status['detail']})" if status["detail"] else ""
+    console.print(views.cell(f"state: {status['state']}{detail}"))
     if "file" in status:
         f = status["file"]
         console.print(
-            f"file: {f['state']} {f['path'] or ''} {f['bytes'] or ''} bytes "
-            f"sha256 {f['sha256'] or '?'}"
+            views.cell(
+                f"file: {f['state']} {f['path'] or ''} {f['bytes'] or ''} bytes "
+                f"sha256 {f['sha256'] or '?'}"
+            )
         )

@@ -11,9 +11,10 @@ the configured zone (default Asia/Ho_Chi_Minh), not the computer's.
 
 from __future__ import annotations
 
+import math
 import re
 import time
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from roadside.central.i18n import _
 from roadside.errors import UsageError
@@ -146,23 +147,46 @@ def parse_time(text: str, zone: tzinfo, now: float | None = None) -> float:
     return parsed.timestamp()
 
 
+UNSHOWABLE = "?"  # a stored time no calendar holds (inf, NaN, the year 10000 and later)
+
+
+def _local(epoch: object, zone: tzinfo) -> datetime | None:
+    """The stored time as a local datetime, or None when it is not one (a box's bad clock or
+    a hostile message stored as is must not stop a listing)."""
+    if isinstance(epoch, bool) or not isinstance(epoch, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(epoch, zone)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def is_time(epoch: object) -> bool:
+    """Whether a stored value is a time a calendar holds (not inf, NaN, text or year 10000)."""
+    return _local(epoch, UTC) is not None
+
+
 def show_time(epoch: float | None, zone: tzinfo, with_date: bool = True) -> str:
-    """A time for a table: local, to the second."""
+    """A time for a table: local, to the second; ``?`` for one that is not a time."""
     if epoch is None:
         return "-"
-    fmt = "%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S"
-    return datetime.fromtimestamp(epoch, zone).strftime(fmt)
+    local = _local(epoch, zone)
+    if local is None:
+        return UNSHOWABLE
+    return local.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
 
 
 def iso_time(epoch: float | None, zone: tzinfo) -> str | None:
-    """A time for JSON output: ISO 8601 with the zone's offset, to the millisecond."""
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, zone).isoformat(timespec="milliseconds")
+    """A time for JSON output: ISO 8601 with the zone's offset, to the millisecond; None for
+    none and for one that is not a time."""
+    local = None if epoch is None else _local(epoch, zone)
+    return None if local is None else local.isoformat(timespec="milliseconds")
 
 
 def show_age(seconds: float) -> str:
-    """``4s``, ``3m``, ``2h05m``, ``3d04h``: how long ago, at a glance."""
+    """``4s``, ``3m``, ``2h05m``, ``3d04h``: how long ago, at a glance; ``?`` when unknown."""
+    if not math.isfinite(seconds):
+        return UNSHOWABLE
     s = max(0, int(seconds))
     if s < 60:
         return f"{s}s"

@@ -1,18 +1,29 @@
-"""How the officer commands show things: rich tables for people, JSON for programs."""
+"""How the officer commands show things: rich tables for people, JSON for programs.
+
+Everything in the store that a box sent (names, classes, software, details) is the box's
+word: tables show it as plain text (``Text`` cells, never rich markup) with control and
+format characters written out (``\\x1b``), and numbers or times no box could mean (inf, NaN,
+the year 10000) as ``?``, so one box's bad record never breaks or spoofs a listing.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import sys
 import time
+import unicodedata
 from datetime import tzinfo
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from roadside.central.i18n import _
-from roadside.central.times import iso_time, show_age, show_time
+from roadside.central.times import UNSHOWABLE, is_time, iso_time, show_age, show_time
 from roadside.wire.messages import EventPhase, OfflineReason
 
 
@@ -21,51 +32,125 @@ def out_console() -> Console:
     return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 200)
 
 
+# Characters that move the cursor, recolour the terminal or reorder text rather than show.
+_HIDDEN = frozenset(("Cc", "Cf", "Cs", "Co", "Zl", "Zp"))
+# The ones JSON leaves raw with ensure_ascii off (it escapes U+0000-U+001F itself).
+_JSON_RAW = re.compile("[\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def _written_out(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(value: object) -> str:
+    """``value`` as text that shows as what it is: control and format characters written
+    out as escapes (ESC is ``\\x1b``), so a terminal never acts on them."""
+    text = value if isinstance(value, str) else str(value)
+    if text.isprintable():
+        return text
+    return "".join(_written_out(ch) if unicodedata.category(ch) in _HIDDEN else ch for ch in text)
+
+
+def cell(value: object, style: str = "") -> Text:
+    """A table cell holding ``value`` as plain text: ``[red]`` stays those five characters."""
+    return Text("-" if value is None or value == "" else visible(value), style=style)
+
+
+def in_markup(value: object) -> str:
+    """``value`` for a place that reads rich markup (a progress bar's description)."""
+    return escape(visible(value))
+
+
+def finite(value: object) -> float | None:
+    """A stored number that is a number: None for text, bools, inf and NaN."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _number(value: object, spec: str) -> str:
+    number = finite(value)
+    return UNSHOWABLE if number is None else format(number, spec)
+
+
+def _json_ready(data: Any) -> Any:
+    """Non-finite numbers as null: JSON has no inf or NaN, and programs choke on them."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _json_ready(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_json_ready(v) for v in data]
+    return data
+
+
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    """Valid JSON whatever was stored: no NaN, and no character left raw that a terminal
+    acts on (escaped as ``\\u009b`` and so on, which reads back as the same string)."""
+    text = json.dumps(_json_ready(data), indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write(_JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
 
 
-def _mib(value: float | None) -> str:
-    if value is None:
-        return "?"
-    return f"{value / 1024:.1f} GB" if value >= 1024 else f"{value:.0f} MB"
+def _mib(value: object) -> str:
+    number = finite(value)
+    if number is None:
+        return UNSHOWABLE
+    return f"{number / 1024:.1f} GB" if number >= 1024 else f"{number:.0f} MB"
+
+
+def _age(now: float, then: object) -> float | None:
+    number = finite(then)
+    return None if number is None else now - number
 
 
 def health_summary(h: dict[str, Any] | None) -> str:
     """``load 0.8 · 52°C · mem 41% · disk 3.2 GB free`` from a stored health body (the
     HealthMsg fields by their long names)."""
-    if not h:
+    if not h or not isinstance(h, dict):
         return "-"
     parts = []
     if "load_1m" in h:
-        parts.append(f"load {h['load_1m']:.1f}")
+        parts.append(f"load {_number(h['load_1m'], '.1f')}")
     if "cpu_temp_c" in h:
-        parts.append(f"{h['cpu_temp_c']:.0f}°C")
-    if h.get("memory_mib"):
-        used, total = h["memory_mib"]
-        parts.append(f"mem {100 * used / total:.0f}%" if total else f"mem {used} MB")
-    disk = h.get("disk_mib") or {}
-    if "free" in disk:
+        parts.append(f"{_number(h['cpu_temp_c'], '.0f')}°C")
+    memory = h.get("memory_mib")
+    if memory:
+        used, total = (*memory, None, None)[:2] if isinstance(memory, list) else (memory, None)
+        used_mib, total_mib = finite(used), finite(total)
+        if used_mib is not None and total_mib:
+            parts.append(f"mem {100 * used_mib / total_mib:.0f}%")
+        else:
+            parts.append(f"mem {_mib(used)}")
+    disk = h.get("disk_mib")
+    if isinstance(disk, dict) and "free" in disk:
         parts.append(f"disk {_mib(disk['free'])} free")
-    if h.get("throttled"):
-        parts.append(f"throttled 0x{h['throttled']:x}")
+    throttled = h.get("throttled")
+    if throttled:
+        shown = f"0x{throttled:x}" if isinstance(throttled, int) and throttled > 0 else "?"
+        parts.append(f"throttled {shown}")
     return " · ".join(parts) or "-"
 
 
 def outbox_summary(h: dict[str, Any] | None) -> str:
-    if not h or "outbox_depth" not in h:
+    if not h or not isinstance(h, dict) or "outbox_depth" not in h:
         return "-"
-    lost = sum((h.get("outbox_losses") or {}).values())
-    return f"{h['outbox_depth']}" + (f" ({lost} lost)" if lost else "")
+    losses = h.get("outbox_losses")
+    counted = [finite(n) for n in losses.values()] if isinstance(losses, dict) else []
+    lost = sum(n for n in counted if n)
+    return _number(h["outbox_depth"], ".0f") + (f" ({lost:.0f} lost)" if lost else "")
 
 
 def clock_summary(h: dict[str, Any] | None) -> str:
-    if not h or "clock_synced" not in h:
+    if not h or not isinstance(h, dict) or "clock_synced" not in h:
         return "?"
     return _("synced") if h["clock_synced"] else _("NOT synced")
 
 
-_OFFLINE = {OfflineReason.LOST: "offline (link lost)", OfflineReason.STOP: "offline (stopped)"}
+_OFFLINE: dict[str, str] = {
+    OfflineReason.LOST: "offline (link lost)",
+    OfflineReason.STOP: "offline (stopped)",
+}
 
 
 def device_state(d: dict[str, Any]) -> str:
@@ -74,8 +159,13 @@ def device_state(d: dict[str, Any]) -> str:
         return "unknown"
     if d["online"]:
         return "online"
-    reason = (d.get("status") or {}).get("reason")
-    return _OFFLINE.get(reason, "offline") if reason is not None else "offline"
+    reason = _field(d.get("status"), "reason")
+    return _OFFLINE.get(reason, "offline") if isinstance(reason, str) else "offline"
+
+
+def _field(body: object, name: str) -> Any:
+    """One field of a stored JSON body (status, health), None when the body is not one."""
+    return body.get(name) if isinstance(body, dict) else None
 
 
 def _device_state_shown(state: str) -> str:
@@ -95,17 +185,18 @@ def devices_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any
             "device": d["device"],
             "state": device_state(d),
             "last_seen": iso_time(d["last_seen"], zone),
-            "last_seen_ago_s": round(now - d["last_seen"], 1),
-            "software": (d.get("status") or {}).get("software"),
-            "model": (d.get("status") or {}).get("model"),
+            "last_seen_ago_s": None if ago is None else round(ago, 1),
+            "software": _field(d.get("status"), "software"),
+            "model": _field(d.get("status"), "model"),
             "health": d.get("health"),
             "health_at": iso_time(d.get("health_at"), zone),
-            "outbox": (d.get("health") or {}).get("outbox_depth"),
+            "outbox": _field(d.get("health"), "outbox_depth"),
             "clock_synced": None
-            if "clock_synced" not in (d.get("health") or {})
+            if _field(d.get("health"), "clock_synced") is None
             else bool(d["health"]["clock_synced"]),
         }
         for d in rows
+        for ago in (_age(now, d["last_seen"]),)
     ]
 
 
@@ -129,15 +220,21 @@ def devices_table(rows: list[dict[str, Any]], zone: tzinfo) -> Table:
         state = device_state(d)
         style = "green" if state == "online" else ("red" if "offline" in state else "yellow")
         h = d.get("health")
+        ago = _age(now, d["last_seen"])
         table.add_row(
-            d["device"],
-            f"[{style}]{_device_state_shown(state)}[/]",
-            _("%(when)s (%(age)s ago)")
-            % {"when": show_time(d["last_seen"], zone), "age": show_age(now - d["last_seen"])},
-            health_summary(h),
-            outbox_summary(h),
-            clock_summary(h),
-            (d.get("status") or {}).get("software") or "-",
+            cell(d["device"]),
+            cell(_device_state_shown(state), style),
+            cell(
+                _("%(when)s (%(age)s ago)")
+                % {
+                    "when": show_time(d["last_seen"], zone),
+                    "age": UNSHOWABLE if ago is None else show_age(ago),
+                }
+            ),
+            cell(health_summary(h)),
+            cell(outbox_summary(h)),
+            cell(clock_summary(h)),
+            cell(_field(d.get("status"), "software")),
         )
     return table
 
@@ -151,7 +248,7 @@ def events_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any]
             "state": "ended" if e["phase"] == EventPhase.END else "ongoing",
             "start": iso_time(e["t0"], zone),
             "end": iso_time(e["t1"], zone),
-            "score": round(e["score"], 3),
+            "score": None if finite(e["score"]) is None else round(e["score"], 3),
             "box": e["box"],
             "direction": e["direction"],
             "zones": e["zones"],
@@ -173,17 +270,22 @@ def events_table(rows: list[dict[str, Any]], zone: tzinfo, limit: int) -> Table:
         table.add_column(col, no_wrap=i in (0, 8))
     for e in rows:
         ongoing = _(" (ongoing)") if e["phase"] == EventPhase.START else ""
-        clock = " [yellow]" + _("clock?") + "[/]" if e["unsynced"] else ""
+        when = cell(show_time(e["t0"], zone))
+        if e["unsynced"]:
+            when.append(" " + _("clock?"), style="yellow")
+        known = is_time(e["t0"]) and is_time(e["t1"])
+        seen = f"{e['t1'] - e['t0']:.1f}" if known else UNSHOWABLE
+        zones = e["zones"]
         table.add_row(
-            show_time(e["t0"], zone) + clock,
-            e["device"],
-            e["cls"],
-            e.get("colour") or "-",
-            f"{e['t1'] - e['t0']:.1f} s{ongoing}",
-            f"{e['score']:.2f}",
-            e["direction"] or "-",
-            ", ".join(e["zones"] or []) or "-",
-            e["id"],
+            when,
+            cell(e["device"]),
+            cell(e["cls"]),
+            cell(e.get("colour")),
+            cell(f"{seen} s{ongoing}"),
+            cell(_number(e["score"], ".2f")),
+            cell(e["direction"]),
+            cell(", ".join(map(visible, zones)) if isinstance(zones, list) else zones),
+            cell(e["id"]),
         )
     return table
 
@@ -229,13 +331,13 @@ def counts_table(rows: list[dict[str, Any]], zone: tzinfo) -> Table:
         )
     for r in rows:
         table.add_row(
-            show_time(r["t0"], zone),
-            show_time(r["t1"], zone),
-            r["device"],
-            r["line"],
-            r["cls"],
-            r["direction"],
-            str(r["n"]),
+            cell(show_time(r["t0"], zone)),
+            cell(show_time(r["t1"], zone)),
+            cell(r["device"]),
+            cell(r["line"]),
+            cell(r["cls"]),
+            cell(r["direction"]),
+            cell(r["n"]),
         )
     return table
 
@@ -265,13 +367,13 @@ def audit_table(rows: list[dict[str, Any]], zone: tzinfo) -> Table:
         )
         result = r["state"] + (f": {r['detail']}" if r.get("detail") else "")
         table.add_row(
-            show_time(r["at"], zone),
-            r["requester"],
-            r["action"],
-            r["device"] or "-",
-            params,
-            result,
-            r["id"],
+            cell(show_time(r["at"], zone)),
+            cell(r["requester"]),
+            cell(r["action"]),
+            cell(r["device"]),
+            cell(params),
+            cell(result),
+            cell(r["id"]),
         )
     return table
 

@@ -16,6 +16,10 @@ class ExitCode(IntEnum):
     FAILED = 1  # the command ran and what it was asked to do failed
     USAGE = 2  # the command cannot run as asked: an option, argument, input or config is wrong
     PENDING = 3  # the request is on its way and has no final answer yet (officer commands)
+    # Service faults, numbered as sysexits.h; roadside-central.service restarts on 69 only:
+    UNAVAILABLE = 69  # the broker never answered (down, or a wrong host or port)
+    CANT_CREATE = 73  # a folder the service writes to (data_dir, clips) cannot be written
+    NO_PERMISSION = 77  # the broker refused our credentials: restarting cannot fix that
     # ``roadside agent run`` only: start me again (a new config to apply, or one to undo);
     # EX_TEMPFAIL, which the systemd unit always restarts (RestartForceExitStatus).
     RESTART = 75
@@ -59,3 +63,9 @@ class ProvisionError(UsageError):
 
 class StateFileError(RoadsideError):
     """A SQLite state file cannot be used as it is (written by a newer release)."""
+
+
+class UnwritableError(RoadsideError):
+    """A folder the service must write to cannot be made or written."""
+
+    exit_code = ExitCode.CANT_CREATE

@@ -20,7 +20,7 @@ from roadside.central.store import tables as T
 from roadside.central.store.batch import Batch
 from roadside.ids import new_id
 from roadside.testing.console import CSRF, PASSWORDS, RunningConsole
-from roadside.testing.messages import event_pair, health, status
+from roadside.testing.messages import count, event_pair, health, status
 
 ULID = "01HX0000000000000000000000"
 
@@ -36,6 +36,7 @@ def _fill(console: RunningConsole, device: str = "box-1", n: int = 5) -> list[st
         _start, end = event_pair(now - 600 + 60 * i, "car" if i < n - 1 else "person")
         batch.add_event(device, end, now)
         ids.append(end.id)
+    batch.add_count(device, count(now - 300, {"car": 2}, {"left-lanes": {"car": {"N": 2}}}), now)
     console.store.writer().write(batch)
     return ids
 
@@ -400,3 +401,42 @@ def test_an_officer_is_told_why_a_request_waits_or_fails(broker, tmp_path: Path)
             assert final["phase"] == "failed" and final["final"] and "ghi đè" in final["text"]
         finally:
             box.close()
+
+
+def test_counts_show_each_counting_line_per_hour_by_class_and_direction(
+    console: RunningConsole,
+) -> None:
+    hour = (time.time() // 3600 - 2) * 3600  # two hours ago, on the hour
+    batch = Batch()
+    for device, t0, lines in (
+        ("box-1", hour + 60, {"north-gate": {"car": {"N": 3, "S": 1}}}),
+        ("box-1", hour + 1800, {"north-gate": {"car": {"N": 2}}, "mid": {"bus": {"E": 1}}}),
+        ("box-1", hour + 3600 + 5, {"mid": {"motorcycle": {"E": 4}}}),
+        ("box-2", hour + 60, {"north-gate": {"car": {"N": 50}}}),  # another box's line
+    ):
+        batch.add_count(device, count(t0, {}, lines), time.time())
+    console.store.writer().write(batch)
+    lan = console.login("lan", "en")
+    window = {"box": "box-1", "since": "3h ago", "until": "now"}
+    page = lan.get("/counts", params=window)
+    assert page.status_code == 200
+    gate = page.text.split('id="chart-line-north-gate"')[1].split("</section>")[0]
+    assert "Crossings of line north-gate per hour, by class and direction" in gate
+    assert "total 6" in gate and "car → north" in gate and "car → south" in gate
+    mid = page.text.split('id="chart-line-mid"')[1].split("</section>")[0]
+    assert "total 5" in mid and "motorcycle → east" in mid
+    vi = console.login("lan", "vi").get("/counts", params=window).text
+    assert "Lượt qua vạch north-gate mỗi giờ" in vi
+
+    csv_text = lan.get("/counts.csv", params=window).text
+    rows = [line.split(",") for line in csv_text.strip().splitlines()]
+    assert rows[0] == ["box", "hour", "series", "line", "class", "direction", "count"]
+    lines = {(r[1], r[3], r[4], r[5]): int(r[6]) for r in rows[1:] if r[2] == "line"}
+    first = time.strftime("%d/%m/%Y %H:%M", time.gmtime(hour + 7 * 3600))
+    second = time.strftime("%d/%m/%Y %H:%M", time.gmtime(hour + 8 * 3600))
+    assert lines == {
+        (first, "north-gate", "car", "N"): 5,
+        (first, "north-gate", "car", "S"): 1,
+        (first, "mid", "bus", "E"): 1,
+        (second, "mid", "motorcycle", "E"): 4,
+    }

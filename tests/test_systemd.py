@@ -184,6 +184,8 @@ def test_central_unit_runs_the_central_service() -> None:
     assert argv == [STATION, "central", "run", "--config", "/etc/roadside/central.toml"]
     assert service["Restart"] == ["always"] and service["ProtectSystem"] == ["strict"]
     assert service["StateDirectory"][0] in service["ReadWritePaths"][0]
+    config_faults = (ExitCode.USAGE, ExitCode.CANT_CREATE, ExitCode.NO_PERMISSION)
+    assert service["RestartPreventExitStatus"][0].split() == [str(int(c)) for c in config_faults]
     probe = subprocess.run(
         [str(ROADSIDE), "central", "run", "--help"], capture_output=True, text=True, timeout=60
     )

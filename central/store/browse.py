@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,6 +220,32 @@ def events_by_direction(
         if i is not None:
             values[f"{cls} {direction or '?'}"][i] += int(n)
     return HourlySeries(title, hours, dict(sorted(values.items())))
+
+
+def line_counts_by_hour(
+    conn: sa.Connection, device: str, since: float, until: float, title: Callable[[str], str]
+) -> dict[str, HourlySeries]:
+    """Crossings of each counting line per hour of their interval's start, by class and
+    direction across the line (``car N``): one series per line, titled ``title(line)``."""
+    c = T.line_counts.c
+    hours = _hours(since, until)
+    index = {h: i for i, h in enumerate(hours)}
+    hour = sa.func.floor(c.t0 / HOUR)
+    rows = conn.execute(
+        sa.select(hour.label("h"), c.line, c.cls, c.direction, sa.func.sum(c.n).label("n"))
+        .where(c.device == device, c.t0 >= hours[0], c.t0 < until)
+        .group_by(hour, c.line, c.cls, c.direction)
+    )
+    lines: dict[str, dict[str, list[int]]] = defaultdict(dict)
+    for h, line, cls, direction, n in rows:
+        i = index.get(float(h) * HOUR)
+        if i is not None:
+            values = lines[line].setdefault(f"{cls} {direction}", [0] * len(hours))
+            values[i] += int(n)
+    return {
+        line: HourlySeries(title(line), hours, dict(sorted(values.items())))
+        for line, values in sorted(lines.items())
+    }
 
 
 def known_values(conn: sa.Connection) -> dict[str, list[str]]:

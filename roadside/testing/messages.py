@@ -10,6 +10,7 @@ from roadside.wire.messages import (
     EventMsg,
     EventPhase,
     HealthMsg,
+    LineCounts,
     OfflineReason,
     Presence,
     StatusMsg,
@@ -76,5 +77,6 @@ def health(**fields: object) -> HealthMsg:
     return HealthMsg(id=new_id(), at=time.time(), **fields)  # type: ignore[arg-type]
 
 
-def count(t0: float, n: dict[str, int]) -> CountMsg:
-    return CountMsg(id=new_id(t0), start=t0, end=t0 + 60, counts=n)
+def count(t0: float, n: dict[str, int], lines: LineCounts | None = None) -> CountMsg:
+    """A minute's count; ``lines``: crossings per counting line, class and direction."""
+    return CountMsg(id=new_id(t0), start=t0, end=t0 + 60, counts=n, lines=lines)

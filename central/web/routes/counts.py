@@ -1,8 +1,8 @@
 """Counts: objects per hour for one box, as charts and as CSV.
 
-Each chart is one ``HourlySeries`` from ``SERIES``: the box's own per-class counts and the
-ended events by class and direction today; per-line counts join the list when the store
-keeps them (a function of the same shape).
+Each chart is one ``HourlySeries``: from ``SERIES``, the box's own per-class counts and the
+ended events by class and direction; then one per counting line of the box, crossings by
+class and direction across the line. The CSV has every series, its line named in a column.
 """
 
 from __future__ import annotations
@@ -67,12 +67,19 @@ def _window(v: Visit) -> tuple[str | None, float, float, dict[str, str], str | N
     return optional(values["box"], DEVICE), since, until, values, error
 
 
+def _line_title(line: str) -> str:
+    return _("Crossings of line %(line)s per hour, by class and direction") % {"line": line}
+
+
 def _series(
     v: Visit, device: str, since: float, until: float
-) -> list[tuple[str, browse.HourlySeries]]:
+) -> list[tuple[str, str, browse.HourlySeries]]:
+    """(series key, counting line or "", series) for every chart of the page."""
     console = v.request.app.state.console
     with console.store.connect() as conn:
-        return [(key, fn(conn, device, since, until, _(title))) for key, title, fn in SERIES]
+        charts = [(key, "", fn(conn, device, since, until, _(title))) for key, title, fn in SERIES]
+        lines = browse.line_counts_by_hour(conn, device, since, until, _line_title)
+    return charts + [("line", line, series) for line, series in lines.items()]
 
 
 @page(Role.VIEWER)
@@ -84,9 +91,10 @@ def counts(v: Visit) -> Response:
     device = device or (boxes[0] if boxes else None)
     charts = []
     if device:
-        for key, series in _series(v, device, since, until):
+        for key, line, series in _series(v, device, since, until):
             svg = hourly_bars(series, console.zone, key_label, _("Nothing counted in this time."))
-            charts.append({"key": key, "series": series, "svg": svg})
+            chart_id = f"line-{line}" if line else key
+            charts.append({"key": chart_id, "series": series, "svg": svg})
     return console.render(
         v.request,
         "counts.html",
@@ -109,14 +117,14 @@ def counts_csv(v: Visit) -> Response:
         return Response(_("Choose a box and a valid time range."), status_code=400)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["box", "hour", "series", "class", "direction", "count"])
-    for key, series in _series(v, device, since, until):
+    writer.writerow(["box", "hour", "series", "line", "class", "direction", "count"])
+    for key, line, series in _series(v, device, since, until):
         for name, values in series.values.items():
             cls, _sep, direction = name.partition(" ")
             for hour, n in zip(series.hours, values, strict=True):
                 if n:
                     stamp = datetime.fromtimestamp(hour, console.zone).strftime("%d/%m/%Y %H:%M")
-                    writer.writerow([device, stamp, key, cls, direction, n])
+                    writer.writerow([device, stamp, key, line, cls, direction, n])
     return Response(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",
