@@ -460,9 +460,6 @@ def snapshot_cmd(
     sys.exit(follow_request(cfg, store, device, "snapshot", params, out, no_wait, as_json, who))
 
 
-OFFICER_COMMANDS = (devices_cmd, events_cmd, counts_cmd, clip_group, snapshot_cmd, audit_cmd)
-
-
 def _add_console_commands() -> None:
     from roadside.central.web.cli import user_group, web_cmd
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 import tomli_w
 
@@ -205,3 +206,14 @@ def test_every_command_has_help() -> None:
     ):
         proc = run_cli(*args)
         assert proc.returncode == 0 and "Usage:" in proc.stdout
+
+
+def test_every_listed_command_loads_under_its_own_name() -> None:
+    """The main group imports a command only when asked: each name must lead to its command."""
+    from roadside.cli import COMMANDS, main
+
+    ctx = click.Context(main)
+    for name in COMMANDS:
+        command = main.get_command(ctx, name)
+        assert command is not None and command.name == name, name
+    assert main.get_command(ctx, "no-such-command") is None

@@ -70,8 +70,8 @@ def test_the_walk_sees_every_kind_of_import() -> None:
     """The walk itself: late imports, relative imports and ``from x import y`` all count."""
     broker = dict(modules("roadside.provisioning"))["roadside.provisioning.broker"]
     assert "roadside.provisioning.ca" in imported("roadside.provisioning.broker", broker)
-    cli = dict(modules("roadside"))["roadside.cli"]
-    assert "roadside.agent.cli" in imported("roadside.cli", cli)  # inside a function
+    cli = dict(modules("roadside.central"))["roadside.central.cli"]
+    assert "roadside.central.web.cli" in imported("roadside.central.cli", cli)  # in a function
     names = {name for name, _ in floor()}
     assert {"roadside.wire.topics", "roadside.config.agent", "roadside.ids"} <= names
     assert "roadside.cli" not in names and "roadside.demo" not in names
