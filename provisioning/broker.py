@@ -1,8 +1,9 @@
 """The broker's side: mosquitto 2.0 TLS listeners with client certificates, and the ACL.
 
 Every client, box or person, presents a certificate; the broker takes its CN as the username
-(``use_identity_as_username``) and the ACL grants topics by that name. Nothing a client *says*
-counts, only what a CA signed. Two listeners, one per kind of client:
+(``use_identity_as_username``) and mosquitto's dynamic-security plugin grants topics by that
+name. Nothing a client *says* counts, only what a CA signed. Two listeners, one per kind of
+client:
 
 ``boxes`` (8883, faces the 3G/4G side)
     trusts the device CA only; the client id is forced to the CN
@@ -16,22 +17,32 @@ A box certificate is refused on the station listener and a station certificate o
 listener, at the TLS handshake. The files land in one folder meant for
 ``/etc/mosquitto/roadside/``::
 
-    roadside.conf   both listeners; include it or link it from /etc/mosquitto/conf.d/
-    acl             pattern ACL for boxes, user blocks for station accounts and retired names
+    roadside.conf   both listeners and the queue and size limits; include it or link it
+                    from /etc/mosquitto/conf.d/
+    dynamic-security.json
+                    one role per box, the central and officer roles, one client per name;
+                    retired names have no role at all
     device-ca.pem   who may connect as a box
     station-ca.pem  who may connect as the station
     crl.pem         both CAs' revocation lists
     server.crt/key  the broker's certificate (station CA), key 0600
 
-mosquitto re-reads the ACL and the CRL on SIGHUP (``systemctl reload mosquitto``): a revoked
-box still connected is then denied every topic and cannot connect again; a restart also
-closes its connection.
+The plugin, not mosquitto's ``acl_file``, because an ``acl_file`` cannot refuse a
+subscription: a box subscribing to ``$share/<group>/roadside/v1/+/event`` would be given its
+share of every box's events, which the ACL then refuses to deliver and mosquitto drops. The
+plugin answers such a SUBSCRIBE "not authorised" and the station keeps every message.
+
+mosquitto re-reads the CRL on SIGHUP (``systemctl reload mosquitto``), so a revoked box
+cannot connect again; the plugin reads its file only at start, so a restart
+(``systemctl restart mosquitto``) is what takes the rights of a connection still open.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 
@@ -56,8 +67,31 @@ from .files import read_bytes, write_atomic
 from .identity import account_role
 
 DEFAULT_CONF_DIR = "/etc/mosquitto/roadside"
+DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 BOX_PORT = 8883
 STATION_PORT = 8884
+
+# Queues, sized for a whole district (41 boxes) whose station is away for a day. mosquitto
+# keeps a session's queue in memory, and past max_queued_messages it PUBACKs a box's publish
+# and drops it (its default of 1,000 lost 2,000 of 3,000 events). Per box, at a busy
+# junction: 1,800 vehicles an hour, two event messages each (start, end) = 3,600; counts
+# every 60 s = 60; health every 300 s = 12; status and replies a handful: 3,672 an hour.
+# x 24 h x 41 boxes = 3,613,248 messages, about 300 bytes each = 1.08 GB. Transfer chunks are
+# QoS 0 and are not queued for a session that is away.
+DISTRICT_BOXES = 41
+OUTAGE_HOURS = 24
+MESSAGES_PER_BOX_HOUR = 1_800 * 2 + 60 + 12
+MESSAGE_BYTES = 300
+DAY_OF_DISTRICT = MESSAGES_PER_BOX_HOUR * OUTAGE_HOURS * DISTRICT_BOXES  # 3,613,248
+MAX_QUEUED_MESSAGES = 4_000_000  # a day of the district, plus 10 %
+MAX_QUEUED_BYTES = 1_500_000_000  # 4,000,000 x 300 B = 1.2 GB, plus room for longer events
+# The largest legitimate message is a transfer chunk: at most 64 KiB of data (transfer
+# chunk_kib <= 64) and an 18-byte header, 65,554 bytes, plus topic and headers. A packet of
+# twice that closes the connection (mosquitto 2.0's message_size_limit drops an MQTT 5
+# publish without any PUBACK, which a box would take for a lost link and send again), so no
+# client can make the broker hold or queue messages of megabytes. MQTT 5 clients are told
+# the limit in the CONNACK.
+MAX_PACKET_SIZE = 128 * 1024
 
 # What a box may do under its own subtree. It writes what it reports and reads what it is
 # told; it can never write its own cmd/ (a stolen box would otherwise forge "station"
@@ -106,8 +140,8 @@ class BrokerFiles:
         return self.directory / "roadside.conf"
 
     @property
-    def acl(self) -> Path:
-        return self.directory / "acl"
+    def dynsec(self) -> Path:
+        return self.directory / "dynamic-security.json"
 
     @property
     def device_ca(self) -> Path:
@@ -130,34 +164,73 @@ class BrokerFiles:
         return self.directory / "server.key"
 
 
-def render_acl(accounts: list[str], retired: list[str]) -> str:
-    """The mosquitto ``acl_file`` text.
+def _acl(acltype: str, topic: str) -> dict[str, Any]:
+    return {"acltype": acltype, "topic": topic, "priority": 0, "allow": True}
 
-    ``accounts``: live station accounts (``central.*``, ``officer.*``), one user block each.
-    ``retired``: names whose certificates were all revoked: denied every topic, so a revoked
-    box is shut out by the ACL as soon as the broker reloads, even before it is restarted
-    with the new CRL.
+
+def _grants(topics: tuple[tuple[str, str], ...], shared: bool = False) -> list[dict[str, Any]]:
+    """Dynamic-security ACLs: a write is publishClientSend, a read is a subscribe and a receive.
+
+    ``shared``: also ``$share/<any group>/<topic>``, for the station's ingest workers only.
     """
-    out = [
-        "# Roadside broker ACL, written by `roadside provision broker` / `revoke`.",
-        "# Do not edit by hand: it is rendered again from the CA folder's issued.json.",
-        "# Usernames are certificate CNs (use_identity_as_username).",
-        "",
-        "# Every box: its own subtree only; %u is its CN, i.e. its device id.",
+    out: list[dict[str, Any]] = []
+    for access, topic in topics:
+        if access == "write":
+            out.append(_acl("publishClientSend", topic))
+            continue
+        out += [_acl("subscribePattern", topic), _acl("publishClientReceive", topic)]
+        if shared:
+            out.append(_acl("subscribePattern", f"$share/+/{topic}"))
+    return out
+
+
+def box_role(device: str) -> str:
+    return f"box-{device}"
+
+
+def render_dynsec(devices: list[str], accounts: list[str], retired: list[str]) -> dict[str, Any]:
+    """The dynamic-security plugin's file (``dynamic-security.json``).
+
+    ``devices``: live boxes, each with a role over its own subtree. ``accounts``: live station
+    accounts (``central.*``, ``officer.*``) with the role of their name. ``retired``: names
+    whose certificates were all revoked: kept as clients without any role, so they are denied
+    every topic even before the CRL shuts them out. Whatever is not granted is refused:
+    publishing, receiving and subscribing (``$share/...`` included) default to deny.
+    The client id is bound by the listener, not here: the plugin does not check client ids
+    of certificate logins; each box's ``clientid`` records what the box listener forces.
+    """
+    roles = [
+        {
+            "rolename": box_role(d),
+            "textname": f"box {d}: its own subtree",
+            "acls": _grants(tuple((a, f"{ROOT}/{d}/{t}") for a, t in DEVICE_TOPICS)),
+        }
+        for d in devices
     ]
-    out += [f"pattern {access} {ROOT}/%u/{topic}" for access, topic in DEVICE_TOPICS]
-    for name in accounts:
-        role = account_role(name)
-        out += ["", f"# station account, role {role}", f"user {name}"]
-        # The patterns above also apply to accounts; a dotted name is never a device, so its
-        # would-be subtree is closed to keep it from posing as one.
-        out.append(f"topic deny {ROOT}/{name}/#")
-        out += [f"topic {access} {topic}" for access, topic in ROLE_TOPICS[role]]
-    if retired:
-        out += ["", "# Revoked: no topic at all (deny is checked before any grant)."]
-    for name in retired:
-        out += [f"user {name}", "topic deny #"]
-    return "\n".join(out) + "\n"
+    roles += [
+        {
+            "rolename": role,
+            "textname": f"station role {role}",
+            "acls": _grants(topics, shared=role == "central"),
+        }
+        for role, topics in ROLE_TOPICS.items()
+    ]
+    clients: list[dict[str, Any]] = [
+        {"username": d, "clientid": d, "roles": [{"rolename": box_role(d)}]} for d in devices
+    ]
+    clients += [{"username": a, "roles": [{"rolename": account_role(a)}]} for a in accounts]
+    clients += [{"username": r, "textname": "revoked", "disabled": True} for r in retired]
+    return {
+        "defaultACLAccess": {
+            "publishClientSend": False,
+            "publishClientReceive": False,
+            "subscribe": False,
+            "unsubscribe": True,
+        },
+        "clients": clients,
+        "groups": [],
+        "roles": roles,
+    }
 
 
 def render_mosquitto_conf(
@@ -167,10 +240,12 @@ def render_mosquitto_conf(
     conf_dir: str | None = None,
     station_port: int = STATION_PORT,
     station_bind: str | None = None,
+    plugin: str = DYNSEC_PLUGIN,
 ) -> str:
     """Both listener blocks, with the file paths as they will be on the broker host.
 
-    ``conf_dir`` is where the folder will live there (default /etc/mosquitto/roadside).
+    ``conf_dir`` is where the folder will live there (default /etc/mosquitto/roadside);
+    ``plugin`` is the dynamic-security plugin's path there (Debian's, by default).
     """
     base = (conf_dir or DEFAULT_CONF_DIR).rstrip("/")
 
@@ -209,7 +284,21 @@ def render_mosquitto_conf(
             "",
             "# Global (per_listener_settings false, mosquitto's default).",
             "allow_anonymous false",
-            f"acl_file {at(files.acl)}",
+            "# Who may publish, receive and subscribe: one role per box, central, officer.",
+            "# Unlike an acl_file it refuses a SUBSCRIBE ($share/... included) outright.",
+            f"plugin {plugin}",
+            f"plugin_opt_config_file {at(files.dynsec)}",
+            "",
+            f"# A day's outage of a district: {DISTRICT_BOXES} boxes x {OUTAGE_HOURS} h x "
+            f"{MESSAGES_PER_BOX_HOUR:,} messages/h",
+            "# (1,800 vehicles x start+end, counts 60/h, health 12/h) ="
+            f" {DAY_OF_DISTRICT:,} messages of ~{MESSAGE_BYTES} B;",
+            "# queued for the station's sessions, not dropped (docs/reliability.md).",
+            f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+            f"max_queued_bytes {MAX_QUEUED_BYTES}",
+            "# Largest legitimate message: a transfer chunk, 64 KiB + 18 B header; a bigger",
+            "# packet closes the connection.",
+            f"max_packet_size {MAX_PACKET_SIZE}",
             "",
         ]
     )
@@ -228,7 +317,7 @@ def write_broker_dir(
 ) -> BrokerFiles:
     """Write (or refresh) a broker folder; keeps an existing server key unless ``renew``.
 
-    Running it again is how the ACL and CRL are brought up to date after new accounts.
+    Running it again is how the roles and the CRL are brought up to date after new names.
     """
     files = BrokerFiles(Path(out))
     need_cert = renew or not (files.cert.exists() and files.key.exists())
@@ -258,12 +347,12 @@ def write_broker_dir(
 
 
 def refresh_broker_dir(ca: ProjectCA, files: BrokerFiles) -> None:
-    """Re-render the ACL and re-sign the CRL into the broker folder (after a revoke)."""
+    """Re-render the roles and clients and re-sign the CRL into the broker folder."""
     if not files.directory.is_dir():
         raise ProvisionError(f"broker folder {files.directory} does not exist")
     ca.write_crl()
     write_atomic(files.crl, (ca.directory / "crl.pem").read_bytes(), 0o644)
-    write_atomic(
-        files.acl, render_acl(ca.registry.live_accounts(), ca.registry.retired_names()), 0o644
-    )
+    reg = ca.registry
+    doc = render_dynsec(reg.live_devices(), reg.live_accounts(), reg.retired_names())
+    write_atomic(files.dynsec, json.dumps(doc, indent=2) + "\n", 0o644)
     ca.registry.save()

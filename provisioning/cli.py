@@ -87,11 +87,10 @@ def _refresh_broker(ca_obj: ProjectCA, broker_dir: Path | None = None) -> None:
     target = broker_dir or (Path(recorded) if recorded else None)
     if target and target.is_dir():
         refresh_broker_dir(ca_obj, BrokerFiles(target))
-        click.echo(f"updated {target}/acl and {target}/crl.pem")
+        click.echo(f"updated {target}/dynamic-security.json and {target}/crl.pem")
         click.echo(
-            "On the broker host: copy acl and crl.pem, then `systemctl reload "
-            "mosquitto` (SIGHUP re-reads both); restart it to also drop a connection "
-            "still open."
+            "On the broker host: copy dynamic-security.json and crl.pem, then `systemctl "
+            "restart mosquitto` (the plugin reads its file at start; sessions are kept)."
         )
     else:
         click.echo(
@@ -224,8 +223,7 @@ def device(
     )
     path = make_bundle(ca_obj, req, out, days=days, replace=replace)
     click.echo(f"bundle {path} (holds the box's private key: keep it private, mode 0600)")
-    if replace:
-        _refresh_broker(ca_obj)  # the old certificate is on the CRL now
+    _refresh_broker(ca_obj)  # the box's role; with --replace, the old certificate's CRL entry
     if cloud_init:
         serial = f"{ca_obj.registry.live(name)[-1].serial:x}"
         write_card(cloud_init, name, serial, path, wheelhouse)
@@ -257,7 +255,7 @@ def account(
     write_atomic(target / "client.crt", cert_pem(cert), 0o644)
     write_atomic(target / "ca.crt", ca_obj.cert_pem(STATION_CA), 0o644)
     click.echo(f"{role} account {name}: {target}/client.crt, client.key (0600), ca.crt")
-    _refresh_broker(ca_obj)  # the ACL gets the account's user block
+    _refresh_broker(ca_obj)  # the account's client and role
 
 
 @provision.command()
@@ -266,7 +264,7 @@ def account(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
-    help="Folder for roadside.conf, acl, CA files, crl.pem, server.crt/key.",
+    help="Folder for roadside.conf, dynamic-security.json, CA files, crl.pem, server.crt/key.",
 )
 @click.option(
     "--host",
@@ -326,7 +324,7 @@ def broker(
     click.echo(f"broker files in {files.directory} (boxes on {port}, station on {station_port}):")
     for p in (
         files.conf,
-        files.acl,
+        files.dynsec,
         files.device_ca,
         files.station_ca,
         files.crl,

@@ -124,6 +124,11 @@ class Registry:
         names = {c.name for c in self.certs if c.revoked and c.kind != "server"}
         return sorted(n for n in names if not self.live(n))
 
+    def live_devices(self) -> list[str]:
+        """Boxes holding a usable certificate: each gets its own role on the broker."""
+        names = {c.name for c in self.certs if c.kind == "device"}
+        return sorted(n for n in names if self.live(n))
+
     def live_accounts(self) -> list[str]:
         """Station accounts (central.*, officer.*) holding a usable certificate."""
         names = {c.name for c in self.certs if c.kind == "account"}

@@ -1,7 +1,7 @@
-"""Provisioning: CA, device bundles, and a real mosquitto enforcing the generated TLS and ACL.
+"""Provisioning: CA, device bundles, and a real mosquitto enforcing the generated TLS and roles.
 
 Keys are made once per module (EC keys are cheap, but a broker per test is not): one CA, the
-broker folder it writes, and a running mosquitto 2.0 with exactly that listener and ACL. Each
+broker folder it writes, and a running mosquitto 2.0 with exactly those listeners and roles. Each
 MQTT check has a positive control (someone allowed receives the same kind of message), so a
 "nothing arrived" can never pass because nothing worked at all.
 """
@@ -30,6 +30,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from roadside.cli import main
 from roadside.config.agent import DEVICE_ID as AGENT_DEVICE_ID
@@ -46,7 +48,7 @@ from roadside.provisioning.agent_toml import (
 from roadside.provisioning.broker import (
     BrokerFiles,
     refresh_broker_dir,
-    render_acl,
+    render_dynsec,
     render_mosquitto_conf,
     write_broker_dir,
 )
@@ -57,6 +59,7 @@ from roadside.provisioning.identity import DEVICE_ID, account_role, check_device
 from roadside.provisioning.registry import Registry
 from roadside.testing.broker import LocalBroker
 from roadside.testing.ports import free_port, wait_port
+from roadside.testing.waiting import eventually
 from roadside.wire.topics import (
     CMD,
     COUNT,
@@ -147,7 +150,9 @@ class TwoListenerMosquitto(LocalBroker):
     """The helper waits for one port; the generated config has two listeners."""
 
     def __init__(self, workdir: Path, conf: str, ports: tuple[int, int], extra: str) -> None:
-        super().__init__(workdir, listener=conf, anonymous=False, port=ports[0], extra=extra)
+        super().__init__(
+            workdir, listener=conf, anonymous=False, port=ports[0], extra=extra, max_queued=None
+        )
         self.ports = ports
 
     def start(self) -> TwoListenerMosquitto:
@@ -174,7 +179,14 @@ def mosq(pki: dict, tmp_path_factory: pytest.TempPathFactory):
 class Peer:
     """A paho 2.x MQTT 5 client that records connack, subacks, pubacks and messages."""
 
-    def __init__(self, creds: Creds, port: int, client_id: str = "") -> None:
+    def __init__(
+        self,
+        creds: Creds,
+        port: int,
+        client_id: str = "",
+        session_expiry_s: int = 0,
+        protocol: int = mqtt.MQTTv5,
+    ) -> None:
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.connack: mqtt.ReasonCode | None = None
         self.connected = threading.Event()
@@ -182,7 +194,7 @@ class Peer:
         self.subacks: dict[int, list[mqtt.ReasonCode]] = {}
         self._acked = threading.Condition()
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol
         )
         self.client.tls_set(
             ca_certs=str(creds.ca), certfile=str(creds.cert), keyfile=str(creds.key)
@@ -192,6 +204,7 @@ class Peer:
         self.client.on_publish = self._on_publish
         self.client.on_subscribe = self._on_subscribe
         self.port = port
+        self.session_expiry_s = session_expiry_s
 
     def _on_connect(self, client, userdata, flags, rc, props) -> None:
         self.connack = rc
@@ -209,7 +222,19 @@ class Peer:
             self._acked.notify_all()
 
     def start(self) -> Peer:
-        self.client.connect("127.0.0.1", self.port, keepalive=30)
+        """Connect; with ``session_expiry_s`` the session is kept (and resumed) like a worker's."""
+        if self.client.protocol == mqtt.MQTTv5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.session_expiry_s
+            self.client.connect(
+                "127.0.0.1",
+                self.port,
+                keepalive=30,
+                clean_start=self.session_expiry_s == 0,
+                properties=props,
+            )
+        else:
+            self.client.connect("127.0.0.1", self.port, keepalive=30)
         self.client.loop_start()
         assert self.connected.wait(WAIT), f"no CONNACK success (got {self.connack})"
         return self
@@ -472,21 +497,38 @@ def test_acl_names_the_protocol_topics() -> None:
         REPLY,
         XFER,
     )
-    acl = render_acl(["central.ingest", "officer.rossi"], ["stolen-box"])
-    lines = acl.splitlines()
-    assert "pattern read roadside/v1/%u/cmd/#" in lines
-    assert not any(ln.startswith("pattern") and "cmd" in ln and "write" in ln for ln in lines)
-    assert lines[lines.index("user stolen-box") + 1] == "topic deny #"
-    officer = lines[lines.index("user officer.rossi") :]
-    officer = officer[: next(i for i, ln in enumerate(officer) if not ln)]
-    writes = [ln for ln in officer if ln.startswith("topic write")]
-    assert writes == ["topic write roadside/v1/+/cmd/#"]
-    assert [ln for ln in officer if ln.startswith("topic read")] == [
-        "topic read roadside/v1/+/reply/#",
-        "topic read roadside/v1/+/status",
-        "topic read roadside/v1/+/xfer/+/init",
-        "topic read roadside/v1/+/xfer/+/ack",
+    doc = render_dynsec(["dev-a"], ["central.ingest", "officer.rossi"], ["stolen-box"])
+    assert doc["defaultACLAccess"] == {
+        "publishClientSend": False,
+        "publishClientReceive": False,
+        "subscribe": False,
+        "unsubscribe": True,
+    }
+    roles = {r["rolename"]: r["acls"] for r in doc["roles"]}
+
+    def grants(role: str, kind: str) -> list[str]:
+        return [a["topic"] for a in roles[role] if a["acltype"] == kind and a["allow"]]
+
+    box_reads = ["roadside/v1/dev-a/cmd/#", "roadside/v1/dev-a/xfer/+/ack"]
+    assert grants("box-dev-a", "subscribePattern") == box_reads
+    assert grants("box-dev-a", "publishClientReceive") == box_reads
+    assert not any("cmd" in t for t in grants("box-dev-a", "publishClientSend"))
+    assert grants("officer", "publishClientSend") == ["roadside/v1/+/cmd/#"]
+    assert grants("officer", "subscribePattern") == [
+        "roadside/v1/+/reply/#",
+        "roadside/v1/+/status",
+        "roadside/v1/+/xfer/+/init",
+        "roadside/v1/+/xfer/+/ack",
     ]
+    # Only central may hold a shared subscription (the ingest workers' group).
+    shared = [t for r in roles for t in grants(r, "subscribePattern") if t.startswith("$share")]
+    assert shared == ["$share/+/roadside/v1/#"] and "$share/+/roadside/v1/#" in grants(
+        "central", "subscribePattern"
+    )
+    clients = {c["username"]: c for c in doc["clients"]}
+    assert clients["dev-a"]["roles"] == [{"rolename": "box-dev-a"}]
+    assert clients["officer.rossi"]["roles"] == [{"rolename": "officer"}]
+    assert clients["stolen-box"].get("roles", []) == [] and clients["stolen-box"]["disabled"]
     conf = render_mosquitto_conf(BrokerFiles(Path("/x")), 8883).splitlines()
     box = conf[conf.index("listener 8883") : conf.index("listener 8884")]
     station = conf[conf.index("listener 8884") :]
@@ -501,17 +543,20 @@ def test_acl_names_the_protocol_topics() -> None:
     assert "use_username_as_clientid true" in box
     assert "cafile /etc/mosquitto/roadside/station-ca.pem" in station
     assert "use_username_as_clientid true" not in station
-    assert "allow_anonymous false" in conf and "acl_file /etc/mosquitto/roadside/acl" in conf
+    assert "allow_anonymous false" in conf and not any(ln.startswith("acl_file") for ln in conf)
+    assert f"plugin {broker_mod.DYNSEC_PLUGIN}" in conf
+    assert f"max_queued_messages {broker_mod.MAX_QUEUED_MESSAGES}" in conf
+    assert broker_mod.MAX_QUEUED_MESSAGES >= broker_mod.DAY_OF_DISTRICT
+    assert "plugin_opt_config_file /etc/mosquitto/roadside/dynamic-security.json" in conf
 
 
 # --------------------------------------------------------------------------- real broker
 @pytest.mark.slow
 def test_device_reads_only_its_own_commands(peers) -> None:
     central, a, b = peers("central.ingest"), peers("dev-a"), peers("dev-b")
-    # mosquitto 2.0.11 grants the SUBACK (its acl_file checks reads at delivery, not at
-    # subscribe), so what proves the ACL is that nothing is ever delivered to A.
-    a.subscribe("roadside/v1/dev-b/cmd/#")
-    a.subscribe("roadside/v1/+/cmd/#")
+    # The plugin refuses the SUBSCRIBE itself; and nothing is ever delivered to A.
+    assert [rc.value for rc in a.subscribe("roadside/v1/dev-b/cmd/#")] == [NOT_AUTHORIZED]
+    assert [rc.value for rc in a.subscribe("roadside/v1/+/cmd/#")] == [NOT_AUTHORIZED]
     b.subscribe("roadside/v1/dev-b/cmd/#")
     assert not central.publish("roadside/v1/dev-b/cmd/snapshot", b"r1").is_failure
     b.expect("roadside/v1/dev-b/cmd/snapshot", b"r1")  # control: B gets its command
@@ -585,8 +630,12 @@ def test_officer_sends_commands_but_cannot_watch_the_road(peers) -> None:
 def test_transfers_go_box_to_station_and_acks_back(peers) -> None:
     central, a, officer = peers("central.ingest"), peers("dev-a"), peers("officer.rossi")
     central.subscribe("roadside/v1/+/xfer/#")
-    officer.subscribe("roadside/v1/+/xfer/#")
-    a.subscribe("roadside/v1/dev-a/xfer/#")
+    # Each subscribes what its code does; anything wider is refused outright.
+    assert [rc.value for rc in officer.subscribe("roadside/v1/+/xfer/#")] == [NOT_AUTHORIZED]
+    officer.subscribe("roadside/v1/+/xfer/+/init")
+    officer.subscribe("roadside/v1/+/xfer/+/ack")
+    assert [rc.value for rc in a.subscribe("roadside/v1/dev-a/xfer/#")] == [NOT_AUTHORIZED]
+    a.subscribe("roadside/v1/dev-a/xfer/+/ack")
     for part in ("init", "d", "abort"):
         assert not a.publish(f"roadside/v1/dev-a/xfer/x1/{part}", part.encode()).is_failure
     assert a.publish("roadside/v1/dev-a/xfer/x1/ack", b"self-ack").value == NOT_AUTHORIZED
@@ -633,6 +682,75 @@ def test_station_processes_keep_their_own_client_ids(peers) -> None:
     assert w1.client.is_connected() and w2.client.is_connected()
 
 
+SHARED_EVENTS = "$share/central/roadside/v1/+/event"  # the ingest workers' subscription
+
+
+def _events(peer: Peer, n: int, timeout: float = 30.0) -> set[bytes]:
+    """The event payloads ``peer`` got, waiting until ``n`` arrived (or ``timeout``)."""
+    got: set[bytes] = set()
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            got.add(peer.messages.get(timeout=0.5).payload)
+    return got
+
+
+@pytest.mark.slow
+def test_no_box_or_officer_takes_a_share_of_the_station_events(peers) -> None:
+    """A $share subscription in central's group would take its share of every box's events,
+    which it may not read, so mosquitto would drop them: the SUBSCRIBE itself is refused."""
+    central = peers("central.ingest", client_id="roadside-central-central-1")
+    assert [rc.value for rc in central.subscribe(SHARED_EVENTS)] == [1]  # granted QoS 1
+    a, officer = peers("dev-a"), peers("officer.rossi")
+    for thief in (a, officer):
+        assert [rc.value for rc in thief.subscribe(SHARED_EVENTS)] == [NOT_AUTHORIZED]
+        assert [rc.value for rc in thief.subscribe("$share/x/roadside/v1/#")] == [NOT_AUTHORIZED]
+    b = peers("dev-b")
+    for i in range(200):
+        b.client.publish("roadside/v1/dev-b/event", b"e%d" % i, qos=1)
+    assert _events(central, 200) == {b"e%d" % i for i in range(200)}
+    assert a.received(QUIET) == [] and officer.received(0.1) == []
+
+
+@pytest.mark.slow
+def test_a_day_of_events_waits_for_the_station(pki: dict, tmp_path: Path) -> None:
+    """3,000 events while the station is away: all there when it comes back (the default
+    queue of 1,000 dropped the rest after PUBACKing them)."""
+    box, station = ports = _two_ports()
+    with _mosquitto(tmp_path / "mosq", pki["files"], ports):
+        worker = Peer(pki["central.ingest"], station, "roadside-central-q-1", 3600).start()
+        worker.subscribe(SHARED_EVENTS)
+        worker.stop()  # the station is away; its session stays
+        a = Peer(pki["dev-a"], box).start()
+        sent = {b"q%d" % i for i in range(3000)}
+        infos = [a.client.publish("roadside/v1/dev-a/event", p, qos=1) for p in sorted(sent)]
+        assert eventually(lambda: all(i.is_published() for i in infos), 60)
+        a.stop()
+        back = Peer(pki["central.ingest"], station, "roadside-central-q-1", 3600).start()
+        try:
+            assert _events(back, 3000, 60) == sent
+        finally:
+            back.stop()
+
+
+@pytest.mark.slow
+def test_an_oversized_message_is_refused(pki: dict, peers) -> None:
+    """MQTT 3.1.1, so that the client does not hold the packet back itself (an MQTT 5 client
+    is told the limit in the CONNACK): the broker closes the connection, nothing is passed on."""
+    central = peers("central.ingest")
+    central.subscribe("roadside/v1/dev-a/#")
+    a = Peer(pki["dev-a"], pki["ports"][0], protocol=mqtt.MQTTv311).start()
+    try:
+        chunk = b"\0" * (18 + 64 * 1024)  # the largest legitimate message: a full chunk
+        assert a.publish("roadside/v1/dev-a/xfer/x9/d", chunk).value == 0
+        a.client.publish("roadside/v1/dev-a/event", b"x" * broker_mod.MAX_PACKET_SIZE, qos=1)
+        assert eventually(lambda: not a.client.is_connected(), WAIT)
+        got = central.received()
+        assert [(t, len(p)) for t, p in got] == [("roadside/v1/dev-a/xfer/x9/d", len(chunk))]
+    finally:
+        a.stop()
+
+
 def test_each_listener_takes_only_its_own_ca(pki: dict, mosq: LocalBroker) -> None:
     box, station = pki["ports"]
     assert tls_refusal(pki["dev-a"], box) is None  # controls
@@ -671,19 +789,19 @@ def test_revoked_device_is_refused(pki: dict, tmp_path: Path) -> None:
         crl = x509.load_pem_x509_crl(files.crl.read_bytes())  # the device CA's, first
         assert crl.get_revoked_certificate_by_serial_number(entry.serial) is not None
         assert crl.is_signature_valid(ca.authorities[DEVICE_CA].cert.public_key())
-        assert "user stolen-box\ntopic deny #" in files.acl.read_text()
+        doc = json.loads(files.dynsec.read_text())
+        (client,) = [c for c in doc["clients"] if c["username"] == "stolen-box"]
+        assert client.get("roles", []) == []
+        assert "box-stolen-box" not in {r["rolename"] for r in doc["roles"]}
 
-        # SIGHUP (systemctl reload): ACL and CRL re-read. The open connection is denied
-        # every topic, a new one is refused at TLS.
+        # SIGHUP (systemctl reload): the CRL is re-read, a new connection is refused at TLS.
         os.kill(m.proc.pid, signal.SIGHUP)
-        time.sleep(0.5)
-        assert stolen.publish("roadside/v1/stolen-box/event", b"after").value == NOT_AUTHORIZED
-        assert tls_refusal(pki["stolen-box"], box) is not None
-        assert central.received(QUIET) == []
+        assert eventually(lambda: tls_refusal(pki["stolen-box"], box) is not None, WAIT)
         stolen.stop()
         central.stop()
 
-        m.restart()  # a restart drops every connection; the CRL keeps it out
+        # A restart drops every connection and loads the roles: none for it any more.
+        m.restart()
         assert tls_refusal(pki["stolen-box"], box) is not None
         assert tls_refusal(pki["dev-a"], box) is None  # control: others unaffected
         assert tls_refusal(pki["central.ingest"], station) is None  # station CA has its CRL
@@ -697,6 +815,11 @@ def _cli(args: list[str], env: dict | None = None):
     return CliRunner().invoke(
         main, ["provision", *args], env={**NO_PASS, **(env or {})}, catch_exceptions=False
     )
+
+
+def _dynsec_clients(broker_dir: Path) -> dict[str, dict]:
+    doc = json.loads(BrokerFiles(broker_dir).dynsec.read_text())
+    return {c["username"]: c for c in doc["clients"]}
 
 
 def test_cli_from_ca_to_revoke(tmp_path: Path) -> None:
@@ -737,7 +860,7 @@ def test_cli_from_ca_to_revoke(tmp_path: Path) -> None:
     r = _cli(["account", "officer.rossi", "--ca", ca, "--out", str(tmp_path / "acct")], env)
     assert r.exit_code == 0, r.output
     assert ((tmp_path / "acct" / "officer.rossi" / "client.key").stat().st_mode & 0o777) == 0o600
-    assert "user officer.rossi" in (tmp_path / "brk" / "acl").read_text()  # ACL follows
+    assert "officer.rossi" in _dynsec_clients(tmp_path / "brk")  # the roles follow
     old = b.certificate().serial_number
     r = _cli(
         [
@@ -763,8 +886,8 @@ def test_cli_from_ca_to_revoke(tmp_path: Path) -> None:
     assert crl.get_revoked_certificate_by_serial_number(new.serial_number) is None
     r = _cli(["revoke", "junction-07", "--ca", ca], env)
     assert r.exit_code == 0, r.output
-    acl = (tmp_path / "brk" / "acl").read_text()
-    assert "user junction-07\ntopic deny #" in acl and "user officer.rossi" in acl
+    clients = _dynsec_clients(tmp_path / "brk")
+    assert clients["junction-07"].get("roles", []) == [] and clients["officer.rossi"]["roles"]
     r = _cli(["list", "--ca", ca])
     assert r.exit_code == 0 and "revoked" in r.output and "officer.rossi" in r.output
 
