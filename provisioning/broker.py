@@ -50,11 +50,13 @@ from roadside.errors import ProvisionError
 from roadside.wire.topics import (
     CMD,
     COUNT,
+    DL,
     EVENT,
     HEALTH,
     REPLY,
     ROOT,
     STATUS,
+    UPDATE,
     XFER,
     XFER_ABORT,
     XFER_ACK,
@@ -93,31 +95,43 @@ MAX_QUEUED_BYTES = 1_500_000_000  # 4,000,000 x 300 B = 1.2 GB, plus room for lo
 # the limit in the CONNACK.
 MAX_PACKET_SIZE = 128 * 1024
 
-# What a box may do under its own subtree. It writes what it reports and reads what it is
-# told; it can never write its own cmd/ (a stolen box would otherwise forge "station"
-# commands to itself, or leave retained ones behind), nor the station's transfer acks.
+# What a box may do under its own subtree. It writes what it reports (its retained update
+# report included) and reads what it is told; it can never write its own cmd/ (a stolen box
+# would otherwise forge "station" commands to itself, or leave retained ones behind), nor
+# the station's side of a transfer: the acks of its uploads (xfer/), the chunks of its
+# release downloads (dl/), whose acks are the box's. Config changes travel as commands
+# (cmd/get_config, cmd/set_config) and replies, their hashes in the retained status.
 DEVICE_TOPICS: tuple[tuple[str, str], ...] = (
     ("write", STATUS),
     ("write", EVENT),
     ("write", COUNT),
     ("write", HEALTH),
+    ("write", UPDATE),
     ("write", f"{REPLY}/#"),
     ("write", f"{XFER}/+/{XFER_INIT}"),
     ("write", f"{XFER}/+/{XFER_DATA}"),
     ("write", f"{XFER}/+/{XFER_ABORT}"),
+    ("write", f"{DL}/+/{XFER_ACK}"),
     ("read", f"{CMD}/#"),
     ("read", f"{XFER}/+/{XFER_ACK}"),
+    ("read", f"{DL}/+/{XFER_INIT}"),
+    ("read", f"{DL}/+/{XFER_DATA}"),
+    ("read", f"{DL}/+/{XFER_ABORT}"),
 )
 # Station roles, over every box. Central reads everything (cmd/ included: the audit log
-# sees officers' requests) and writes commands and transfer acks. Officers send commands and
-# follow their own requests (reply, the box's status, transfer progress); the event stream,
-# counts, health and the footage chunks stay with central, so a leaked officer certificate
-# cannot watch the road.
+# sees officers' requests; the boxes' update reports and release acks for the rollout) and
+# writes commands, the acks of uploads and the release downloads (roadside fleet). Officers
+# send commands and follow their own requests (reply, the box's status, transfer progress);
+# the event stream, counts, health and the footage chunks stay with central, so a leaked
+# officer certificate cannot watch the road.
 ROLE_TOPICS: dict[str, tuple[tuple[str, str], ...]] = {
     "central": (
         ("read", f"{ROOT}/#"),
         ("write", f"{ROOT}/+/{CMD}/#"),
         ("write", f"{ROOT}/+/{XFER}/+/{XFER_ACK}"),
+        ("write", f"{ROOT}/+/{DL}/+/{XFER_INIT}"),
+        ("write", f"{ROOT}/+/{DL}/+/{XFER_DATA}"),
+        ("write", f"{ROOT}/+/{DL}/+/{XFER_ABORT}"),
     ),
     "officer": (
         ("write", f"{ROOT}/+/{CMD}/#"),

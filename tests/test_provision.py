@@ -63,11 +63,13 @@ from roadside.testing.waiting import eventually
 from roadside.wire.topics import (
     CMD,
     COUNT,
+    DL,
     EVENT,
     HEALTH,
     REPLY,
     ROOT,
     STATUS,
+    UPDATE,
     XFER,
     XFER_ABORT,
     XFER_ACK,
@@ -509,7 +511,13 @@ def test_acl_names_the_protocol_topics() -> None:
     def grants(role: str, kind: str) -> list[str]:
         return [a["topic"] for a in roles[role] if a["acltype"] == kind and a["allow"]]
 
-    box_reads = ["roadside/v1/dev-a/cmd/#", "roadside/v1/dev-a/xfer/+/ack"]
+    box_reads = [
+        "roadside/v1/dev-a/cmd/#",
+        "roadside/v1/dev-a/xfer/+/ack",
+        "roadside/v1/dev-a/dl/+/init",
+        "roadside/v1/dev-a/dl/+/d",
+        "roadside/v1/dev-a/dl/+/abort",
+    ]
     assert grants("box-dev-a", "subscribePattern") == box_reads
     assert grants("box-dev-a", "publishClientReceive") == box_reads
     assert not any("cmd" in t for t in grants("box-dev-a", "publishClientSend"))
@@ -652,6 +660,63 @@ def test_transfers_go_box_to_station_and_acks_back(peers) -> None:
         ("roadside/v1/dev-a/xfer/x1/ack", b"ack"),
         ("roadside/v1/dev-a/xfer/x1/init", b"init"),
     ]
+
+
+@pytest.mark.slow
+def test_a_release_and_a_config_reach_a_box_and_its_answers_come_back(peers) -> None:
+    """The topics of `roadside fleet update` and `fleet config set`, as the code uses them:
+    central sends dl/ chunks and commands, the box acks, replies and reports retained."""
+    central, a = peers("central.ingest"), peers("dev-a")
+    # The box subscribes as ReleaseDownloads and the command channel do.
+    for part in (XFER_INIT, XFER_DATA, XFER_ABORT):
+        assert [rc.value for rc in a.subscribe(f"roadside/v1/dev-a/{DL}/+/{part}")] == [1]
+    a.subscribe("roadside/v1/dev-a/cmd/#")
+    # Central subscribes as ReleaseSender and FleetView do.
+    for sub in (f"roadside/v1/+/{DL}/+/{XFER_ACK}", "roadside/v1/+/reply/#"):
+        assert [rc.value for rc in central.subscribe(sub)] == [1]
+    sent = [(f"roadside/v1/dev-a/{DL}/r1/{p}", p.encode()) for p in (XFER_INIT, XFER_DATA)]
+    sent += [("roadside/v1/dev-a/cmd/set_config", b"cfg"), ("roadside/v1/dev-a/dl/r1/abort", b"x")]
+    for t, payload in sent:
+        assert central.publish(t, payload).value == 0, t
+    assert sorted(a.received()) == sorted(sent)
+    answers = [
+        (f"roadside/v1/dev-a/{DL}/r1/{XFER_ACK}", b"ack"),
+        ("roadside/v1/dev-a/reply/q1", b"done"),
+    ]
+    for t, payload in answers:
+        assert a.publish(t, payload).value == 0, t
+    info = a.client.publish(f"roadside/v1/dev-a/{UPDATE}", b"healthy", qos=1, retain=True)
+    assert not a._wait(a.acks, info.mid).is_failure  # retained: nobody need listen now
+    assert sorted(central.received()) == sorted(answers)
+    # The retained report reaches a view that subscribes later (roadside fleet status).
+    view = peers("central.ingest")
+    assert [rc.value for rc in view.subscribe(f"roadside/v1/+/{UPDATE}")] == [1]
+    view.expect(f"roadside/v1/dev-a/{UPDATE}", b"healthy")
+    # The station's side stays the station's: a box cannot send itself chunks or commands.
+    assert a.publish(f"roadside/v1/dev-a/{DL}/r2/{XFER_DATA}", b"own").value == NOT_AUTHORIZED
+    assert central.publish(f"roadside/v1/dev-a/{UPDATE}", b"fake").value == NOT_AUTHORIZED
+
+
+@pytest.mark.slow
+def test_a_box_cannot_touch_another_boxs_release_update_or_config(peers) -> None:
+    central, a, b = peers("central.ingest"), peers("dev-a"), peers("dev-b")
+    theirs = [f"{DL}/+/{p}" for p in (XFER_INIT, XFER_DATA, XFER_ABORT, XFER_ACK)]
+    theirs += [UPDATE, "cmd/set_config", "cmd/get_config", "reply/#", f"{DL}/#"]
+    for kind in theirs:
+        for sub in (f"roadside/v1/dev-b/{kind}", f"roadside/v1/+/{kind}"):
+            assert [rc.value for rc in a.subscribe(sub)] == [NOT_AUTHORIZED], sub
+    for kind in (f"{DL}/r1/{XFER_ACK}", f"{DL}/r1/{XFER_DATA}", UPDATE, "reply/q1"):
+        assert a.publish(f"roadside/v1/dev-b/{kind}", b"forged").value == NOT_AUTHORIZED, kind
+    # Control: B's own release chunk and update report flow.
+    b.subscribe(f"roadside/v1/dev-b/{DL}/+/{XFER_DATA}")
+    central.subscribe(f"roadside/v1/+/{UPDATE}")
+    central.publish(f"roadside/v1/dev-b/{DL}/r1/{XFER_DATA}", b"chunk")
+    b.expect(f"roadside/v1/dev-b/{DL}/r1/{XFER_DATA}", b"chunk")
+    b.publish(f"roadside/v1/dev-b/{UPDATE}", b"trial")
+    got = central.received()
+    assert (f"roadside/v1/dev-b/{UPDATE}", b"trial") in got
+    assert (f"roadside/v1/dev-b/{UPDATE}", b"forged") not in got
+    assert a.received(QUIET) == []
 
 
 def test_officer_follows_its_request(peers) -> None:
