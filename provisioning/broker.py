@@ -2,29 +2,33 @@
 
 Every client, box or person, presents a certificate; the broker takes its CN as the username
 (``use_identity_as_username``) and mosquitto's dynamic-security plugin grants topics by that
-name. Nothing a client *says* counts, only what a CA signed. Two listeners, one per kind of
-client:
+name. Nothing a client *says* counts, only what a CA signed. Three listeners, one per kind of
+client, each trusting one CA:
 
 ``boxes`` (8883, faces the 3G/4G side)
-    trusts the device CA only; the client id is forced to the CN
-    (``use_username_as_clientid``), so no box can take over another box's session.
+    the device CA; the client id is forced to the CN (``use_username_as_clientid``), so no
+    box can take over another box's session.
 ``station`` (8884, bind it to the station network)
-    trusts the station CA only; client ids stay the client's, because one central account
-    runs several processes (ingest workers, the transfer receiver, officer requests), each
-    with its own persistent session.
+    the station CA, which signs ``central.*`` only; client ids stay the client's, because
+    one central account runs several processes (ingest workers, the transfer receiver, the
+    fleet tools, the console's requests), each with its own session.
+``officers`` (8885, the station network too)
+    the officer CA; the client id is forced to the CN, so an officer can never take over
+    an ingest worker's session (the plugin does not check the client id of a certificate
+    login, mosquitto issue #2999). An officer runs one connection at a time.
 
-A box certificate is refused on the station listener and a station certificate on the box
-listener, at the TLS handshake. The files land in one folder meant for
-``/etc/mosquitto/roadside/``::
+A certificate is refused at the TLS handshake on every listener but its own. The files land
+in one folder meant for ``/etc/mosquitto/roadside/``::
 
-    roadside.conf   both listeners and the queue and size limits; include it or link it
+    roadside.conf   the listeners and the queue and size limits; include it or link it
                     from /etc/mosquitto/conf.d/
     dynamic-security.json
                     one role per box, the central and officer roles, one client per name;
                     retired names have no role at all
     device-ca.pem   who may connect as a box
-    station-ca.pem  who may connect as the station
-    crl.pem         both CAs' revocation lists
+    station-ca.pem  who may connect as the station (central)
+    officer-ca.pem  who may connect as an officer
+    crl.pem         every CA's revocation list
     server.crt/key  the broker's certificate (station CA), key 0600
 
 The plugin, not mosquitto's ``acl_file``, because an ``acl_file`` cannot refuse a
@@ -64,7 +68,7 @@ from roadside.wire.topics import (
     XFER_INIT,
 )
 
-from .ca import DEVICE_CA, STATION_CA, ProjectCA, cert_pem, key_pem, new_key
+from .ca import DEVICE_CA, OFFICER_CA, STATION_CA, ProjectCA, cert_pem, key_pem, new_key
 from .files import read_bytes, write_atomic
 from .identity import account_role
 
@@ -72,6 +76,7 @@ DEFAULT_CONF_DIR = "/etc/mosquitto/roadside"
 DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 BOX_PORT = 8883
 STATION_PORT = 8884
+OFFICER_PORT = 8885
 
 # Queues, sized for a whole district (41 boxes) whose station is away for a day. mosquitto
 # keeps a session's queue in memory, and past max_queued_messages it PUBACKs a box's publish
@@ -166,6 +171,10 @@ class BrokerFiles:
         return self.directory / "station-ca.pem"
 
     @property
+    def officer_ca(self) -> Path:
+        return self.directory / "officer-ca.pem"
+
+    @property
     def crl(self) -> Path:
         return self.directory / "crl.pem"
 
@@ -255,8 +264,10 @@ def render_mosquitto_conf(
     station_port: int = STATION_PORT,
     station_bind: str | None = None,
     plugin: str = DYNSEC_PLUGIN,
+    officer_port: int = OFFICER_PORT,
+    officer_bind: str | None = None,
 ) -> str:
-    """Both listener blocks, with the file paths as they will be on the broker host.
+    """The three listener blocks, with the file paths as they will be on the broker host.
 
     ``conf_dir`` is where the folder will live there (default /etc/mosquitto/roadside);
     ``plugin`` is the dynamic-security plugin's path there (Debian's, by default).
@@ -290,11 +301,18 @@ def render_mosquitto_conf(
             *common,
             "use_username_as_clientid true",
             "",
-            "# The station (central services, officers): station CA only; bind it to the station",
+            "# The station (central's services): station CA only; bind it to the station",
             "# network. Client ids stay the client's (one account, several processes).",
             listener(station_port, station_bind),
             f"cafile {at(files.station_ca)}",
             *common,
+            "",
+            "# Officers: officer CA only; the station network too. The client id is forced to",
+            "# the CN, so no officer can take over a station process's session.",
+            listener(officer_port, officer_bind),
+            f"cafile {at(files.officer_ca)}",
+            *common,
+            "use_username_as_clientid true",
             "",
             "# Global (per_listener_settings false, mosquitto's default).",
             "allow_anonymous false",
@@ -328,6 +346,8 @@ def write_broker_dir(
     renew: bool = False,
     station_port: int = STATION_PORT,
     station_bind: str | None = None,
+    officer_port: int = OFFICER_PORT,
+    officer_bind: str | None = None,
 ) -> BrokerFiles:
     """Write (or refresh) a broker folder; keeps an existing server key unless ``renew``.
 
@@ -348,16 +368,34 @@ def write_broker_dir(
         write_atomic(files.cert, cert_pem(cert), 0o644)
     write_atomic(files.device_ca, ca.cert_pem(DEVICE_CA), 0o644)
     write_atomic(files.station_ca, ca.cert_pem(STATION_CA), 0o644)
-    write_atomic(
-        files.conf,
-        render_mosquitto_conf(files, port, bind, conf_dir, station_port, station_bind),
-        0o644,
+    write_atomic(files.officer_ca, ca.cert_pem(OFFICER_CA), 0o644)
+    conf = render_mosquitto_conf(
+        files,
+        port,
+        bind,
+        conf_dir,
+        station_port,
+        station_bind,
+        officer_port=officer_port,
+        officer_bind=officer_bind,
     )
+    write_atomic(files.conf, conf, 0o644)
     ca.registry.broker_dir = str(Path(out).resolve())
     if hosts:
         ca.registry.broker = f"{hosts[0]}:{port}"
     refresh_broker_dir(ca, files)
     return files
+
+
+def station_ca_officers(ca: ProjectCA) -> list[str]:
+    """Officers whose live certificate is the station CA's (issued before officers had a CA
+    of their own): it still gets them onto the station listener, so each needs a new one."""
+    reg = ca.registry
+    return [
+        a
+        for a in reg.live_accounts()
+        if account_role(a) == "officer" and any(c.issuer == STATION_CA for c in reg.live(a))
+    ]
 
 
 def refresh_broker_dir(ca: ProjectCA, files: BrokerFiles) -> None:

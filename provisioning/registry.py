@@ -18,7 +18,7 @@ from roadside.errors import ProvisionError
 from .files import write_atomic
 
 Kind = Literal["device", "account", "server"]
-Issuer = Literal["device-ca", "station-ca"]
+Issuer = Literal["device-ca", "station-ca", "officer-ca"]
 FORMAT = 1
 
 

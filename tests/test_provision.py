@@ -25,6 +25,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -33,6 +34,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from roadside.central.ingest import IngestWorker
+from roadside.central.store import Store
+from roadside.central.store import tables as T
 from roadside.cli import main
 from roadside.config.agent import DEVICE_ID as AGENT_DEVICE_ID
 from roadside.config.agent import load_config
@@ -52,12 +56,22 @@ from roadside.provisioning.broker import (
     render_mosquitto_conf,
     write_broker_dir,
 )
-from roadside.provisioning.ca import DEVICE_CA, STATION_CA, ProjectCA, cert_pem, key_pem, new_key
+from roadside.provisioning.ca import (
+    DEVICE_CA,
+    OFFICER_CA,
+    STATION_CA,
+    ProjectCA,
+    cert_pem,
+    key_pem,
+    new_key,
+)
 from roadside.provisioning.cloudinit import render_meta_data, render_user_data, write_card
 from roadside.provisioning.device import DeviceRequest, make_bundle, read_bundle
 from roadside.provisioning.identity import DEVICE_ID, account_role, check_device_id
 from roadside.provisioning.registry import Registry
 from roadside.testing.broker import LocalBroker
+from roadside.testing.configs import central_config
+from roadside.testing.messages import event_pair
 from roadside.testing.ports import free_port, wait_port
 from roadside.testing.waiting import eventually
 from roadside.wire.topics import (
@@ -121,7 +135,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out["foreign"] = _write_creds(
         base / "foreign", other.issue_device("dev-a", k.public_key()), k, station
     )
-    ports = _two_ports()
+    ports = _ports()
     out["files"] = write_broker_dir(
         ca,
         base / "broker",
@@ -131,44 +145,59 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict:
         conf_dir=str(base / "broker"),
         station_port=ports[1],
         station_bind="127.0.0.1",
+        officer_port=ports[2],
+        officer_bind="127.0.0.1",
     )
     out["ports"] = ports
     return out
 
 
-def _two_ports() -> tuple[int, int]:
+Ports = tuple[int, int, int]  # the box, station and officer listeners
+
+
+def _ports() -> Ports:
     while True:
-        box, station = free_port(), free_port()
-        if box != station:
-            return box, station
+        box, station, officer = free_port(), free_port(), free_port()
+        if len({box, station, officer}) == 3:
+            return box, station, officer
 
 
-def port_for(name: str, ports: tuple[int, int]) -> int:
-    """Boxes use the box listener, station accounts the station listener."""
+def port_for(name: str, ports: Ports) -> int:
+    """Boxes use the box listener, central the station listener, officers their own."""
+    if name.startswith("officer."):
+        return ports[2]
     return ports[1] if "." in name else ports[0]
 
 
-class TwoListenerMosquitto(LocalBroker):
-    """The helper waits for one port; the generated config has two listeners."""
+class ThreeListenerMosquitto(LocalBroker):
+    """The helper waits for one port; the generated config has three listeners."""
 
-    def __init__(self, workdir: Path, conf: str, ports: tuple[int, int], extra: str) -> None:
+    def __init__(self, workdir: Path, conf: str, ports: Ports, extra: str) -> None:
         super().__init__(
             workdir, listener=conf, anonymous=False, port=ports[0], extra=extra, max_queued=None
         )
         self.ports = ports
 
-    def start(self) -> TwoListenerMosquitto:
+    def start(self) -> ThreeListenerMosquitto:
         super().start()
-        wait_port(self.ports[1])
+        for port in self.ports[1:]:
+            wait_port(port)
         return self
 
 
-def _mosquitto(workdir: Path, files: BrokerFiles, ports: tuple[int, int]) -> LocalBroker:
+def _mosquitto(workdir: Path, files: BrokerFiles, ports: Ports) -> LocalBroker:
     """mosquitto with the generated listeners as is (only ports and paths are the test's)."""
     conf = render_mosquitto_conf(
-        files, ports[0], "127.0.0.1", str(files.directory), ports[1], "127.0.0.1"
+        files,
+        ports[0],
+        "127.0.0.1",
+        str(files.directory),
+        ports[1],
+        "127.0.0.1",
+        officer_port=ports[2],
+        officer_bind="127.0.0.1",
     )
-    return TwoListenerMosquitto(workdir, conf, ports, "")
+    return ThreeListenerMosquitto(workdir, conf, ports, "")
 
 
 @pytest.fixture(scope="module")
@@ -314,10 +343,10 @@ def tls_refusal(creds: Creds, port: int) -> Exception | None:
 
 
 # --------------------------------------------------------------------------- CA and certs
-def test_ca_folder_has_two_cas_with_encrypted_keys(pki: dict) -> None:
+def test_ca_folder_has_three_cas_with_encrypted_keys(pki: dict) -> None:
     d = pki["ca"].directory
     assert (d.stat().st_mode & 0o777) == 0o700
-    for which in (DEVICE_CA, STATION_CA):
+    for which in (DEVICE_CA, STATION_CA, OFFICER_CA):
         key_file = d / f"{which}.key"
         assert (key_file.stat().st_mode & 0o777) == 0o600
         assert b"ENCRYPTED PRIVATE KEY" in key_file.read_bytes()
@@ -331,6 +360,24 @@ def test_ca_folder_has_two_cas_with_encrypted_keys(pki: dict) -> None:
         ProjectCA.create(d, PASS)
     with pytest.raises(ProvisionError, match="at least 12"):
         ProjectCA.create(pki["base"] / "weak", b"short")
+
+
+def test_a_two_ca_folder_gets_its_officer_ca_and_officers_are_signed_by_it(
+    tmp_path: Path,
+) -> None:
+    d = tmp_path / "ca"
+    ProjectCA.create(d, PASS)
+    for suffix in ("key", "crt"):  # a folder from before officers had a CA of their own
+        (d / f"{OFFICER_CA}.{suffix}").unlink()
+    ca = ProjectCA.open(d, PASS)
+    assert (d / f"{OFFICER_CA}.key").exists() and OFFICER_CA in ca.authorities
+    pem = (d / "crl.pem").read_bytes()
+    assert pem.count(b"BEGIN X509 CRL") == 3  # every issuer's, or OpenSSL refuses its clients
+    officer = ca.issue_account("officer.tran", new_key().public_key())
+    officer.verify_directly_issued_by(ca.authorities[OFFICER_CA].cert)
+    central = ca.issue_account("central.ingest", new_key().public_key())
+    central.verify_directly_issued_by(ca.authorities[STATION_CA].cert)
+    assert ProjectCA.open(d, PASS).authorities[OFFICER_CA].cert == ca.authorities[OFFICER_CA].cert
 
 
 def test_device_certificate_is_p256_cn_device_signed_by_the_device_ca(pki: dict) -> None:
@@ -539,8 +586,9 @@ def test_acl_names_the_protocol_topics() -> None:
     assert clients["stolen-box"].get("roles", []) == [] and clients["stolen-box"]["disabled"]
     conf = render_mosquitto_conf(BrokerFiles(Path("/x")), 8883).splitlines()
     box = conf[conf.index("listener 8883") : conf.index("listener 8884")]
-    station = conf[conf.index("listener 8884") :]
-    for block in (box, station):
+    station = conf[conf.index("listener 8884") : conf.index("listener 8885")]
+    officers = conf[conf.index("listener 8885") : conf.index("allow_anonymous false")]
+    for block in (box, station, officers):
         for line in (
             "require_certificate true",
             "use_identity_as_username true",
@@ -551,6 +599,8 @@ def test_acl_names_the_protocol_topics() -> None:
     assert "use_username_as_clientid true" in box
     assert "cafile /etc/mosquitto/roadside/station-ca.pem" in station
     assert "use_username_as_clientid true" not in station
+    assert "cafile /etc/mosquitto/roadside/officer-ca.pem" in officers
+    assert "use_username_as_clientid true" in officers
     assert "allow_anonymous false" in conf and not any(ln.startswith("acl_file") for ln in conf)
     assert f"plugin {broker_mod.DYNSEC_PLUGIN}" in conf
     assert f"max_queued_messages {broker_mod.MAX_QUEUED_MESSAGES}" in conf
@@ -692,6 +742,8 @@ def test_a_release_and_a_config_reach_a_box_and_its_answers_come_back(peers) -> 
     view = peers("central.ingest")
     assert [rc.value for rc in view.subscribe(f"roadside/v1/+/{UPDATE}")] == [1]
     view.expect(f"roadside/v1/dev-a/{UPDATE}", b"healthy")
+    info = a.client.publish(f"roadside/v1/dev-a/{UPDATE}", b"", qos=1, retain=True)
+    assert not a._wait(a.acks, info.mid).is_failure  # cleared for the module's other tests
     # The station's side stays the station's: a box cannot send itself chunks or commands.
     assert a.publish(f"roadside/v1/dev-a/{DL}/r2/{XFER_DATA}", b"own").value == NOT_AUTHORIZED
     assert central.publish(f"roadside/v1/dev-a/{UPDATE}", b"fake").value == NOT_AUTHORIZED
@@ -778,10 +830,52 @@ def test_no_box_or_officer_takes_a_share_of_the_station_events(peers) -> None:
 
 
 @pytest.mark.slow
+def test_an_officer_cannot_take_over_the_ingest_workers_session(pki: dict, tmp_path: Path) -> None:
+    """The plugin does not check a certificate login's client id: an officer with the ingest
+    worker's id took its session on the station listener and lost it 200 of 200 events. Now
+    its certificate is refused there, and its own listener forces its id to its name."""
+    box, station, officers = ports = _ports()
+    with _mosquitto(tmp_path / "mosq", pki["files"], ports):
+        c = pki["central.ingest"]
+        tls = {"tls_ca": str(c.ca), "tls_cert": str(c.cert), "tls_key": str(c.key)}
+        cfg = central_config(tmp_path, station, broker={"host": "127.0.0.1", **tls})
+        store = Store(cfg.database_url)
+        worker = IngestWorker(cfg, store).start()
+        thief = None
+        try:
+            assert worker.wait_connected(10)
+            assert tls_refusal(pki["officer.rossi"], station) is not None
+            thief = Peer(pki["officer.rossi"], officers, worker.client_id, 3600).start()
+            assert [rc.value for rc in thief.subscribe(SHARED_EVENTS)] == [NOT_AUTHORIZED]
+            a = Peer(pki["dev-a"], box).start()
+            t = time.time() - 3600
+            starts = [event_pair(t + i, track=i)[0] for i in range(200)]
+            ev = "roadside/v1/dev-a/event"
+            # The first event doubles as the probe that the worker's subscription is there.
+            assert eventually(lambda: a.publish(ev, starts[0].encode()).value == 0, 10)
+            for msg in starts[1:]:
+                a.client.publish(ev, msg.encode(), qos=1)
+
+            def stored() -> int:
+                with store.connect() as conn:
+                    return conn.execute(sa.select(sa.func.count()).select_from(T.events)).scalar()
+
+            assert eventually(lambda: stored() == 200, 30), f"{stored()} of 200 stored"
+            assert worker.stats.connects == 1 and worker.connected.is_set()
+            assert thief.client.is_connected() and thief.received(QUIET) == []
+            a.stop()
+        finally:
+            if thief is not None:
+                thief.stop()
+            worker.stop()
+            store.close()
+
+
+@pytest.mark.slow
 def test_a_day_of_events_waits_for_the_station(pki: dict, tmp_path: Path) -> None:
     """3,000 events while the station is away: all there when it comes back (the default
     queue of 1,000 dropped the rest after PUBACKing them)."""
-    box, station = ports = _two_ports()
+    box, station, _ = ports = _ports()
     with _mosquitto(tmp_path / "mosq", pki["files"], ports):
         worker = Peer(pki["central.ingest"], station, "roadside-central-q-1", 3600).start()
         worker.subscribe(SHARED_EVENTS)
@@ -817,18 +911,21 @@ def test_an_oversized_message_is_refused(pki: dict, peers) -> None:
 
 
 def test_each_listener_takes_only_its_own_ca(pki: dict, mosq: LocalBroker) -> None:
-    box, station = pki["ports"]
+    box, station, officers = pki["ports"]
     assert tls_refusal(pki["dev-a"], box) is None  # controls
     assert tls_refusal(pki["central.ingest"], station) is None
-    assert tls_refusal(pki["dev-a"], station) is not None
-    assert tls_refusal(pki["central.ingest"], box) is not None
+    assert tls_refusal(pki["officer.rossi"], officers) is None
+    for name, port in (("dev-a", station), ("dev-a", officers), ("central.ingest", box)):
+        assert tls_refusal(pki[name], port) is not None, (name, port)
+    assert tls_refusal(pki["central.ingest"], officers) is not None
     assert tls_refusal(pki["officer.rossi"], box) is not None
+    assert tls_refusal(pki["officer.rossi"], station) is not None
 
 
 @pytest.mark.slow
 def test_certificate_from_another_ca_is_refused_at_tls(pki: dict, mosq: LocalBroker) -> None:
-    box, station = pki["ports"]
-    for port in (box, station):  # same CN 'dev-a', other CA
+    box, station, officers = pki["ports"]
+    for port in (box, station, officers):  # same CN 'dev-a', other CA
         assert tls_refusal(pki["foreign"], port) is not None, "a foreign CA's cert got in"
     peer = Peer(pki["foreign"], box)
     with pytest.raises((ssl.SSLError, ConnectionError, AssertionError)):
@@ -841,7 +938,7 @@ def test_revoked_device_is_refused(pki: dict, tmp_path: Path) -> None:
     """Revoke on a broker of its own (the module's broker keeps its state)."""
     ca: ProjectCA = pki["ca"]
     files: BrokerFiles = pki["files"]
-    box, station = ports = _two_ports()
+    box, station, _ = ports = _ports()
     with _mosquitto(tmp_path / "mosq", files, ports) as m:
         central = Peer(pki["central.ingest"], station).start()
         stolen = Peer(pki["stolen-box"], box).start()  # connected before the theft
