@@ -1,12 +1,16 @@
 """The project's certificate authorities, their revocation lists and what they issued.
 
-One CA folder holds two self-signed authorities, both keys under the same passphrase:
+One CA folder holds three self-signed authorities, all keys under the same passphrase:
 
 ``device-ca``
     Signs box certificates and nothing else. The broker trusts it for *clients* only.
 ``station-ca``
-    Signs the broker's TLS server certificate and the station's own client certificates
-    (``central.*``, ``officer.*``). Boxes trust it, and only it, to recognise the broker.
+    Signs the broker's TLS server certificate and central's client certificates
+    (``central.*``). Boxes and officers trust it, and only it, to recognise the broker.
+``officer-ca``
+    Signs officers' client certificates (``officer.*``) and nothing else. The broker's
+    officer listener trusts it alone, so an officer certificate never gets onto the station
+    listener, where central's processes choose their own client ids.
 
 Why two: device keys live in the field, in boxes anyone can unscrew from a pole. Keeping them
 under a CA that boxes never trust for servers means no device key, stolen or not, can ever
@@ -36,6 +40,8 @@ from .registry import IssuedCert, Issuer, Kind, Registry
 
 DEVICE_CA: Issuer = "device-ca"
 STATION_CA: Issuer = "station-ca"
+OFFICER_CA: Issuer = "officer-ca"
+AUTHORITIES: tuple[Issuer, ...] = (DEVICE_CA, STATION_CA, OFFICER_CA)
 REGISTRY_FILE = "issued.json"
 CRL_FILE = "crl.pem"
 MIN_PASSPHRASE = 12
@@ -46,7 +52,11 @@ BACKDATE = timedelta(hours=1)
 # client. Ten years, refreshed by each revoke and each `provision broker`.
 CRL_DAYS = 3650
 
-CA_TITLES = {DEVICE_CA: "Roadside Device CA", STATION_CA: "Roadside Station CA"}
+CA_TITLES = {
+    DEVICE_CA: "Roadside Device CA",
+    STATION_CA: "Roadside Station CA",
+    OFFICER_CA: "Roadside Officer CA",
+}
 
 
 def new_key(curve: ec.EllipticCurve | None = None) -> ec.EllipticCurvePrivateKey:
@@ -138,8 +148,17 @@ class Authority:
     cert: x509.Certificate
 
 
+def _new_authority(
+    directory: Path, which: Issuer, passphrase: bytes, organisation: str, days: int
+) -> Authority:
+    key, cert = _self_signed_ca(CA_TITLES[which], organisation, days)
+    write_atomic(directory / f"{which}.key", key_pem(key, passphrase), 0o600)
+    write_atomic(directory / f"{which}.crt", cert_pem(cert), 0o644)
+    return Authority(key, cert)
+
+
 class ProjectCA:
-    """The CA folder: the two authorities, ``issued.json`` and the combined ``crl.pem``.
+    """The CA folder: the three authorities, ``issued.json`` and the combined ``crl.pem``.
 
     Opening it needs the passphrase (every operation here signs something); the public
     certificates and ``issued.json`` are plain files anyone may read.
@@ -167,12 +186,10 @@ class ProjectCA:
             os.chmod(directory, 0o700)
         except OSError as exc:
             raise ProvisionError(f"cannot create {directory}: {exc.strerror or exc}") from None
-        authorities: dict[Issuer, Authority] = {}
-        for which in (DEVICE_CA, STATION_CA):
-            key, cert = _self_signed_ca(CA_TITLES[which], organisation, days)
-            write_atomic(directory / f"{which}.key", key_pem(key, passphrase), 0o600)
-            write_atomic(directory / f"{which}.crt", cert_pem(cert), 0o644)
-            authorities[which] = Authority(key, cert)
+        authorities = {
+            which: _new_authority(directory, which, passphrase, organisation, days)
+            for which in AUTHORITIES
+        }
         registry = Registry(directory / REGISTRY_FILE)
         ca = cls(directory, authorities, registry)
         ca.write_crl()  # also saves the registry (CRL number 1)
@@ -180,11 +197,17 @@ class ProjectCA:
 
     @classmethod
     def open(cls, directory: Path, passphrase: bytes) -> ProjectCA:
-        """Load both authorities; a wrong passphrase is one clear error, not a traceback."""
+        """Load the authorities; a wrong passphrase is one clear error, not a traceback.
+
+        A folder made before officers had a CA of their own gets its officer CA here (the
+        passphrase is at hand), with the device CA's organisation and end date.
+        """
         directory = Path(directory)
         registry = Registry.load(directory / REGISTRY_FILE)
         authorities: dict[Issuer, Authority] = {}
-        for which in (DEVICE_CA, STATION_CA):
+        for which in AUTHORITIES:
+            if which == OFFICER_CA and not (directory / f"{which}.key").exists():
+                continue
             cert = x509.load_pem_x509_certificate(
                 read_bytes(directory / f"{which}.crt", f"{which} certificate")
             )
@@ -198,7 +221,15 @@ class ProjectCA:
             if not isinstance(key, ec.EllipticCurvePrivateKey):
                 raise ProvisionError(f"{which}.key is not an EC key")
             authorities[which] = Authority(key, cert)
-        return cls(directory, authorities, registry)
+        ca = cls(directory, authorities, registry)
+        if OFFICER_CA not in authorities:
+            device = authorities[DEVICE_CA].cert
+            days = (device.not_valid_after_utc - _now()).days
+            authorities[OFFICER_CA] = _new_authority(
+                directory, OFFICER_CA, passphrase, ca._organisation(), days
+            )
+            ca.write_crl()  # crl.pem must cover every issuer
+        return ca
 
     # ---------------------------------------------------------------- issuing
     def _issue(
@@ -289,12 +320,13 @@ class ProjectCA:
         days: int = 365,
         replace: bool = False,
     ) -> x509.Certificate:
-        """A station client certificate (central.*, officer.*), signed by the station CA."""
+        """A station client certificate: central.* signed by the station CA, officer.* by
+        the officer CA (it connects to the officer listener only)."""
         role = account_role(name)
         self._check_free(name, replace)
         org = self._organisation()
         return self._issue(
-            STATION_CA,
+            OFFICER_CA if role == "officer" else STATION_CA,
             "account",
             _name(name, org, role),
             name,
@@ -374,14 +406,14 @@ class ProjectCA:
         return builder.sign(ca.key, hashes.SHA384())
 
     def crl_pem(self) -> bytes:
-        """Both CRLs in one PEM file, as mosquitto's ``crlfile`` wants it.
+        """Every CA's CRL in one PEM file, as mosquitto's ``crlfile`` wants it.
 
         With ``crlfile`` set, OpenSSL insists on a CRL from the issuer of *every* client
-        certificate; leaving the station CA's out would lock out central and the officers.
+        certificate; leaving the station CA's out would lock out central, the officer CA's
+        the officers.
         """
         return b"".join(
-            self.crl(which).public_bytes(serialization.Encoding.PEM)
-            for which in (DEVICE_CA, STATION_CA)
+            self.crl(which).public_bytes(serialization.Encoding.PEM) for which in AUTHORITIES
         )
 
     def write_crl(self) -> Path:

@@ -25,7 +25,7 @@ from .agent_toml import (
     parse_location,
     source_table,
 )
-from .broker import BrokerFiles, refresh_broker_dir, write_broker_dir
+from .broker import BrokerFiles, refresh_broker_dir, station_ca_officers, write_broker_dir
 from .ca import STATION_CA, ProjectCA, cert_pem, ensure_no_ca, key_pem, new_key
 from .cloudinit import write_card
 from .device import DeviceRequest, make_bundle
@@ -87,16 +87,25 @@ def _refresh_broker(ca_obj: ProjectCA, broker_dir: Path | None = None) -> None:
     target = broker_dir or (Path(recorded) if recorded else None)
     if target and target.is_dir():
         refresh_broker_dir(ca_obj, BrokerFiles(target))
-        click.echo(f"updated {target}/acl and {target}/crl.pem")
+        click.echo(f"updated {target}/dynamic-security.json and {target}/crl.pem")
+        _warn_station_ca_officers(ca_obj)
         click.echo(
-            "On the broker host: copy acl and crl.pem, then `systemctl reload "
-            "mosquitto` (SIGHUP re-reads both); restart it to also drop a connection "
-            "still open."
+            "On the broker host: copy dynamic-security.json and crl.pem, then `systemctl "
+            "restart mosquitto` (the plugin reads its file at start; sessions are kept)."
         )
     else:
         click.echo(
             f"CRL written to {ca_obj.directory}/crl.pem; no broker folder to update "
             "(run `provision broker` to render its ACL)"
+        )
+
+
+def _warn_station_ca_officers(ca_obj: ProjectCA) -> None:
+    for name in station_ca_officers(ca_obj):
+        click.echo(
+            f"warning: {name} holds a station-CA certificate, which the station listener still "
+            f"takes: issue a new one with `provision account {name} --replace`",
+            err=True,
         )
 
 
@@ -224,8 +233,7 @@ def device(
     )
     path = make_bundle(ca_obj, req, out, days=days, replace=replace)
     click.echo(f"bundle {path} (holds the box's private key: keep it private, mode 0600)")
-    if replace:
-        _refresh_broker(ca_obj)  # the old certificate is on the CRL now
+    _refresh_broker(ca_obj)  # the box's role; with --replace, the old certificate's CRL entry
     if cloud_init:
         serial = f"{ca_obj.registry.live(name)[-1].serial:x}"
         write_card(cloud_init, name, serial, path, wheelhouse)
@@ -247,7 +255,8 @@ def device(
 def account(
     name: str, ca_dir: Path, out: Path, days: int, replace: bool, passphrase_file: Path | None
 ) -> None:
-    """A station certificate: central.<name> (ingest) or officer.<name> (commands only)."""
+    """A station certificate: central.<name> (the station's services, port 8884) or
+    officer.<name> (commands only, the officer listener, port 8885)."""
     role = account_role(name)
     ca_obj = _open_ca(ca_dir, passphrase_file)
     key = new_key()
@@ -257,7 +266,9 @@ def account(
     write_atomic(target / "client.crt", cert_pem(cert), 0o644)
     write_atomic(target / "ca.crt", ca_obj.cert_pem(STATION_CA), 0o644)
     click.echo(f"{role} account {name}: {target}/client.crt, client.key (0600), ca.crt")
-    _refresh_broker(ca_obj)  # the ACL gets the account's user block
+    listener = "--officer-port, 8885" if role == "officer" else "--station-port, 8884"
+    click.echo(f"In its central.toml: [broker] tls_ca, tls_cert, tls_key and port ({listener}).")
+    _refresh_broker(ca_obj)  # the account's client and role
 
 
 @provision.command()
@@ -266,7 +277,7 @@ def account(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
-    help="Folder for roadside.conf, acl, CA files, crl.pem, server.crt/key.",
+    help="Folder for roadside.conf, dynamic-security.json, CA files, crl.pem, server.crt/key.",
 )
 @click.option(
     "--host",
@@ -296,6 +307,18 @@ def account(
     help="Station listener address, e.g. the station LAN's (default: all).",
 )
 @click.option(
+    "--officer-port",
+    type=click.IntRange(1, 65535),
+    default=8885,
+    show_default=True,
+    help="TLS port for officers.",
+)
+@click.option(
+    "--officer-bind",
+    default=None,
+    help="Officer listener address, e.g. the station LAN's (default: all).",
+)
+@click.option(
     "--conf-dir",
     default=None,
     help="Where the folder will live on the broker host (default: /etc/mosquitto/roadside).",
@@ -310,6 +333,8 @@ def broker(
     bind: str | None,
     station_port: int,
     station_bind: str | None,
+    officer_port: int,
+    officer_bind: str | None,
     conf_dir: str | None,
     renew: bool,
     passphrase_file: Path | None,
@@ -317,18 +342,34 @@ def broker(
     """Write (or refresh) the mosquitto TLS listeners, ACL, CA files, CRL and server cert."""
     for h in hosts:
         parse_broker(h if ":" not in h else f"[{h}]")
-    if station_port == port:
-        raise ProvisionError("--port and --station-port must differ (one listener each)")
+    if len({port, station_port, officer_port}) < 3:
+        raise ProvisionError(
+            "--port, --station-port and --officer-port must differ (one listener each)"
+        )
     ca_obj = _open_ca(ca_dir, passphrase_file)
     files = write_broker_dir(
-        ca_obj, out, list(hosts), port, bind, conf_dir, renew, station_port, station_bind
+        ca_obj,
+        out,
+        list(hosts),
+        port,
+        bind,
+        conf_dir,
+        renew,
+        station_port,
+        station_bind,
+        officer_port,
+        officer_bind,
     )
-    click.echo(f"broker files in {files.directory} (boxes on {port}, station on {station_port}):")
+    click.echo(
+        f"broker files in {files.directory} (boxes on {port}, station on {station_port}, "
+        f"officers on {officer_port}):"
+    )
     for p in (
         files.conf,
-        files.acl,
+        files.dynsec,
         files.device_ca,
         files.station_ca,
+        files.officer_ca,
         files.crl,
         files.cert,
         files.key,
@@ -336,6 +377,7 @@ def broker(
         click.echo(f"  {p.name}")
     click.echo("Copy them to the broker host (server.key owned by the mosquitto user, 0600),")
     click.echo("include roadside.conf from mosquitto.conf, then restart mosquitto.")
+    _warn_station_ca_officers(ca_obj)
 
 
 @provision.command("web")

@@ -18,7 +18,7 @@ from roadside.errors import ProvisionError
 from .files import write_atomic
 
 Kind = Literal["device", "account", "server"]
-Issuer = Literal["device-ca", "station-ca"]
+Issuer = Literal["device-ca", "station-ca", "officer-ca"]
 FORMAT = 1
 
 
@@ -123,6 +123,11 @@ class Registry:
         """Names with revoked certificates and no live one: the ACL denies them everything."""
         names = {c.name for c in self.certs if c.revoked and c.kind != "server"}
         return sorted(n for n in names if not self.live(n))
+
+    def live_devices(self) -> list[str]:
+        """Boxes holding a usable certificate: each gets its own role on the broker."""
+        names = {c.name for c in self.certs if c.kind == "device"}
+        return sorted(n for n in names if self.live(n))
 
     def live_accounts(self) -> list[str]:
         """Station accounts (central.*, officer.*) holding a usable certificate."""

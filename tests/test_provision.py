@@ -1,7 +1,7 @@
-"""Provisioning: CA, device bundles, and a real mosquitto enforcing the generated TLS and ACL.
+"""Provisioning: CA, device bundles, and a real mosquitto enforcing the generated TLS and roles.
 
 Keys are made once per module (EC keys are cheap, but a broker per test is not): one CA, the
-broker folder it writes, and a running mosquitto 2.0 with exactly that listener and ACL. Each
+broker folder it writes, and a running mosquitto 2.0 with exactly those listeners and roles. Each
 MQTT check has a positive control (someone allowed receives the same kind of message), so a
 "nothing arrived" can never pass because nothing worked at all.
 """
@@ -25,12 +25,18 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from roadside.central.ingest import IngestWorker
+from roadside.central.store import Store
+from roadside.central.store import tables as T
 from roadside.cli import main
 from roadside.config.agent import DEVICE_ID as AGENT_DEVICE_ID
 from roadside.config.agent import load_config
@@ -46,25 +52,38 @@ from roadside.provisioning.agent_toml import (
 from roadside.provisioning.broker import (
     BrokerFiles,
     refresh_broker_dir,
-    render_acl,
+    render_dynsec,
     render_mosquitto_conf,
     write_broker_dir,
 )
-from roadside.provisioning.ca import DEVICE_CA, STATION_CA, ProjectCA, cert_pem, key_pem, new_key
+from roadside.provisioning.ca import (
+    DEVICE_CA,
+    OFFICER_CA,
+    STATION_CA,
+    ProjectCA,
+    cert_pem,
+    key_pem,
+    new_key,
+)
 from roadside.provisioning.cloudinit import render_meta_data, render_user_data, write_card
 from roadside.provisioning.device import DeviceRequest, make_bundle, read_bundle
 from roadside.provisioning.identity import DEVICE_ID, account_role, check_device_id
 from roadside.provisioning.registry import Registry
 from roadside.testing.broker import LocalBroker
+from roadside.testing.configs import central_config
+from roadside.testing.messages import event_pair
 from roadside.testing.ports import free_port, wait_port
+from roadside.testing.waiting import eventually
 from roadside.wire.topics import (
     CMD,
     COUNT,
+    DL,
     EVENT,
     HEALTH,
     REPLY,
     ROOT,
     STATUS,
+    UPDATE,
     XFER,
     XFER_ABORT,
     XFER_ACK,
@@ -116,7 +135,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out["foreign"] = _write_creds(
         base / "foreign", other.issue_device("dev-a", k.public_key()), k, station
     )
-    ports = _two_ports()
+    ports = _ports()
     out["files"] = write_broker_dir(
         ca,
         base / "broker",
@@ -126,42 +145,59 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict:
         conf_dir=str(base / "broker"),
         station_port=ports[1],
         station_bind="127.0.0.1",
+        officer_port=ports[2],
+        officer_bind="127.0.0.1",
     )
     out["ports"] = ports
     return out
 
 
-def _two_ports() -> tuple[int, int]:
+Ports = tuple[int, int, int]  # the box, station and officer listeners
+
+
+def _ports() -> Ports:
     while True:
-        box, station = free_port(), free_port()
-        if box != station:
-            return box, station
+        box, station, officer = free_port(), free_port(), free_port()
+        if len({box, station, officer}) == 3:
+            return box, station, officer
 
 
-def port_for(name: str, ports: tuple[int, int]) -> int:
-    """Boxes use the box listener, station accounts the station listener."""
+def port_for(name: str, ports: Ports) -> int:
+    """Boxes use the box listener, central the station listener, officers their own."""
+    if name.startswith("officer."):
+        return ports[2]
     return ports[1] if "." in name else ports[0]
 
 
-class TwoListenerMosquitto(LocalBroker):
-    """The helper waits for one port; the generated config has two listeners."""
+class ThreeListenerMosquitto(LocalBroker):
+    """The helper waits for one port; the generated config has three listeners."""
 
-    def __init__(self, workdir: Path, conf: str, ports: tuple[int, int], extra: str) -> None:
-        super().__init__(workdir, listener=conf, anonymous=False, port=ports[0], extra=extra)
+    def __init__(self, workdir: Path, conf: str, ports: Ports, extra: str) -> None:
+        super().__init__(
+            workdir, listener=conf, anonymous=False, port=ports[0], extra=extra, max_queued=None
+        )
         self.ports = ports
 
-    def start(self) -> TwoListenerMosquitto:
+    def start(self) -> ThreeListenerMosquitto:
         super().start()
-        wait_port(self.ports[1])
+        for port in self.ports[1:]:
+            wait_port(port)
         return self
 
 
-def _mosquitto(workdir: Path, files: BrokerFiles, ports: tuple[int, int]) -> LocalBroker:
+def _mosquitto(workdir: Path, files: BrokerFiles, ports: Ports) -> LocalBroker:
     """mosquitto with the generated listeners as is (only ports and paths are the test's)."""
     conf = render_mosquitto_conf(
-        files, ports[0], "127.0.0.1", str(files.directory), ports[1], "127.0.0.1"
+        files,
+        ports[0],
+        "127.0.0.1",
+        str(files.directory),
+        ports[1],
+        "127.0.0.1",
+        officer_port=ports[2],
+        officer_bind="127.0.0.1",
     )
-    return TwoListenerMosquitto(workdir, conf, ports, "")
+    return ThreeListenerMosquitto(workdir, conf, ports, "")
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +210,14 @@ def mosq(pki: dict, tmp_path_factory: pytest.TempPathFactory):
 class Peer:
     """A paho 2.x MQTT 5 client that records connack, subacks, pubacks and messages."""
 
-    def __init__(self, creds: Creds, port: int, client_id: str = "") -> None:
+    def __init__(
+        self,
+        creds: Creds,
+        port: int,
+        client_id: str = "",
+        session_expiry_s: int = 0,
+        protocol: int = mqtt.MQTTv5,
+    ) -> None:
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.connack: mqtt.ReasonCode | None = None
         self.connected = threading.Event()
@@ -182,7 +225,7 @@ class Peer:
         self.subacks: dict[int, list[mqtt.ReasonCode]] = {}
         self._acked = threading.Condition()
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol
         )
         self.client.tls_set(
             ca_certs=str(creds.ca), certfile=str(creds.cert), keyfile=str(creds.key)
@@ -192,6 +235,7 @@ class Peer:
         self.client.on_publish = self._on_publish
         self.client.on_subscribe = self._on_subscribe
         self.port = port
+        self.session_expiry_s = session_expiry_s
 
     def _on_connect(self, client, userdata, flags, rc, props) -> None:
         self.connack = rc
@@ -209,7 +253,19 @@ class Peer:
             self._acked.notify_all()
 
     def start(self) -> Peer:
-        self.client.connect("127.0.0.1", self.port, keepalive=30)
+        """Connect; with ``session_expiry_s`` the session is kept (and resumed) like a worker's."""
+        if self.client.protocol == mqtt.MQTTv5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.session_expiry_s
+            self.client.connect(
+                "127.0.0.1",
+                self.port,
+                keepalive=30,
+                clean_start=self.session_expiry_s == 0,
+                properties=props,
+            )
+        else:
+            self.client.connect("127.0.0.1", self.port, keepalive=30)
         self.client.loop_start()
         assert self.connected.wait(WAIT), f"no CONNACK success (got {self.connack})"
         return self
@@ -287,10 +343,10 @@ def tls_refusal(creds: Creds, port: int) -> Exception | None:
 
 
 # --------------------------------------------------------------------------- CA and certs
-def test_ca_folder_has_two_cas_with_encrypted_keys(pki: dict) -> None:
+def test_ca_folder_has_three_cas_with_encrypted_keys(pki: dict) -> None:
     d = pki["ca"].directory
     assert (d.stat().st_mode & 0o777) == 0o700
-    for which in (DEVICE_CA, STATION_CA):
+    for which in (DEVICE_CA, STATION_CA, OFFICER_CA):
         key_file = d / f"{which}.key"
         assert (key_file.stat().st_mode & 0o777) == 0o600
         assert b"ENCRYPTED PRIVATE KEY" in key_file.read_bytes()
@@ -304,6 +360,24 @@ def test_ca_folder_has_two_cas_with_encrypted_keys(pki: dict) -> None:
         ProjectCA.create(d, PASS)
     with pytest.raises(ProvisionError, match="at least 12"):
         ProjectCA.create(pki["base"] / "weak", b"short")
+
+
+def test_a_two_ca_folder_gets_its_officer_ca_and_officers_are_signed_by_it(
+    tmp_path: Path,
+) -> None:
+    d = tmp_path / "ca"
+    ProjectCA.create(d, PASS)
+    for suffix in ("key", "crt"):  # a folder from before officers had a CA of their own
+        (d / f"{OFFICER_CA}.{suffix}").unlink()
+    ca = ProjectCA.open(d, PASS)
+    assert (d / f"{OFFICER_CA}.key").exists() and OFFICER_CA in ca.authorities
+    pem = (d / "crl.pem").read_bytes()
+    assert pem.count(b"BEGIN X509 CRL") == 3  # every issuer's, or OpenSSL refuses its clients
+    officer = ca.issue_account("officer.tran", new_key().public_key())
+    officer.verify_directly_issued_by(ca.authorities[OFFICER_CA].cert)
+    central = ca.issue_account("central.ingest", new_key().public_key())
+    central.verify_directly_issued_by(ca.authorities[STATION_CA].cert)
+    assert ProjectCA.open(d, PASS).authorities[OFFICER_CA].cert == ca.authorities[OFFICER_CA].cert
 
 
 def test_device_certificate_is_p256_cn_device_signed_by_the_device_ca(pki: dict) -> None:
@@ -472,25 +546,49 @@ def test_acl_names_the_protocol_topics() -> None:
         REPLY,
         XFER,
     )
-    acl = render_acl(["central.ingest", "officer.rossi"], ["stolen-box"])
-    lines = acl.splitlines()
-    assert "pattern read roadside/v1/%u/cmd/#" in lines
-    assert not any(ln.startswith("pattern") and "cmd" in ln and "write" in ln for ln in lines)
-    assert lines[lines.index("user stolen-box") + 1] == "topic deny #"
-    officer = lines[lines.index("user officer.rossi") :]
-    officer = officer[: next(i for i, ln in enumerate(officer) if not ln)]
-    writes = [ln for ln in officer if ln.startswith("topic write")]
-    assert writes == ["topic write roadside/v1/+/cmd/#"]
-    assert [ln for ln in officer if ln.startswith("topic read")] == [
-        "topic read roadside/v1/+/reply/#",
-        "topic read roadside/v1/+/status",
-        "topic read roadside/v1/+/xfer/+/init",
-        "topic read roadside/v1/+/xfer/+/ack",
+    doc = render_dynsec(["dev-a"], ["central.ingest", "officer.rossi"], ["stolen-box"])
+    assert doc["defaultACLAccess"] == {
+        "publishClientSend": False,
+        "publishClientReceive": False,
+        "subscribe": False,
+        "unsubscribe": True,
+    }
+    roles = {r["rolename"]: r["acls"] for r in doc["roles"]}
+
+    def grants(role: str, kind: str) -> list[str]:
+        return [a["topic"] for a in roles[role] if a["acltype"] == kind and a["allow"]]
+
+    box_reads = [
+        "roadside/v1/dev-a/cmd/#",
+        "roadside/v1/dev-a/xfer/+/ack",
+        "roadside/v1/dev-a/dl/+/init",
+        "roadside/v1/dev-a/dl/+/d",
+        "roadside/v1/dev-a/dl/+/abort",
     ]
+    assert grants("box-dev-a", "subscribePattern") == box_reads
+    assert grants("box-dev-a", "publishClientReceive") == box_reads
+    assert not any("cmd" in t for t in grants("box-dev-a", "publishClientSend"))
+    assert grants("officer", "publishClientSend") == ["roadside/v1/+/cmd/#"]
+    assert grants("officer", "subscribePattern") == [
+        "roadside/v1/+/reply/#",
+        "roadside/v1/+/status",
+        "roadside/v1/+/xfer/+/init",
+        "roadside/v1/+/xfer/+/ack",
+    ]
+    # Only central may hold a shared subscription (the ingest workers' group).
+    shared = [t for r in roles for t in grants(r, "subscribePattern") if t.startswith("$share")]
+    assert shared == ["$share/+/roadside/v1/#"] and "$share/+/roadside/v1/#" in grants(
+        "central", "subscribePattern"
+    )
+    clients = {c["username"]: c for c in doc["clients"]}
+    assert clients["dev-a"]["roles"] == [{"rolename": "box-dev-a"}]
+    assert clients["officer.rossi"]["roles"] == [{"rolename": "officer"}]
+    assert clients["stolen-box"].get("roles", []) == [] and clients["stolen-box"]["disabled"]
     conf = render_mosquitto_conf(BrokerFiles(Path("/x")), 8883).splitlines()
     box = conf[conf.index("listener 8883") : conf.index("listener 8884")]
-    station = conf[conf.index("listener 8884") :]
-    for block in (box, station):
+    station = conf[conf.index("listener 8884") : conf.index("listener 8885")]
+    officers = conf[conf.index("listener 8885") : conf.index("allow_anonymous false")]
+    for block in (box, station, officers):
         for line in (
             "require_certificate true",
             "use_identity_as_username true",
@@ -501,17 +599,22 @@ def test_acl_names_the_protocol_topics() -> None:
     assert "use_username_as_clientid true" in box
     assert "cafile /etc/mosquitto/roadside/station-ca.pem" in station
     assert "use_username_as_clientid true" not in station
-    assert "allow_anonymous false" in conf and "acl_file /etc/mosquitto/roadside/acl" in conf
+    assert "cafile /etc/mosquitto/roadside/officer-ca.pem" in officers
+    assert "use_username_as_clientid true" in officers
+    assert "allow_anonymous false" in conf and not any(ln.startswith("acl_file") for ln in conf)
+    assert f"plugin {broker_mod.DYNSEC_PLUGIN}" in conf
+    assert f"max_queued_messages {broker_mod.MAX_QUEUED_MESSAGES}" in conf
+    assert broker_mod.MAX_QUEUED_MESSAGES >= broker_mod.DAY_OF_DISTRICT
+    assert "plugin_opt_config_file /etc/mosquitto/roadside/dynamic-security.json" in conf
 
 
 # --------------------------------------------------------------------------- real broker
 @pytest.mark.slow
 def test_device_reads_only_its_own_commands(peers) -> None:
     central, a, b = peers("central.ingest"), peers("dev-a"), peers("dev-b")
-    # mosquitto 2.0.11 grants the SUBACK (its acl_file checks reads at delivery, not at
-    # subscribe), so what proves the ACL is that nothing is ever delivered to A.
-    a.subscribe("roadside/v1/dev-b/cmd/#")
-    a.subscribe("roadside/v1/+/cmd/#")
+    # The plugin refuses the SUBSCRIBE itself; and nothing is ever delivered to A.
+    assert [rc.value for rc in a.subscribe("roadside/v1/dev-b/cmd/#")] == [NOT_AUTHORIZED]
+    assert [rc.value for rc in a.subscribe("roadside/v1/+/cmd/#")] == [NOT_AUTHORIZED]
     b.subscribe("roadside/v1/dev-b/cmd/#")
     assert not central.publish("roadside/v1/dev-b/cmd/snapshot", b"r1").is_failure
     b.expect("roadside/v1/dev-b/cmd/snapshot", b"r1")  # control: B gets its command
@@ -585,8 +688,12 @@ def test_officer_sends_commands_but_cannot_watch_the_road(peers) -> None:
 def test_transfers_go_box_to_station_and_acks_back(peers) -> None:
     central, a, officer = peers("central.ingest"), peers("dev-a"), peers("officer.rossi")
     central.subscribe("roadside/v1/+/xfer/#")
-    officer.subscribe("roadside/v1/+/xfer/#")
-    a.subscribe("roadside/v1/dev-a/xfer/#")
+    # Each subscribes what its code does; anything wider is refused outright.
+    assert [rc.value for rc in officer.subscribe("roadside/v1/+/xfer/#")] == [NOT_AUTHORIZED]
+    officer.subscribe("roadside/v1/+/xfer/+/init")
+    officer.subscribe("roadside/v1/+/xfer/+/ack")
+    assert [rc.value for rc in a.subscribe("roadside/v1/dev-a/xfer/#")] == [NOT_AUTHORIZED]
+    a.subscribe("roadside/v1/dev-a/xfer/+/ack")
     for part in ("init", "d", "abort"):
         assert not a.publish(f"roadside/v1/dev-a/xfer/x1/{part}", part.encode()).is_failure
     assert a.publish("roadside/v1/dev-a/xfer/x1/ack", b"self-ack").value == NOT_AUTHORIZED
@@ -603,6 +710,65 @@ def test_transfers_go_box_to_station_and_acks_back(peers) -> None:
         ("roadside/v1/dev-a/xfer/x1/ack", b"ack"),
         ("roadside/v1/dev-a/xfer/x1/init", b"init"),
     ]
+
+
+@pytest.mark.slow
+def test_a_release_and_a_config_reach_a_box_and_its_answers_come_back(peers) -> None:
+    """The topics of `roadside fleet update` and `fleet config set`, as the code uses them:
+    central sends dl/ chunks and commands, the box acks, replies and reports retained."""
+    central, a = peers("central.ingest"), peers("dev-a")
+    # The box subscribes as ReleaseDownloads and the command channel do.
+    for part in (XFER_INIT, XFER_DATA, XFER_ABORT):
+        assert [rc.value for rc in a.subscribe(f"roadside/v1/dev-a/{DL}/+/{part}")] == [1]
+    a.subscribe("roadside/v1/dev-a/cmd/#")
+    # Central subscribes as ReleaseSender and FleetView do.
+    for sub in (f"roadside/v1/+/{DL}/+/{XFER_ACK}", "roadside/v1/+/reply/#"):
+        assert [rc.value for rc in central.subscribe(sub)] == [1]
+    sent = [(f"roadside/v1/dev-a/{DL}/r1/{p}", p.encode()) for p in (XFER_INIT, XFER_DATA)]
+    sent += [("roadside/v1/dev-a/cmd/set_config", b"cfg"), ("roadside/v1/dev-a/dl/r1/abort", b"x")]
+    for t, payload in sent:
+        assert central.publish(t, payload).value == 0, t
+    assert sorted(a.received()) == sorted(sent)
+    answers = [
+        (f"roadside/v1/dev-a/{DL}/r1/{XFER_ACK}", b"ack"),
+        ("roadside/v1/dev-a/reply/q1", b"done"),
+    ]
+    for t, payload in answers:
+        assert a.publish(t, payload).value == 0, t
+    info = a.client.publish(f"roadside/v1/dev-a/{UPDATE}", b"healthy", qos=1, retain=True)
+    assert not a._wait(a.acks, info.mid).is_failure  # retained: nobody need listen now
+    assert sorted(central.received()) == sorted(answers)
+    # The retained report reaches a view that subscribes later (roadside fleet status).
+    view = peers("central.ingest")
+    assert [rc.value for rc in view.subscribe(f"roadside/v1/+/{UPDATE}")] == [1]
+    view.expect(f"roadside/v1/dev-a/{UPDATE}", b"healthy")
+    info = a.client.publish(f"roadside/v1/dev-a/{UPDATE}", b"", qos=1, retain=True)
+    assert not a._wait(a.acks, info.mid).is_failure  # cleared for the module's other tests
+    # The station's side stays the station's: a box cannot send itself chunks or commands.
+    assert a.publish(f"roadside/v1/dev-a/{DL}/r2/{XFER_DATA}", b"own").value == NOT_AUTHORIZED
+    assert central.publish(f"roadside/v1/dev-a/{UPDATE}", b"fake").value == NOT_AUTHORIZED
+
+
+@pytest.mark.slow
+def test_a_box_cannot_touch_another_boxs_release_update_or_config(peers) -> None:
+    central, a, b = peers("central.ingest"), peers("dev-a"), peers("dev-b")
+    theirs = [f"{DL}/+/{p}" for p in (XFER_INIT, XFER_DATA, XFER_ABORT, XFER_ACK)]
+    theirs += [UPDATE, "cmd/set_config", "cmd/get_config", "reply/#", f"{DL}/#"]
+    for kind in theirs:
+        for sub in (f"roadside/v1/dev-b/{kind}", f"roadside/v1/+/{kind}"):
+            assert [rc.value for rc in a.subscribe(sub)] == [NOT_AUTHORIZED], sub
+    for kind in (f"{DL}/r1/{XFER_ACK}", f"{DL}/r1/{XFER_DATA}", UPDATE, "reply/q1"):
+        assert a.publish(f"roadside/v1/dev-b/{kind}", b"forged").value == NOT_AUTHORIZED, kind
+    # Control: B's own release chunk and update report flow.
+    b.subscribe(f"roadside/v1/dev-b/{DL}/+/{XFER_DATA}")
+    central.subscribe(f"roadside/v1/+/{UPDATE}")
+    central.publish(f"roadside/v1/dev-b/{DL}/r1/{XFER_DATA}", b"chunk")
+    b.expect(f"roadside/v1/dev-b/{DL}/r1/{XFER_DATA}", b"chunk")
+    b.publish(f"roadside/v1/dev-b/{UPDATE}", b"trial")
+    got = central.received()
+    assert (f"roadside/v1/dev-b/{UPDATE}", b"trial") in got
+    assert (f"roadside/v1/dev-b/{UPDATE}", b"forged") not in got
+    assert a.received(QUIET) == []
 
 
 def test_officer_follows_its_request(peers) -> None:
@@ -633,19 +799,133 @@ def test_station_processes_keep_their_own_client_ids(peers) -> None:
     assert w1.client.is_connected() and w2.client.is_connected()
 
 
+SHARED_EVENTS = "$share/central/roadside/v1/+/event"  # the ingest workers' subscription
+
+
+def _events(peer: Peer, n: int, timeout: float = 30.0) -> set[bytes]:
+    """The event payloads ``peer`` got, waiting until ``n`` arrived (or ``timeout``)."""
+    got: set[bytes] = set()
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            got.add(peer.messages.get(timeout=0.5).payload)
+    return got
+
+
+@pytest.mark.slow
+def test_no_box_or_officer_takes_a_share_of_the_station_events(peers) -> None:
+    """A $share subscription in central's group would take its share of every box's events,
+    which it may not read, so mosquitto would drop them: the SUBSCRIBE itself is refused."""
+    central = peers("central.ingest", client_id="roadside-central-central-1")
+    assert [rc.value for rc in central.subscribe(SHARED_EVENTS)] == [1]  # granted QoS 1
+    a, officer = peers("dev-a"), peers("officer.rossi")
+    for thief in (a, officer):
+        assert [rc.value for rc in thief.subscribe(SHARED_EVENTS)] == [NOT_AUTHORIZED]
+        assert [rc.value for rc in thief.subscribe("$share/x/roadside/v1/#")] == [NOT_AUTHORIZED]
+    b = peers("dev-b")
+    for i in range(200):
+        b.client.publish("roadside/v1/dev-b/event", b"e%d" % i, qos=1)
+    assert _events(central, 200) == {b"e%d" % i for i in range(200)}
+    assert a.received(QUIET) == [] and officer.received(0.1) == []
+
+
+@pytest.mark.slow
+def test_an_officer_cannot_take_over_the_ingest_workers_session(pki: dict, tmp_path: Path) -> None:
+    """The plugin does not check a certificate login's client id: an officer with the ingest
+    worker's id took its session on the station listener and lost it 200 of 200 events. Now
+    its certificate is refused there, and its own listener forces its id to its name."""
+    box, station, officers = ports = _ports()
+    with _mosquitto(tmp_path / "mosq", pki["files"], ports):
+        c = pki["central.ingest"]
+        tls = {"tls_ca": str(c.ca), "tls_cert": str(c.cert), "tls_key": str(c.key)}
+        cfg = central_config(tmp_path, station, broker={"host": "127.0.0.1", **tls})
+        store = Store(cfg.database_url)
+        worker = IngestWorker(cfg, store).start()
+        thief = None
+        try:
+            assert worker.wait_connected(10)
+            assert tls_refusal(pki["officer.rossi"], station) is not None
+            thief = Peer(pki["officer.rossi"], officers, worker.client_id, 3600).start()
+            assert [rc.value for rc in thief.subscribe(SHARED_EVENTS)] == [NOT_AUTHORIZED]
+            a = Peer(pki["dev-a"], box).start()
+            t = time.time() - 3600
+            starts = [event_pair(t + i, track=i)[0] for i in range(200)]
+            ev = "roadside/v1/dev-a/event"
+            # The first event doubles as the probe that the worker's subscription is there.
+            assert eventually(lambda: a.publish(ev, starts[0].encode()).value == 0, 10)
+            for msg in starts[1:]:
+                a.client.publish(ev, msg.encode(), qos=1)
+
+            def stored() -> int:
+                with store.connect() as conn:
+                    return conn.execute(sa.select(sa.func.count()).select_from(T.events)).scalar()
+
+            assert eventually(lambda: stored() == 200, 30), f"{stored()} of 200 stored"
+            assert worker.stats.connects == 1 and worker.connected.is_set()
+            assert thief.client.is_connected() and thief.received(QUIET) == []
+            a.stop()
+        finally:
+            if thief is not None:
+                thief.stop()
+            worker.stop()
+            store.close()
+
+
+@pytest.mark.slow
+def test_a_day_of_events_waits_for_the_station(pki: dict, tmp_path: Path) -> None:
+    """3,000 events while the station is away: all there when it comes back (the default
+    queue of 1,000 dropped the rest after PUBACKing them)."""
+    box, station, _ = ports = _ports()
+    with _mosquitto(tmp_path / "mosq", pki["files"], ports):
+        worker = Peer(pki["central.ingest"], station, "roadside-central-q-1", 3600).start()
+        worker.subscribe(SHARED_EVENTS)
+        worker.stop()  # the station is away; its session stays
+        a = Peer(pki["dev-a"], box).start()
+        sent = {b"q%d" % i for i in range(3000)}
+        infos = [a.client.publish("roadside/v1/dev-a/event", p, qos=1) for p in sorted(sent)]
+        assert eventually(lambda: all(i.is_published() for i in infos), 60)
+        a.stop()
+        back = Peer(pki["central.ingest"], station, "roadside-central-q-1", 3600).start()
+        try:
+            assert _events(back, 3000, 60) == sent
+        finally:
+            back.stop()
+
+
+@pytest.mark.slow
+def test_an_oversized_message_is_refused(pki: dict, peers) -> None:
+    """MQTT 3.1.1, so that the client does not hold the packet back itself (an MQTT 5 client
+    is told the limit in the CONNACK): the broker closes the connection, nothing is passed on."""
+    central = peers("central.ingest")
+    central.subscribe("roadside/v1/dev-a/#")
+    a = Peer(pki["dev-a"], pki["ports"][0], protocol=mqtt.MQTTv311).start()
+    try:
+        chunk = b"\0" * (18 + 64 * 1024)  # the largest legitimate message: a full chunk
+        assert a.publish("roadside/v1/dev-a/xfer/x9/d", chunk).value == 0
+        a.client.publish("roadside/v1/dev-a/event", b"x" * broker_mod.MAX_PACKET_SIZE, qos=1)
+        assert eventually(lambda: not a.client.is_connected(), WAIT)
+        got = central.received()
+        assert [(t, len(p)) for t, p in got] == [("roadside/v1/dev-a/xfer/x9/d", len(chunk))]
+    finally:
+        a.stop()
+
+
 def test_each_listener_takes_only_its_own_ca(pki: dict, mosq: LocalBroker) -> None:
-    box, station = pki["ports"]
+    box, station, officers = pki["ports"]
     assert tls_refusal(pki["dev-a"], box) is None  # controls
     assert tls_refusal(pki["central.ingest"], station) is None
-    assert tls_refusal(pki["dev-a"], station) is not None
-    assert tls_refusal(pki["central.ingest"], box) is not None
+    assert tls_refusal(pki["officer.rossi"], officers) is None
+    for name, port in (("dev-a", station), ("dev-a", officers), ("central.ingest", box)):
+        assert tls_refusal(pki[name], port) is not None, (name, port)
+    assert tls_refusal(pki["central.ingest"], officers) is not None
     assert tls_refusal(pki["officer.rossi"], box) is not None
+    assert tls_refusal(pki["officer.rossi"], station) is not None
 
 
 @pytest.mark.slow
 def test_certificate_from_another_ca_is_refused_at_tls(pki: dict, mosq: LocalBroker) -> None:
-    box, station = pki["ports"]
-    for port in (box, station):  # same CN 'dev-a', other CA
+    box, station, officers = pki["ports"]
+    for port in (box, station, officers):  # same CN 'dev-a', other CA
         assert tls_refusal(pki["foreign"], port) is not None, "a foreign CA's cert got in"
     peer = Peer(pki["foreign"], box)
     with pytest.raises((ssl.SSLError, ConnectionError, AssertionError)):
@@ -658,7 +938,7 @@ def test_revoked_device_is_refused(pki: dict, tmp_path: Path) -> None:
     """Revoke on a broker of its own (the module's broker keeps its state)."""
     ca: ProjectCA = pki["ca"]
     files: BrokerFiles = pki["files"]
-    box, station = ports = _two_ports()
+    box, station, _ = ports = _ports()
     with _mosquitto(tmp_path / "mosq", files, ports) as m:
         central = Peer(pki["central.ingest"], station).start()
         stolen = Peer(pki["stolen-box"], box).start()  # connected before the theft
@@ -671,19 +951,19 @@ def test_revoked_device_is_refused(pki: dict, tmp_path: Path) -> None:
         crl = x509.load_pem_x509_crl(files.crl.read_bytes())  # the device CA's, first
         assert crl.get_revoked_certificate_by_serial_number(entry.serial) is not None
         assert crl.is_signature_valid(ca.authorities[DEVICE_CA].cert.public_key())
-        assert "user stolen-box\ntopic deny #" in files.acl.read_text()
+        doc = json.loads(files.dynsec.read_text())
+        (client,) = [c for c in doc["clients"] if c["username"] == "stolen-box"]
+        assert client.get("roles", []) == []
+        assert "box-stolen-box" not in {r["rolename"] for r in doc["roles"]}
 
-        # SIGHUP (systemctl reload): ACL and CRL re-read. The open connection is denied
-        # every topic, a new one is refused at TLS.
+        # SIGHUP (systemctl reload): the CRL is re-read, a new connection is refused at TLS.
         os.kill(m.proc.pid, signal.SIGHUP)
-        time.sleep(0.5)
-        assert stolen.publish("roadside/v1/stolen-box/event", b"after").value == NOT_AUTHORIZED
-        assert tls_refusal(pki["stolen-box"], box) is not None
-        assert central.received(QUIET) == []
+        assert eventually(lambda: tls_refusal(pki["stolen-box"], box) is not None, WAIT)
         stolen.stop()
         central.stop()
 
-        m.restart()  # a restart drops every connection; the CRL keeps it out
+        # A restart drops every connection and loads the roles: none for it any more.
+        m.restart()
         assert tls_refusal(pki["stolen-box"], box) is not None
         assert tls_refusal(pki["dev-a"], box) is None  # control: others unaffected
         assert tls_refusal(pki["central.ingest"], station) is None  # station CA has its CRL
@@ -697,6 +977,11 @@ def _cli(args: list[str], env: dict | None = None):
     return CliRunner().invoke(
         main, ["provision", *args], env={**NO_PASS, **(env or {})}, catch_exceptions=False
     )
+
+
+def _dynsec_clients(broker_dir: Path) -> dict[str, dict]:
+    doc = json.loads(BrokerFiles(broker_dir).dynsec.read_text())
+    return {c["username"]: c for c in doc["clients"]}
 
 
 def test_cli_from_ca_to_revoke(tmp_path: Path) -> None:
@@ -737,7 +1022,7 @@ def test_cli_from_ca_to_revoke(tmp_path: Path) -> None:
     r = _cli(["account", "officer.rossi", "--ca", ca, "--out", str(tmp_path / "acct")], env)
     assert r.exit_code == 0, r.output
     assert ((tmp_path / "acct" / "officer.rossi" / "client.key").stat().st_mode & 0o777) == 0o600
-    assert "user officer.rossi" in (tmp_path / "brk" / "acl").read_text()  # ACL follows
+    assert "officer.rossi" in _dynsec_clients(tmp_path / "brk")  # the roles follow
     old = b.certificate().serial_number
     r = _cli(
         [
@@ -763,8 +1048,8 @@ def test_cli_from_ca_to_revoke(tmp_path: Path) -> None:
     assert crl.get_revoked_certificate_by_serial_number(new.serial_number) is None
     r = _cli(["revoke", "junction-07", "--ca", ca], env)
     assert r.exit_code == 0, r.output
-    acl = (tmp_path / "brk" / "acl").read_text()
-    assert "user junction-07\ntopic deny #" in acl and "user officer.rossi" in acl
+    clients = _dynsec_clients(tmp_path / "brk")
+    assert clients["junction-07"].get("roles", []) == [] and clients["officer.rossi"]["roles"]
     r = _cli(["list", "--ca", ca])
     assert r.exit_code == 0 and "revoked" in r.output and "officer.rossi" in r.output
 

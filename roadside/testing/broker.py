@@ -42,7 +42,7 @@ class LocalBroker:
         port: int | None = None,
         anonymous: bool = True,
         listener: str | None = None,
-        max_queued: int = 1_000_000,
+        max_queued: int | None = 1_000_000,
         max_inflight: int = 1000,
     ) -> None:
         self.workdir = Path(workdir)
@@ -67,7 +67,8 @@ class LocalBroker:
             "persistence true",
             f"persistence_location {self.workdir}/",
             "autosave_interval 1",
-            f"max_queued_messages {self.max_queued}",
+            # None: the given config's own limits stand (a later line would override them).
+            f"max_queued_messages {self.max_queued}" if self.max_queued is not None else "",
             f"max_inflight_messages {self.max_inflight}",
             "log_dest stderr",
             "log_type error",
