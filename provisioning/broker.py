@@ -126,7 +126,8 @@ DEVICE_TOPICS: tuple[tuple[str, str], ...] = (
 # Station roles, over every box. Central reads everything (cmd/ included: the audit log
 # sees officers' requests; the boxes' update reports and release acks for the rollout) and
 # writes commands, the acks of uploads and the release downloads (roadside fleet). Officers
-# send commands and follow their own requests (reply, the box's status, transfer progress);
+# send commands and follow their own requests (reply, the box's status and update report for
+# `roadside fleet status`, transfer progress);
 # the event stream, counts, health and the footage chunks stay with central, so a leaked
 # officer certificate cannot watch the road.
 ROLE_TOPICS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -142,6 +143,7 @@ ROLE_TOPICS: dict[str, tuple[tuple[str, str], ...]] = {
         ("write", f"{ROOT}/+/{CMD}/#"),
         ("read", f"{ROOT}/+/{REPLY}/#"),
         ("read", f"{ROOT}/+/{STATUS}"),
+        ("read", f"{ROOT}/+/{UPDATE}"),
         ("read", f"{ROOT}/+/{XFER}/+/{XFER_INIT}"),
         ("read", f"{ROOT}/+/{XFER}/+/{XFER_ACK}"),
     ),

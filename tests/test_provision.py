@@ -572,6 +572,7 @@ def test_acl_names_the_protocol_topics() -> None:
     assert grants("officer", "subscribePattern") == [
         "roadside/v1/+/reply/#",
         "roadside/v1/+/status",
+        "roadside/v1/+/update",
         "roadside/v1/+/xfer/+/init",
         "roadside/v1/+/xfer/+/ack",
     ]
