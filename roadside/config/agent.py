@@ -679,6 +679,13 @@ class CommandsConfig(Section):
     max_request_bytes: int = Field(
         16384, ge=256, le=1 << 20, description="Larger command messages are refused."
     )
+    inbox_size: int = Field(
+        2000,
+        ge=16,
+        le=100_000,
+        description="Commands received and waiting on the box's card to be handled, at most; "
+        "more are answered busy at once.",
+    )
     max_jobs: int = Field(
         8,
         ge=1,
