@@ -652,3 +652,34 @@ def test_a_flood_of_commands_gets_one_reply_each(broker, tmp_path: Path) -> None
     finally:
         box.stop()
         officer.close()
+
+
+def test_a_lone_surrogate_in_a_field_gets_one_error_reply(rig: Rig) -> None:
+    """JSON may spell text that is no text ("\\ud800"): one error reply, and the box goes on."""
+    rq = new_id()
+    rig.officer.send(
+        "box-1", "ping", b'{"v": 1, "id": "%s", "by": "\\ud800", "p": {}}' % rq.encode()
+    )
+    reply = rig.officer.final(rq)
+    assert (reply.state, reply.code) == ("error", ErrorCode.BAD_REQUEST)
+    assert "UTF-8" in (reply.detail or "")
+    assert rig.officer.ask("box-1", "ping").state == "done"
+    assert len(rig.officer.finals(rq)) == 1
+
+
+def test_a_retained_command_is_not_run(rig: Rig) -> None:
+    """A command the broker keeps as retained would be replayed at every reconnect: the box
+    ignores it (and counts it), and answers the commands sent to it."""
+    rq = new_id()
+    body = json.dumps({"v": 1, "id": rq, "by": "officer@station", "p": {}}).encode()
+    cmd_topic = topic("box-r", f"{CMD}/ping")
+    rig.officer.client.publish(cmd_topic, body, qos=1, retain=True).wait_for_publish(5)
+    box = Box("box-r", rig.root / "box-retained", rig.port, None).start()  # type: ignore[attr-defined]
+    try:
+        box.ready(rig.officer)  # the retained command came first, on subscribing
+        assert rig.officer.ask("box-r", "ping").state == "done"
+        assert rig.officer.replies.get(rq) is None
+        assert box.channel.stats.retained == 1
+    finally:
+        rig.officer.client.publish(cmd_topic, b"", qos=1, retain=True).wait_for_publish(5)
+        box.stop()

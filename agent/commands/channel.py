@@ -227,7 +227,10 @@ class CommandChannel:
         if size <= self.cfg.max_request_bytes:
             try:
                 body = json.loads(payload)
-            except (ValueError, UnicodeDecodeError, RecursionError):
+                # JSON escapes may spell lone surrogates ("\\ud800"), which are no text: such a
+                # request is refused whole, as invalid UTF-8 is.
+                json.dumps(body, ensure_ascii=False).encode()
+            except (ValueError, UnicodeError, RecursionError):
                 body = None
         if isinstance(body, dict):
             rq = body.get("id")
