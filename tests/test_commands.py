@@ -8,6 +8,7 @@ by stream copy from real footage; snapshots come from real frames and a real det
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import threading
 import time
@@ -683,3 +684,25 @@ def test_a_retained_command_is_not_run(rig: Rig) -> None:
     finally:
         rig.officer.client.publish(cmd_topic, b"", qos=1, retain=True).wait_for_publish(5)
         box.stop()
+
+
+def test_best_frames_stay_within_their_byte_budget(tmp_path: Path, footage: Path) -> None:
+    """Best frames share the card with the outbox: beyond ``max_bytes`` the oldest go."""
+    from types import SimpleNamespace
+
+    with av.open(str(footage / "pedestrians_arcade.mp4")) as c:
+        frames = itertools.islice(c.decode(video=0), 12)
+        images = [f.to_ndarray(format="bgr24") for f in frames]
+    one = len(cv2.imencode(".jpg", cv2.resize(images[0], (320, 180)))[1])
+    best = BestFrames(tmp_path / "best", 100, 320, 80, max_bytes=4 * one)
+    events = []
+    for i, image in enumerate(images):
+        t = 1000.0 + i
+        events.append(new_id())
+        track = SimpleNamespace(track_id=i, event_id=events[-1], best_time=t, best_score=0.9)
+        best.observe(Frame(image=image, time=t, mono=t, index=i), [track])  # type: ignore[list-item]
+        best.observe(Frame(image=image, time=t + 0.5, mono=t + 0.5, index=i), [])
+    kept = sorted(p.stem for p in (tmp_path / "best").glob("*.jpg"))
+    assert sum(p.stat().st_size for p in (tmp_path / "best").glob("*.jpg")) <= 4 * one
+    assert 2 <= len(kept) < len(images) and kept == sorted(events)[-len(kept) :]
+    assert best.get(events[-1]) is not None and best.get(events[0]) is None

@@ -205,12 +205,18 @@ class CommandChannel:
             return
         requester = body.get("by") if body is not None else None
         params = body.get("p") if body is not None else None
-        earlier = self.requests.claim(
-            rq,
-            name,
-            requester if isinstance(requester, str) else None,
-            params if isinstance(params, dict) else None,
-        )
+        try:
+            earlier = self.requests.claim(
+                rq,
+                name,
+                requester if isinstance(requester, str) else None,
+                params if isinstance(params, dict) else None,
+            )
+        except sqlite3.OperationalError as exc:  # e.g. the card is full: not taken in
+            log.error("request log cannot record request %s: %s", rq, exc)
+            self.stats.rejected += 1
+            self.replies.refuse(rq, ErrorCode.BUSY, f"the box cannot take requests now: {exc}")
+            return
         if earlier is not None:
             self.stats.repeats += 1
             self.replies.repeat(earlier)

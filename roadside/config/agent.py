@@ -704,6 +704,11 @@ class CommandsConfig(Section):
         description="Best-frame JPEGs kept on the box, one per event, "
         "for snapshot requests by event id (oldest dropped first).",
     )
+    best_frames_bytes: Annotated[ByteSize, Field(ge=0)] = Field(
+        ByteSize(64 * 1024**2),
+        description='Disk space the best-frame JPEGs may take, e.g. "64MiB"; '
+        "the oldest are dropped beyond it.",
+    )
     remember_days: float = Field(
         30.0,
         ge=1,
