@@ -22,9 +22,10 @@ restarts and are reported in the health heartbeat.
 A full card is a state, not a crash (``DiskState``): when SQLite answers "database or disk is
 full", room is made inside the file as above (the least urgent rows go first, events and
 replies last) and the message is tried once more; one that still does not fit is counted as
-``full`` in the losses and ``put`` returns 0. The outbox stays ``FULL`` until the file grows
-again past the size it had when it filled (space came back), and says so in ``disk_full``
-for the heartbeat; nothing is retried in a loop.
+``full`` in the losses and ``put`` returns 0. The outbox stays ``FULL`` (``disk_full``, for
+the heartbeat) until there is room again: the file grew past its size when it filled, holds
+1 MiB of free pages, or a probe every 5 s finds that it could grow; nothing is retried in a
+loop.
 
 A damaged file is moved aside and an empty one started (``roadside.statefile``): the box keeps
 working, and the loss is counted as ``damaged`` in the new file, so the heartbeat says so.
@@ -35,6 +36,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import shutil
 import sqlite3
 import threading
 import time
@@ -77,6 +79,8 @@ DAMAGED = "damaged"  # the losses key counting outbox files found damaged and st
 FULL = "full"  # the losses key counting messages not stored because the card was full
 FULL_SHED_FRACTION = 10  # on a full card, 1/10 of the rows are shed to make room inside the file
 FULL_SHED_STEPS = 3  # ... then 2/10, then 4/10, before the message is given up
+ROOM_BACK_BYTES = 1024 * 1024  # this much room (inside the file, or on the card) ends FULL
+PROBE_S = 5.0  # while FULL, whether the file can grow again is tried this often
 
 
 class DiskState(StrEnum):
@@ -182,6 +186,7 @@ class Outbox:
         self._tried_upto: dict[int, int] = {}  # highest id ever leased per priority
         self.disk = DiskState.OK
         self._full_pages = 0  # the file's pages when it filled: growing past it means room
+        self._next_probe = 0.0
         self._unstored = 0  # messages lost to a full card, not yet written to the losses
         self._load_counters()
         self._fresh_from = self._last_id + 1  # rows below may have been sent by an earlier run
@@ -270,6 +275,7 @@ class Outbox:
         if self.disk is DiskState.OK:
             self.disk = DiskState.FULL
             self._full_pages = self._pages()
+            self._next_probe = time.monotonic() + PROBE_S
             log.error("outbox: the card is full (%s): shedding the least urgent messages", exc)
         # Rows freed from pages still in use free no page: shed more, a few times at most.
         for step in range(FULL_SHED_STEPS):
@@ -286,17 +292,54 @@ class Outbox:
         return 0
 
     def _check_room_back(self) -> None:
-        """Leave the FULL state once the file has grown past its size when it filled."""
-        if self.disk is DiskState.OK or self._pages() <= self._full_pages:
+        """Leave the FULL state once there is room: the file grew past its size when it
+        filled, or has ``ROOM_BACK_BYTES`` free inside, or (tried every ``PROBE_S``) both the
+        filesystem and SQLite let it grow by a page more than it has free."""
+        if self.disk is DiskState.OK:
+            return
+        if self._pages() <= self._full_pages and not self._room_inside_or_probed():
             return
         self.disk = DiskState.OK
         lost, self._unstored = self._unstored, 0
         if lost:
-            with contextlib.suppress(sqlite3.OperationalError):
+            try:
                 self._add_losses({FULL: lost})
-                lost = 0
-        self._unstored += lost
+            except sqlite3.OperationalError:
+                self._unstored = lost  # written at the next chance
         log.warning("outbox: room on the card again (%d messages were lost while full)", lost)
+
+    def _room_inside_or_probed(self) -> bool:
+        page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        free_pages = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
+        if free_pages * page >= ROOM_BACK_BYTES:
+            return True
+        now = time.monotonic()
+        if now < self._next_probe:
+            return False
+        self._next_probe = now + PROBE_S
+        want = (free_pages + 1) * page
+        try:
+            if shutil.disk_usage(self.path.parent).free < want + ROOM_BACK_BYTES:
+                return False
+        except OSError:
+            return False
+        # Allocating pages past the free ones is what a full file refuses (its page limit);
+        # rolled back, nothing is written.
+        self._db.execute("SAVEPOINT probe")
+        try:
+            self._db.execute(
+                "INSERT INTO outbox (priority, kind, topic, payload, created) "
+                "VALUES (?, 'probe', '', zeroblob(?), 0)",
+                (int(Priority.BULK), want),
+            )
+            return True
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+            return False
+        finally:
+            self._db.execute("ROLLBACK TO probe")
+            self._db.execute("RELEASE probe")
 
     def _rollback(self) -> None:
         """Roll back the open transaction, if SQLite has not already (it may, on a full disk)."""
