@@ -539,3 +539,20 @@ def test_disk_check_against_the_recording_budget(tmp_path: Path) -> None:
     )
     with pytest.raises(RoadsideError, match="recording budget"):
         box_checks.disk(too_big)  # type: ignore[arg-type]
+
+
+def test_disk_check_fails_when_keep_free_leaves_no_room_to_record(tmp_path: Path) -> None:
+    """keep_free_bytes = "1TiB" on a card: the recorder would evict everything it writes."""
+    from roadside.config.agent import parse_config
+    from roadside.errors import RoadsideError
+    from roadside.testing.configs import agent_config
+
+    doc = agent_config(tmp_path, tmp_path / "camera.mp4")
+    doc["recording"] = {"mode": "continuous", "budget_bytes": "8MiB", "keep_free_bytes": "16MiB"}
+    assert "fits" in box_checks.disk(parse_config(doc))
+    doc["recording"]["keep_free_bytes"] = "1TiB"
+    with pytest.raises(RoadsideError) as failed:
+        box_checks.disk(parse_config(doc))
+    line = str(failed.value)
+    assert "\n" not in line
+    assert "recording.keep_free_bytes keeps 1024.0 GiB free, leaving nothing" in line

@@ -238,3 +238,49 @@ def test_policy_never_drops_events_while_cheaper_rows_remain(tmp_path: Path, kin
         assert kept_cars <= cars
         if not box.stats().losses.get("count"):  # folded, maybe, but never dropped: all counted
             assert kept_cars == cars
+
+
+def _fill_the_card(box: Outbox) -> None:
+    """The file may not grow past the pages it has: SQLite answers SQLITE_FULL, as on a full
+    SD card."""
+    with box._lock:
+        pages = box._db.execute("PRAGMA page_count").fetchone()[0]
+        box._db.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def _free_the_card(box: Outbox) -> None:
+    with box._lock:
+        box._db.execute("PRAGMA max_page_count = 1073741823")
+
+
+def test_a_full_card_sheds_by_priority_and_recovers(tmp_path: Path):
+    """SQLITE_FULL is a state: least urgent rows go first, events last; the outbox stores
+    again by itself once there is room."""
+    with Outbox(tmp_path / "o.db", sync="normal") as box:
+        for i in range(300):
+            put(box, "health", health(i))
+            put(box, "event", ev(i))
+        _fill_the_card(box)
+        stored = [put(box, "event", ev(1000 + i)) for i in range(400)]
+        assert box.disk_full
+        losses = box.stats().losses
+        assert losses["health"] == 300  # every health message went before any event
+        assert all(stored) and losses.get("event", 0) < 400
+        _free_the_card(box)
+        for i in range(300):
+            assert put(box, "event", ev(2000 + i)) > 0
+        assert not box.disk_full
+
+
+def test_a_message_no_room_can_be_made_for_is_counted_not_raised(tmp_path: Path):
+    with Outbox(tmp_path / "o.db", sync="normal") as box:
+        put(box, "event", ev(0))
+        assert box.take(10)  # in flight: never shed
+        _fill_the_card(box)
+        big = b"x" * 20_000  # needs pages the file may not get
+        assert [put(box, "event", big) for _ in range(3)] == [0, 0, 0]
+        assert box.disk_full and box.stats().losses == {"full": 3}
+        _free_the_card(box)
+        assert put(box, "event", big) > 0 and not box.disk_full
+    with Outbox(tmp_path / "o.db", sync="normal") as again:  # the loss is on disk
+        assert again.stats().losses == {"full": 3}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from roadside.agent.hardware import health
 from roadside.agent.uplink import HealthReporter, Outbox, PipelineCounters, UplinkClient
 from roadside.agent.uplink.heartbeat import Heartbeat
@@ -85,3 +87,99 @@ def test_heartbeat_message_is_compact_and_complete(tmp_path: Path):
         assert HealthMsg.decode(payload) == msg
         if health.cpu_temp_c() is None:  # readings a box cannot take are left out
             assert b'"tc"' not in payload
+
+
+class _Watch:
+    """The station's view: health and event messages of one box, as the broker delivers them."""
+
+    def __init__(self, port: int, device: str) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        from roadside.wire.topics import EVENT, HEALTH, topic
+
+        self.health: list[HealthMsg] = []
+        self.events: list[str] = []
+        self._health_topic = topic(device, HEALTH)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="watch-full-card")
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe([(self._health_topic, 1), (topic(device, EVENT), 1)])
+        self.client.loop_start()
+
+    def _on_message(self, _c: object, _u: object, msg: object) -> None:
+        if msg.topic == self._health_topic:  # type: ignore[attr-defined]
+            self.health.append(HealthMsg.decode(msg.payload))  # type: ignore[attr-defined]
+        else:
+            self.events.append(msg.topic)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.mark.slow
+def test_a_full_card_is_reported_and_outlived(broker, tmp_path: Path, footage: Path) -> None:
+    """The real agent, its outbox's file unable to grow (SQLITE_FULL, as on a full SD card)
+    while the station is away: it keeps running, its heartbeat says the card is full, and
+    events and health flow as before once there is room again."""
+    import threading
+
+    from roadside.agent.assembly import assemble
+    from roadside.config.agent import parse_config
+    from roadside.testing.configs import agent_config
+    from roadside.testing.waiting import wait_until
+
+    doc = agent_config(
+        tmp_path,
+        footage / "motorway_overpass.mp4",
+        events={"sinks": ["mqtt"]},
+        uplink={"health_period_s": 1},
+    )
+    doc["source"].update(pace="native", loop=True)
+    doc["mqtt"] = {
+        "host": "127.0.0.1",
+        "port": broker.port,
+        "reconnect_min_s": 0.1,
+        "reconnect_max_s": 0.5,
+    }
+    agent = assemble(parse_config(doc))
+    assert agent.uplink is not None
+    outbox = agent.uplink.outbox
+    runner = threading.Thread(target=agent.run, kwargs={"duration": 240}, daemon=True)
+    runner.start()
+    watch = None
+    try:
+        wait_until(lambda: agent.uplink.connected, 20, "the link")  # type: ignore[union-attr]
+        broker.stop()  # the station is away: what the box makes stays in the outbox
+        wait_until(lambda: outbox.rows >= 5, 60, "messages waiting in the outbox")
+        with outbox._lock:  # the file may not grow past what it holds now
+            pages = outbox._db.execute("PRAGMA page_count").fetchone()[0]
+            outbox._db.execute(f"PRAGMA max_page_count = {pages}")
+        wait_until(
+            lambda: outbox.disk_full or not runner.is_alive(), 120, "the card to be found full"
+        )
+        assert runner.is_alive(), "the agent stopped on a full card"
+        broker.start()
+        watch = _Watch(broker.port, "test-box")
+        wait_until(
+            lambda: any((h.disk_mib or {}).get("full") == 1 for h in watch.health),
+            60,
+            "a heartbeat saying the card is full",
+        )
+        with outbox._lock:  # room again
+            outbox._db.execute("PRAGMA max_page_count = 1073741823")
+        wait_until(lambda: not outbox.disk_full, 30, "the outbox to find room")
+        seen = len(watch.events)
+        wait_until(
+            lambda: len(watch.events) > seen and "full" not in (watch.health[-1].disk_mib or {}),
+            60,
+            "events, and a heartbeat without the full card",
+        )
+        assert runner.is_alive()
+    finally:
+        agent.pipeline.stop()
+        runner.join(30)
+        if watch is not None:
+            watch.close()
+    assert not runner.is_alive()

@@ -14,8 +14,10 @@ reply rather than an exception:
 Threads: the uplink's link thread calls ``_on_message``, which only stores the message in the
 command inbox (on disk, before the broker gets its PUBACK: see ``inbox.py``) and queues it
 (payloads over the size limit are cut to their first bytes, enough to find the id); the
-command thread (``_run``) does everything else. The inbox and ``_arrivals`` are all they
-share.
+command thread (``_run``) does everything else. A command the inbox cannot take (full, or the
+card full) is answered ``busy`` on the link thread; a retained command is ignored (logged and
+counted): the broker would replay it at every reconnect. The inbox, the request log and
+``_arrivals`` are all they share.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import logging
 import queue
 import re
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -63,7 +66,6 @@ log = logging.getLogger(__name__)
 
 REQUESTS_FILE = "requests.db"
 INBOX_FILE = "command-inbox.db"
-INBOX_SIZE = 256  # messages waiting for the command thread; more are dropped and counted
 HEAD_BYTES = 4096  # of an oversized payload, kept to find its request id
 _ID_IN_BYTES = re.compile(rb'"id"\s*:\s*"([0-9A-Za-z_-]{1,64})"')
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
@@ -71,13 +73,15 @@ _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 @dataclass
 class ChannelStats:
-    """Counters (written by the command thread; read anywhere)."""
+    """Counters (written by the command thread unless noted; read anywhere)."""
 
     received: int = 0
     unaddressed: int = 0  # no usable request id: nobody to answer
     repeats: int = 0
     rejected: int = 0  # answered with an error before any work
-    dropped: int = 0  # the inbox was full
+    # Written by the link thread:
+    busy: int = 0  # the inbox was full (or could not be written): answered busy at once
+    retained: int = 0  # retained commands, ignored
     recovered: int = 0  # commands an earlier run had received but not yet handled
 
 
@@ -107,7 +111,7 @@ class CommandChannel:
         self.clips = clips
         self.stats = ChannelStats()
         self.started = time.time()
-        self.inbox = CommandInbox(Path(data_dir) / INBOX_FILE, INBOX_SIZE)
+        self.inbox = CommandInbox(Path(data_dir) / INBOX_FILE, cfg.inbox_size)
         self._arrivals: queue.Queue[Arrived | None] = queue.Queue()  # bounded by the inbox
         self._thread: threading.Thread | None = None
 
@@ -138,16 +142,45 @@ class CommandChannel:
 
     # -- the link thread -----------------------------------------------------------------
     def _on_message(self, inbound: Inbound) -> None:
+        """Store the command before paho sends its PUBACK; one that does not fit is answered
+        busy here and now, so no acknowledged command goes unanswered."""
+        if inbound.retain:
+            # The broker replays a retained message at every subscribe: running it would
+            # repeat an old order at each reconnect.
+            self.stats.retained += 1
+            log.warning("retained command on %s ignored: not run", inbound.topic[:120])
+            return
         size = len(inbound.payload)
         payload = (
             inbound.payload if size <= self.cfg.max_request_bytes else inbound.payload[:HEAD_BYTES]
         )
-        arrived = self.inbox.put(inbound.topic, payload, size)
+        try:
+            arrived = self.inbox.put(inbound.topic, payload, size)
+        except sqlite3.Error as exc:  # e.g. the card is full
+            log.error("command inbox cannot store a command: %s", exc)
+            arrived = None
         if arrived is None:
-            self.stats.dropped += 1
-            log.warning("command inbox full: a message on %s was dropped", inbound.topic[:120])
+            self._refuse_busy(inbound.topic, payload, size)
             return
         self._arrivals.put(arrived)
+
+    def _refuse_busy(self, topic: str, payload: bytes, size: int) -> None:
+        """One busy reply for a command the inbox cannot take (link thread). Not recorded in
+        the request log: asking again with the same id runs it."""
+        self.stats.busy += 1
+        _body, rq = self._parse(payload, size)
+        if rq is None:
+            log.warning("command on %s without a usable request id: dropped", topic[:120])
+            return
+        earlier = self.requests.get(rq)
+        if earlier is not None:
+            self.replies.repeat(earlier)
+            return
+        self.replies.refuse(
+            rq,
+            ErrorCode.BUSY,
+            f"{self.cfg.inbox_size} commands are already waiting on this box: ask again later",
+        )
 
     # -- the command thread --------------------------------------------------------------
     def _run(self) -> None:
@@ -172,12 +205,18 @@ class CommandChannel:
             return
         requester = body.get("by") if body is not None else None
         params = body.get("p") if body is not None else None
-        earlier = self.requests.claim(
-            rq,
-            name,
-            requester if isinstance(requester, str) else None,
-            params if isinstance(params, dict) else None,
-        )
+        try:
+            earlier = self.requests.claim(
+                rq,
+                name,
+                requester if isinstance(requester, str) else None,
+                params if isinstance(params, dict) else None,
+            )
+        except sqlite3.OperationalError as exc:  # e.g. the card is full: not taken in
+            log.error("request log cannot record request %s: %s", rq, exc)
+            self.stats.rejected += 1
+            self.replies.refuse(rq, ErrorCode.BUSY, f"the box cannot take requests now: {exc}")
+            return
         if earlier is not None:
             self.stats.repeats += 1
             self.replies.repeat(earlier)
@@ -194,7 +233,10 @@ class CommandChannel:
         if size <= self.cfg.max_request_bytes:
             try:
                 body = json.loads(payload)
-            except (ValueError, UnicodeDecodeError, RecursionError):
+                # JSON escapes may spell lone surrogates ("\\ud800"), which are no text: such a
+                # request is refused whole, as invalid UTF-8 is.
+                json.dumps(body, ensure_ascii=False).encode()
+            except (ValueError, UnicodeError, RecursionError):
                 body = None
         if isinstance(body, dict):
             rq = body.get("id")

@@ -3,6 +3,8 @@
 Replies ride the uplink's durable outbox at the most urgent priority, so a reply made while
 the link is down still arrives. Whether a final reply is sent is decided by the request log
 (``RequestLog.finish``): the first final answer for a request wins, any later one is dropped.
+A command the box could not take in at all gets one ``busy`` answer (``refuse``) that the log
+does not keep, so the same request id asked again later runs.
 """
 
 from __future__ import annotations
@@ -56,6 +58,19 @@ class Replies:
                 code=code,
                 detail=msg[:MSG_MAX],
                 transfer_id=xid,
+            )
+        )
+
+    def refuse(self, rq: str, code: str, msg: str) -> None:
+        """A final error for a request the box did not take in (busy): not recorded, so a
+        later request with the same id runs as new."""
+        self._send(
+            ReplyMsg(
+                id=new_id(),
+                request_id=rq,
+                state=ReplyState.ERROR,
+                code=code,
+                detail=msg[:MSG_MAX],
             )
         )
 

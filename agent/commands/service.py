@@ -45,6 +45,7 @@ class CommandService:
             c.snapshot_width,
             c.snapshot_quality,
             also=[Path(cfg.data_dir) / TAMPER_SNAPSHOTS],
+            max_bytes=int(c.best_frames_bytes),
         )
         self.sender = TransferSender(
             uplink, cfg.data_dir, cfg.transfer, device_signer(cfg.transfer, cfg.mqtt)

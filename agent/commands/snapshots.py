@@ -5,8 +5,10 @@ The newest frame is the pipeline's ``LatestFrame`` tap; it is encoded only when 
 ``BestFrames`` observes the pipeline: after each frame, a track whose best score was set on
 that very frame keeps a scaled-down copy of it while the track lives; when the track ends as
 an event the copy is encoded to ``<data_dir>/bestframes/<event id>.jpg``, and the oldest files
-beyond ``keep`` are removed. The resize runs on the pipeline thread only when a track's best
-score improves (a few times per track); the encode once per event.
+beyond ``keep`` files or ``max_bytes`` bytes are removed (the card is shared with the outbox:
+best frames give way before events do). A write the card refuses loses that picture only.
+The resize runs on the pipeline thread only when a track's best score improves (a few times
+per track); the encode once per event.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class _Candidate:
 
 
 class BestFrames:
-    """Best-frame JPEGs of recent events, bounded by count on disk.
+    """Best-frame JPEGs of recent events, bounded by count and bytes on disk.
 
     Threading: ``observe`` runs on the pipeline thread; ``get`` on the command worker. The
     in-memory map is guarded by ``_lock``; files are written before they are listed.
@@ -71,12 +73,14 @@ class BestFrames:
         width: int,
         quality: int,
         also: Iterable[str | Path] = (),
+        max_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         # Other folders of per-event pictures, looked up by event id (the tamper pictures).
         self.also = [Path(p) for p in also]
         self.keep = keep
+        self.max_bytes = max_bytes
         self.width = width
         self.quality = quality
         self._lock = threading.Lock()
@@ -140,11 +144,26 @@ class BestFrames:
             tmp.replace(self.folder / f"{cand.event_id}.jpg")
         except (OSError, ValueError) as exc:  # a full card loses a snapshot, not the pipeline
             log.warning("cannot keep the best frame of event %s: %s", cand.event_id, exc)
-            return
-        files = sorted(self.folder.glob("*.jpg"))  # event ids are ULIDs: oldest first
-        for old in files[: max(0, len(files) - self.keep)]:
             with contextlib.suppress(OSError):
-                old.unlink()
+                tmp.unlink()
+            return
+        self._trim()
+
+    def _trim(self) -> None:
+        """Remove the oldest pictures beyond ``keep`` files or ``max_bytes`` bytes."""
+        sizes: list[tuple[Path, int]] = []
+        for path in sorted(self.folder.glob("*.jpg")):  # event ids are ULIDs: oldest first
+            with contextlib.suppress(OSError):
+                sizes.append((path, path.stat().st_size))
+        total = sum(size for _path, size in sizes)
+        count = len(sizes)
+        for path, size in sizes:
+            if count <= self.keep and total <= self.max_bytes:
+                break
+            with contextlib.suppress(OSError):
+                path.unlink()
+            count -= 1
+            total -= size
 
 
 def _scaled(image: np.ndarray, width: int) -> np.ndarray:

@@ -82,9 +82,9 @@ def broker(mqtt: MqttConfig, required: bool) -> str:
 
 
 def recording_budget(cfg: AgentConfig) -> int | None:
-    """Bytes the recording ring may fill, when the config has a recording section."""
+    """Bytes the recording ring may fill, when the config records at all."""
     recording = getattr(cfg, "recording", None)
-    if recording is None:
+    if recording is None or getattr(recording, "mode", None) == "off":
         return None
     for name in ("max_bytes", "budget_bytes", "ring_bytes"):
         value = getattr(recording, name, None)
@@ -94,7 +94,8 @@ def recording_budget(cfg: AgentConfig) -> int | None:
 
 
 def disk(cfg: AgentConfig) -> str:
-    """Free space where ``data_dir`` lives against what the recordings may take."""
+    """Free space where ``data_dir`` lives against what the recordings may take, after the
+    space ``recording.keep_free_bytes`` leaves free for the outbox and the system."""
     data = Path(cfg.data_dir)
     usage = health.disk_mib(data)
     if usage is None:
@@ -104,13 +105,26 @@ def disk(cfg: AgentConfig) -> str:
     held = health.tree_bytes(data) or 0
     budget = recording_budget(cfg)
     if budget is not None:
-        room = free + held
+        keep_free = int(getattr(cfg.recording, "keep_free_bytes", 0) or 0)
+        available = free + held
+        room = available - keep_free
+        if keep_free and room < budget:
+            left = f"{room / GIB:.1f} GiB" if room > 0 else "nothing"
+            raise RoadsideError(
+                f"data_dir {data}: {available / GIB:.1f} GiB available (free + already held), "
+                f"recording.keep_free_bytes keeps {keep_free / GIB:.1f} GiB free, leaving "
+                f"{left} for a recording budget of {budget / GIB:.1f} GiB; lower one of "
+                "them or use a bigger card"
+            )
         if room < budget:
             raise RoadsideError(
-                f"data_dir {data}: {room / GIB:.1f} GiB available (free + already held) but "
-                f"the recording budget is {budget / GIB:.1f} GiB; lower it or use a bigger card"
+                f"data_dir {data}: {available / GIB:.1f} GiB available (free + already held) "
+                f"but the recording budget is {budget / GIB:.1f} GiB; lower it or use a bigger card"
             )
-        return f"{free / GIB:.1f} GiB free, recording budget {budget / GIB:.1f} GiB fits"
+        return (
+            f"{free / GIB:.1f} GiB free, recording budget {budget / GIB:.1f} GiB fits "
+            f"with {keep_free / GIB:.2f} GiB kept free"
+        )
     if free < MIN_FREE_BYTES:
         raise CheckWarning(f"only {free / GIB:.2f} GiB free under {data}")
     return f"{free / GIB:.1f} GiB free under {data}"

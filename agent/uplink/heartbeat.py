@@ -114,6 +114,8 @@ class HealthReporter:
         if seg is not None:
             out["seg"] = seg
         out["ob"] = _mib(self.outbox.file_bytes()) or 0.0
+        if self.outbox.disk_full:
+            out["full"] = 1.0  # the card is full: the outbox sheds by priority
         return out
 
 

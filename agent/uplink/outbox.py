@@ -19,6 +19,14 @@ kept, resolution is lost) and then dropped, then events, then replies. Rows in f
 touched. Every drop and fold is counted per kind in the database itself, so losses survive
 restarts and are reported in the health heartbeat.
 
+A full card is a state, not a crash (``DiskState``): when SQLite answers "database or disk is
+full", room is made inside the file as above (the least urgent rows go first, events and
+replies last) and the message is tried once more; one that still does not fit is counted as
+``full`` in the losses and ``put`` returns 0. The outbox stays ``FULL`` (``disk_full``, for
+the heartbeat) until there is room again: the file grew past its size when it filled, holds
+1 MiB of free pages, or a probe every 5 s finds that it could grow; nothing is retried in a
+loop.
+
 A damaged file is moved aside and an empty one started (``roadside.statefile``): the box keeps
 working, and the loss is counted as ``damaged`` in the new file, so the heartbeat says so.
 """
@@ -28,12 +36,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import shutil
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Literal
 
@@ -67,6 +76,22 @@ READ_AHEAD = 256  # rows read from the file per query when the sender takes
 ROOM_FRACTION = 0.95  # making room goes down to this fraction of the bound, not just under it
 FOLD = "fold"  # the losses key counting count messages merged into a neighbour
 DAMAGED = "damaged"  # the losses key counting outbox files found damaged and started anew
+FULL = "full"  # the losses key counting messages not stored because the card was full
+FULL_SHED_FRACTION = 10  # on a full card, 1/10 of the rows are shed to make room inside the file
+FULL_SHED_STEPS = 3  # ... then 2/10, then 4/10, before the message is given up
+ROOM_BACK_BYTES = 1024 * 1024  # this much room (inside the file, or on the card) ends FULL
+PROBE_S = 5.0  # while FULL, whether the file can grow again is tried this often
+
+
+class DiskState(StrEnum):
+    """Whether the outbox's file can take new messages."""
+
+    OK = "ok"
+    FULL = "full"  # the card (or the file's page limit) is full: shedding by priority
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return "full" in str(exc).lower()
 
 
 class Priority(IntEnum):
@@ -159,6 +184,10 @@ class Outbox:
         self._streams: dict[tuple[int, bool], _Stream] = {}  # (priority, live) -> read position
         self._live_mark = 0
         self._tried_upto: dict[int, int] = {}  # highest id ever leased per priority
+        self.disk = DiskState.OK
+        self._full_pages = 0  # the file's pages when it filled: growing past it means room
+        self._next_probe = 0.0
+        self._unstored = 0  # messages lost to a full card, not yet written to the losses
         self._load_counters()
         self._fresh_from = self._last_id + 1  # rows below may have been sent by an earlier run
 
@@ -200,37 +229,129 @@ class Outbox:
     def put(
         self, topic: str, payload: bytes, priority: int, kind: str, retain: bool = False
     ) -> int:
-        """Store one message; returns its row id. With sync="full" it is on disk on return."""
+        """Store one message; returns its row id (0 when a full card left no room for it).
+        With sync="full" it is on disk on return."""
         size = len(topic.encode()) + len(payload)
         with self._lock:
-            if self._over(extra_rows=1, extra_bytes=size):
-                self._make_room(extra_rows=1, extra_bytes=size)
-            self._set_sync(self._put_sync)
             try:
-                cur = self._db.execute(
-                    "INSERT INTO outbox (priority, kind, topic, payload, retain, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (int(priority), kind, topic, payload, int(retain), time.time()),
-                )
+                if self._over(extra_rows=1, extra_bytes=size):
+                    self._make_room(extra_rows=1, extra_bytes=size)
+                self._set_sync(self._put_sync)
+                rowid = self._insert(topic, payload, priority, kind, retain)
             except sqlite3.OperationalError as exc:
-                if "full" not in str(exc).lower():
+                if not _is_full(exc):
                     raise
-                # The disk is full: free pages inside the file by dropping the least urgent
-                # rows, then try once more (the file does not grow past what it holds now).
-                log.error("outbox: disk full, dropping the least urgent messages: %s", exc)
-                self._make_room(extra_rows=max(1, self.rows // 10), extra_bytes=size)
-                cur = self._db.execute(
-                    "INSERT INTO outbox (priority, kind, topic, payload, retain, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (int(priority), kind, topic, payload, int(retain), time.time()),
-                )
-            rowid = cur.lastrowid or 0
+                rowid = self._put_on_full_card(exc, topic, payload, priority, kind, retain)
+                if rowid == 0:
+                    return 0
+            else:
+                self._check_room_back()
             self._last_id = rowid
             self._count[int(priority)] = self._count.get(int(priority), 0) + 1
             self._bytes += size
         for listener in self._listeners:
             listener()
         return rowid
+
+    def _insert(self, topic: str, payload: bytes, priority: int, kind: str, retain: bool) -> int:
+        cur = self._db.execute(
+            "INSERT INTO outbox (priority, kind, topic, payload, retain, created) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (int(priority), kind, topic, payload, int(retain), time.time()),
+        )
+        return cur.lastrowid or 0
+
+    def _put_on_full_card(
+        self,
+        exc: sqlite3.Error,
+        topic: str,
+        payload: bytes,
+        priority: int,
+        kind: str,
+        retain: bool,
+    ) -> int:
+        """Free pages inside the file by shedding the least urgent rows, then try once more;
+        a message that still does not fit is counted and dropped (0)."""
+        if self.disk is DiskState.OK:
+            self.disk = DiskState.FULL
+            self._full_pages = self._pages()
+            self._next_probe = time.monotonic() + PROBE_S
+            log.error("outbox: the card is full (%s): shedding the least urgent messages", exc)
+        # Rows freed from pages still in use free no page: shed more, a few times at most.
+        for step in range(FULL_SHED_STEPS):
+            if self.rows - len(self._leased) <= 0:
+                break
+            try:
+                self._shed(max(1, (self.rows << step) // FULL_SHED_FRACTION), 0)
+                return self._insert(topic, payload, priority, kind, retain)
+            except sqlite3.OperationalError as again:
+                if not _is_full(again):
+                    raise
+        self._unstored += 1
+        log.debug("outbox: the card is full: a %s message was not stored", kind.split("/")[0])
+        return 0
+
+    def _check_room_back(self) -> None:
+        """Leave the FULL state once there is room: the file grew past its size when it
+        filled, or has ``ROOM_BACK_BYTES`` free inside, or (tried every ``PROBE_S``) both the
+        filesystem and SQLite let it grow by a page more than it has free."""
+        if self.disk is DiskState.OK:
+            return
+        if self._pages() <= self._full_pages and not self._room_inside_or_probed():
+            return
+        self.disk = DiskState.OK
+        lost, self._unstored = self._unstored, 0
+        if lost:
+            try:
+                self._add_losses({FULL: lost})
+            except sqlite3.OperationalError:
+                self._unstored = lost  # written at the next chance
+        log.warning("outbox: room on the card again (%d messages were lost while full)", lost)
+
+    def _room_inside_or_probed(self) -> bool:
+        page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        free_pages = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
+        if free_pages * page >= ROOM_BACK_BYTES:
+            return True
+        now = time.monotonic()
+        if now < self._next_probe:
+            return False
+        self._next_probe = now + PROBE_S
+        want = (free_pages + 1) * page
+        try:
+            if shutil.disk_usage(self.path.parent).free < want + ROOM_BACK_BYTES:
+                return False
+        except OSError:
+            return False
+        # Allocating pages past the free ones is what a full file refuses (its page limit);
+        # rolled back, nothing is written.
+        self._db.execute("SAVEPOINT probe")
+        try:
+            self._db.execute(
+                "INSERT INTO outbox (priority, kind, topic, payload, created) "
+                "VALUES (?, 'probe', '', zeroblob(?), 0)",
+                (int(Priority.BULK), want),
+            )
+            return True
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+            return False
+        finally:
+            self._db.execute("ROLLBACK TO probe")
+            self._db.execute("RELEASE probe")
+
+    def _rollback(self) -> None:
+        """Roll back the open transaction, if SQLite has not already (it may, on a full disk)."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def _pages(self) -> int:
+        return int(self._db.execute("PRAGMA page_count").fetchone()[0])
+
+    @property
+    def disk_full(self) -> bool:
+        return self.disk is DiskState.FULL
 
     # -- the sender's side --------------------------------------------------------------
     def mark_live(self) -> None:
@@ -330,8 +451,18 @@ class Outbox:
         if self._acked:
             self._set_sync("NORMAL")
             self._db.execute("BEGIN")
-            self._db.executemany("DELETE FROM outbox WHERE id = ?", [(r,) for r in self._acked])
-            self._db.execute("COMMIT")
+            try:
+                self._db.executemany("DELETE FROM outbox WHERE id = ?", [(r,) for r in self._acked])
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self._rollback()
+                if not _is_full(exc):
+                    raise
+                # No room even for the journal of a delete: the rows stay acknowledged in
+                # memory (never sent again) and are deleted at a later flush.
+                log.warning("outbox: cannot delete acknowledged rows yet: %s", exc)
+                self._acked_flush_mono = time.monotonic()
+                return
             self._acked.clear()
         self._acked_flush_mono = time.monotonic()
 
@@ -355,8 +486,14 @@ class Outbox:
 
     def _make_room(self, extra_rows: int, extra_bytes: int) -> None:
         """Fold and drop, least urgent priority first, until 95 % of the bounds are free."""
-        need_rows = self.rows + extra_rows - int(self.max_rows * ROOM_FRACTION)
-        need_bytes = self._bytes + extra_bytes - int(self.max_bytes * ROOM_FRACTION)
+        self._shed(
+            self.rows + extra_rows - int(self.max_rows * ROOM_FRACTION),
+            self._bytes + extra_bytes - int(self.max_bytes * ROOM_FRACTION),
+        )
+
+    def _shed(self, need_rows: int, need_bytes: int) -> None:
+        """Fold and drop, least urgent priority first, until ``need_rows`` rows or
+        ``need_bytes`` bytes are gone."""
         self._delete_acked()
         self._rewind()  # rows read ahead may be folded or dropped below
         self._db.execute("BEGIN")
@@ -375,7 +512,7 @@ class Outbox:
                 need_bytes -= size
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             self._reload_counters()
             raise
 
@@ -479,6 +616,8 @@ class Outbox:
     def stats(self) -> OutboxStats:
         with self._lock:
             losses = dict(self._db.execute("SELECT kind, n FROM losses").fetchall())
+            if self._unstored:
+                losses[FULL] = losses.get(FULL, 0) + self._unstored
             return OutboxStats(self.rows, len(self._leased), self._bytes, losses)
 
     def file_bytes(self) -> int:

@@ -687,6 +687,13 @@ class CommandsConfig(Section):
     max_request_bytes: int = Field(
         16384, ge=256, le=1 << 20, description="Larger command messages are refused."
     )
+    inbox_size: int = Field(
+        2000,
+        ge=16,
+        le=100_000,
+        description="Commands received and waiting on the box's card to be handled, at most; "
+        "more are answered busy at once.",
+    )
     max_jobs: int = Field(
         8,
         ge=1,
@@ -704,6 +711,11 @@ class CommandsConfig(Section):
         le=100_000,
         description="Best-frame JPEGs kept on the box, one per event, "
         "for snapshot requests by event id (oldest dropped first).",
+    )
+    best_frames_bytes: Annotated[ByteSize, Field(ge=0)] = Field(
+        ByteSize(64 * 1024**2),
+        description='Disk space the best-frame JPEGs may take, e.g. "64MiB"; '
+        "the oldest are dropped beyond it.",
     )
     remember_days: float = Field(
         30.0,

@@ -159,7 +159,7 @@ class HealthMsg(Message):
         None,
         alias="dk",
         description="disk, MiB: used/free of the data filesystem, seg/ob held by "
-        "segments and outbox",
+        "segments and outbox; full=1 while the card is full (the outbox sheds)",
     )
     frames_in: int | None = Field(None, alias="fi", ge=0, description="frames captured since start")
     frames_out: int | None = Field(
