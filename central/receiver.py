@@ -39,9 +39,9 @@ class ClipLog(Protocol):
         path: str | None = None,
     ) -> None: ...
 
-    def finished(self, xid: str, path: str, size: int, sha256: str) -> None: ...
+    def finished(self, device: str, xid: str, path: str, size: int, sha256: str) -> None: ...
 
-    def failed(self, xid: str, reason: str) -> None: ...
+    def failed(self, device: str, xid: str, reason: str) -> None: ...
 
 
 class ClipLanding:
@@ -84,11 +84,11 @@ class ClipLanding:
 
     def finished(self, device: str, init: XferInit, path: Path) -> None:
         if self.clips is not None:
-            self.clips.finished(init.id, str(path), init.size, init.sha256)
+            self.clips.finished(device, init.id, str(path), init.size, init.sha256)
 
     def failed(self, device: str, xid: str, reason: str) -> None:
         if self.clips is not None:
-            self.clips.failed(xid, reason)
+            self.clips.failed(device, xid, reason)
 
 
 def clip_receiver(

@@ -49,8 +49,9 @@ def _stored_clip(console: RunningConsole, device: str, kind: str = "clip") -> tu
     data = bytes(range(256)) * 400
     path.write_bytes(data)
     digest = hashlib.sha256(data).hexdigest()
+    console.store.audit.open(rq, "officer@desk", kind, device, {})
     console.store.clips.started(device, xid, kind, request_id=rq, name=path.name, size=len(data))
-    console.store.clips.finished(xid, str(path), len(data), digest)
+    console.store.clips.finished(device, xid, str(path), len(data), digest)
     return rq, path
 
 
@@ -130,7 +131,7 @@ def test_roles_csrf_and_files(console: RunningConsole) -> None:
     # a record pointing outside the clips folder is not served either
     xid = new_id()
     console.store.clips.started("box-1", xid, "clip", request_id="evil", name="secret.txt")
-    console.store.clips.finished(xid, str(secret), 11, "0" * 64)
+    console.store.clips.finished("box-1", xid, str(secret), 11, "0" * 64)
     assert lan.get("/files/evil/secret.txt").status_code == 404
 
 
