@@ -40,8 +40,11 @@ def _fill(console: RunningConsole, device: str = "box-1", n: int = 5) -> list[st
     return ids
 
 
-def _stored_clip(console: RunningConsole, device: str, kind: str = "clip") -> tuple[str, Path]:
-    """A received file as the transfer receiver records it; returns (request id, path)."""
+def _stored_clip(
+    console: RunningConsole, device: str, kind: str = "clip", params: dict | None = None
+) -> tuple[str, Path]:
+    """A file received for a request to ``device``, as the audit log and the transfer
+    receiver record it; returns (request id, path)."""
     rq, xid = new_id(), new_id()
     folder = console.cfg.clips_path / device
     folder.mkdir(parents=True, exist_ok=True)
@@ -49,7 +52,7 @@ def _stored_clip(console: RunningConsole, device: str, kind: str = "clip") -> tu
     data = bytes(range(256)) * 400
     path.write_bytes(data)
     digest = hashlib.sha256(data).hexdigest()
-    console.store.audit.open(rq, "officer@desk", kind, device, {})
+    console.store.audit.open(rq, "lan", kind, device, params or {})
     console.store.clips.started(device, xid, kind, request_id=rq, name=path.name, size=len(data))
     console.store.clips.finished(device, xid, str(path), len(data), digest)
     return rq, path
@@ -231,12 +234,11 @@ def test_every_message_has_a_vietnamese_translation() -> None:
 
 def test_the_vietnamese_pages_have_no_english_left(console: RunningConsole) -> None:
     ids = _fill(console)
-    rq, _path = _stored_clip(console, "box-1", "snapshot")
+    rq, _path = _stored_clip(console, "box-1", "snapshot", {"event": ids[0]})
     with console.store.engine.begin() as conn:
         conn.execute(
             T.clips.update().where(T.clips.c.request_id == rq).values(meta={"event": ids[0]})
         )
-    console.store.audit.open(rq, "lan", "snapshot", "box-1", {"event": ids[0]})
     console.store.audit.update(rq, "done", result={"bytes": 1})
     pages = [
         "/boxes",
