@@ -34,8 +34,8 @@ _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 Name = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=_PRINTABLE)]
 # A compass direction (``events.direction``, ``line_counts.direction``): N, NE, … NW.
 Direction = Annotated[str, StringConstraints(min_length=1, max_length=4, pattern=_PRINTABLE)]
-# A short word: a reason code, a version, a hash.
-Word = Annotated[str, StringConstraints(max_length=64, pattern=_PRINTABLE)]
+# A short word: a reason code, a version, a model name, a hash.
+Word = Annotated[str, StringConstraints(max_length=128, pattern=_PRINTABLE)]
 # A sentence for people: any text but NUL.
 Sentence = Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$")]
 # A number of things, as a JSON body keeps it.
