@@ -46,6 +46,9 @@ SHARED_KINDS = (EVENT, COUNT, HEALTH, f"{REPLY}/+")
 WRITE_RETRY_MIN_S = 0.5  # first wait after a failed database write
 WRITE_RETRY_MAX_S = 10.0  # longest wait between tries while the database is away
 STOPPING_RETRY_S = 0.5  # between the few tries left when the worker is stopping
+# What a write may raise: the database's errors, and a driver's refusal of a value
+# (sqlite3 raises OverflowError for an integer beyond 64 bits).
+WRITE_ERRORS = (sa.exc.SQLAlchemyError, OverflowError, ValueError, TypeError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,38 +170,69 @@ class IngestWorker:
         return items
 
     def _store(self, items: list[Inbound]) -> None:
-        batch = Batch()
-        for item in items:
-            route(batch, item.topic, item.payload, item.received)
-        backoff = Backoff(WRITE_RETRY_MIN_S, WRITE_RETRY_MAX_S)
-        for attempt in itertools.count():
-            try:
-                self._writer.write(batch)
-                break
-            except sa.exc.DBAPIError as exc:
-                self.stats.db_errors += 1
-                why = str(exc.orig or exc).strip().splitlines()[0]
-                if self._stop.is_set() and attempt >= 3:
-                    log.error(
-                        "database write failed (%s); stopping without it: the broker "
-                        "sends these %d messages again",
-                        why,
-                        len(items),
-                    )
-                    return
-                wait = STOPPING_RETRY_S if self._stop.is_set() else backoff.next()
-                log.warning("database write failed (%s); retrying in %.1f s", why, wait)
-                if self._stop.is_set():
-                    time.sleep(wait)  # stopping: a few quick tries, then leave it to the broker
-                else:
-                    self._stop.wait(wait)
+        """Store a batch and acknowledge it; a message the database refuses goes to rejects."""
+        if not self._write(items):
+            return  # stopping with the database away: the broker sends these again
         self.stats.received += len(items)
-        self.stats.stored += len(items) - len(batch.rejects)
-        self.stats.rejected += len(batch.rejects)
         self.stats.batches += 1
         for item in items:
             if item.qos and item.epoch == self._epoch:
                 self._client.ack(item.mid, item.qos)
+
+    def _write(self, items: list[Inbound]) -> bool:
+        """Write ``items`` in one transaction; when the database refuses it, one by one.
+
+        One message alone that the database refuses is stored as a reject if the database
+        takes that: then it was the message, not the database. Only a database that takes
+        nothing at all is waited for (and retried until it is back). False: stopping first.
+        """
+        backoff = Backoff(WRITE_RETRY_MIN_S, WRITE_RETRY_MAX_S)
+        for attempt in itertools.count():
+            batch = _batch(items)
+            why = self._try(batch)
+            if why is None:
+                return True
+            if len(items) > 1:
+                log.warning(
+                    "database write of %d messages failed (%s); writing them one by one",
+                    len(items),
+                    why,
+                )
+                return all(self._write([item]) for item in items)
+            item = items[0]
+            poison = Batch(messages=1)
+            poison.add_reject(
+                item.topic, item.payload, f"the database refused it: {why}", item.received
+            )
+            if self._try(poison) is None:
+                log.error("message on %s rejected: the database refused it (%s)", item.topic, why)
+                return True
+            if self._stop.is_set() and attempt >= 3:
+                log.error(
+                    "database write failed (%s); stopping without it: the broker "
+                    "sends this message again",
+                    why,
+                )
+                return False
+            wait = STOPPING_RETRY_S if self._stop.is_set() else backoff.next()
+            log.warning("database write failed (%s); retrying in %.1f s", why, wait)
+            if self._stop.is_set():
+                time.sleep(wait)  # stopping: a few quick tries, then leave it to the broker
+            else:
+                self._stop.wait(wait)
+        raise AssertionError("unreachable")
+
+    def _try(self, batch: Batch) -> str | None:
+        """Write one batch; None when it is stored, else the database's one-line reason."""
+        try:
+            rejected = self._writer.write(batch)
+        except WRITE_ERRORS as exc:
+            self.stats.db_errors += 1
+            orig = getattr(exc, "orig", None)
+            return (str(orig or exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        self.stats.stored += batch.messages - rejected
+        self.stats.rejected += rejected
+        return None
 
     def _write_loop(self) -> None:
         while True:
@@ -233,3 +267,10 @@ class IngestWorker:
 
     def wait_connected(self, timeout: float) -> bool:
         return self.connected.wait(timeout)
+
+
+def _batch(items: list[Inbound]) -> Batch:
+    batch = Batch()
+    for item in items:
+        route(batch, item.topic, item.payload, item.received)
+    return batch

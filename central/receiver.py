@@ -60,6 +60,7 @@ class ClipLog(Protocol):
 
     def finished(
         self,
+        device: str,
         xid: str,
         path: str,
         size: int,
@@ -67,7 +68,7 @@ class ClipLog(Protocol):
         evidence: dict[str, Any] | None = None,
     ) -> None: ...
 
-    def failed(self, xid: str, reason: str) -> None: ...
+    def failed(self, device: str, xid: str, reason: str) -> None: ...
 
 
 class AskedLog(Protocol):
@@ -200,11 +201,11 @@ class ClipLanding:
     def finished(self, device: str, init: XferInit, path: Path) -> None:
         if self.clips is not None:
             evidence = None if init.evidence is None else init.evidence.model_dump()
-            self.clips.finished(init.id, str(path), init.size, init.sha256, evidence)
+            self.clips.finished(device, init.id, str(path), init.size, init.sha256, evidence)
 
     def failed(self, device: str, xid: str, reason: str) -> None:
         if self.clips is not None:
-            self.clips.failed(xid, reason)
+            self.clips.failed(device, xid, reason)
 
 
 def clip_receiver(

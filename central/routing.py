@@ -1,20 +1,35 @@
 """From a topic and a payload to rows: which schema each topic carries, and what is rejected.
 
-A message that does not parse is kept in the ``rejects`` table with the reason (and then
-acknowledged: the broker re-sending it would not make it parse). Nothing is dropped silently.
+A message that does not parse, is over its kind's size or holds a value the store cannot keep
+(``roadside.wire.bounds``) is kept in the ``rejects`` table with the reason, its first bytes
+only (and then acknowledged: the broker re-sending it would not make it parse). Nothing is
+dropped silently. The device is always the one in the topic: what a box says lands in its rows.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 from pydantic import ValidationError
 
 from roadside.central.replies import reply_update
 from roadside.central.store.batch import Batch
+from roadside.wire.bounds import MAX_PAYLOAD, MAX_REPLY_PAYLOAD
 from roadside.wire.messages import CountMsg, EventMsg, HealthMsg, StatusMsg
-from roadside.wire.topics import COUNT, EVENT, HEALTH, REPLY, STATUS, device_of, kind_of
+from roadside.wire.topics import (
+    COUNT,
+    DEVICE_PATTERN,
+    EVENT,
+    HEALTH,
+    REPLY,
+    STATUS,
+    device_of,
+    kind_of,
+)
+
+DEVICE = re.compile(DEVICE_PATTERN)
 
 
 def _event(batch: Batch, device: str, payload: bytes, received: float) -> None:
@@ -49,6 +64,12 @@ def route(batch: Batch, topic: str, payload: bytes, received: float) -> None:
     try:
         if device is None or kind is None:
             raise ValueError("not a roadside topic")
+        if not DEVICE.match(device):
+            device = None
+            raise ValueError("not a device name in the topic")
+        limit = MAX_REPLY_PAYLOAD if kind.startswith(REPLY + "/") else MAX_PAYLOAD
+        if len(payload) > limit:
+            raise ValueError(f"{len(payload)} bytes is over the limit of {limit} for {kind}")
         handler = _ROUTES.get(kind)
         if handler is not None:
             handler(batch, device, payload, received)

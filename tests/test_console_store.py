@@ -99,12 +99,13 @@ def test_pictures_and_hourly_counts(db_url: str) -> None:
     store = Store(db_url)
     made = _events(store, 30)
     xid, rq = new_id(), new_id()
+    box = made[4]["device"]  # a picture is of an event of its own box
     store.clips.started(
-        "box-a", xid, "snapshot", request_id=rq, name="p.jpg", meta={"event": made[4]["id"]}
+        box, xid, "snapshot", request_id=rq, name="p.jpg", meta={"event": made[4]["id"]}
     )
     with store.connect() as conn:
         assert browse.pictures_for(conn, [made[4]["id"]]) == {}  # not received yet
-    store.clips.finished(xid, "/x/p.jpg", 10, "0" * 64)
+    store.clips.finished(box, xid, "/x/p.jpg", 10, "0" * 64)
     with store.connect() as conn:
         pics = browse.pictures_for(conn, [m["id"] for m in made])
         assert set(pics) == {made[4]["id"]} and pics[made[4]["id"]]["request_id"] == rq

@@ -41,8 +41,11 @@ def _fill(console: RunningConsole, device: str = "box-1", n: int = 5) -> list[st
     return ids
 
 
-def _stored_clip(console: RunningConsole, device: str, kind: str = "clip") -> tuple[str, Path]:
-    """A received file as the transfer receiver records it; returns (request id, path)."""
+def _stored_clip(
+    console: RunningConsole, device: str, kind: str = "clip", params: dict | None = None
+) -> tuple[str, Path]:
+    """A file received for a request to ``device``, as the audit log and the transfer
+    receiver record it; returns (request id, path)."""
     rq, xid = new_id(), new_id()
     folder = console.cfg.clips_path / device
     folder.mkdir(parents=True, exist_ok=True)
@@ -50,8 +53,9 @@ def _stored_clip(console: RunningConsole, device: str, kind: str = "clip") -> tu
     data = bytes(range(256)) * 400
     path.write_bytes(data)
     digest = hashlib.sha256(data).hexdigest()
+    console.store.audit.open(rq, "lan", kind, device, params or {})
     console.store.clips.started(device, xid, kind, request_id=rq, name=path.name, size=len(data))
-    console.store.clips.finished(xid, str(path), len(data), digest)
+    console.store.clips.finished(device, xid, str(path), len(data), digest)
     return rq, path
 
 
@@ -131,7 +135,7 @@ def test_roles_csrf_and_files(console: RunningConsole) -> None:
     # a record pointing outside the clips folder is not served either
     xid = new_id()
     console.store.clips.started("box-1", xid, "clip", request_id="evil", name="secret.txt")
-    console.store.clips.finished(xid, str(secret), 11, "0" * 64)
+    console.store.clips.finished("box-1", xid, str(secret), 11, "0" * 64)
     assert lan.get("/files/evil/secret.txt").status_code == 404
 
 
@@ -231,12 +235,11 @@ def test_every_message_has_a_vietnamese_translation() -> None:
 
 def test_the_vietnamese_pages_have_no_english_left(console: RunningConsole) -> None:
     ids = _fill(console)
-    rq, _path = _stored_clip(console, "box-1", "snapshot")
+    rq, _path = _stored_clip(console, "box-1", "snapshot", {"event": ids[0]})
     with console.store.engine.begin() as conn:
         conn.execute(
             T.clips.update().where(T.clips.c.request_id == rq).values(meta={"event": ids[0]})
         )
-    console.store.audit.open(rq, "lan", "snapshot", "box-1", {"event": ids[0]})
     console.store.audit.update(rq, "done", result={"bytes": 1})
     pages = [
         "/boxes",

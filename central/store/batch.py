@@ -5,6 +5,9 @@ folding here only saves work; the exactly-once guarantee comes from the upserts 
 ``writer.py``. Rules: an event's end supersedes its start; the newest status (by arrival) and
 health (by id, which grows with the box's clock) become the device's current ones. Health and
 status bodies are kept as JSON under the messages' long field names (``load_1m``, not ``ld``).
+An event id or a request id is bound to the device whose topic it came on: a message naming
+another box's event or request changes nothing of that box's (the writer checks the stored
+rows the same way).
 """
 
 from __future__ import annotations
@@ -13,6 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from roadside.wire.messages import CountMsg, EventMsg, EventPhase, HealthMsg, StatusMsg
+from roadside.wire.topics import EVENT
+from roadside.wire.topics import topic as topic_name
+
+REJECT_PAYLOAD_MAX = 4096  # bytes of a rejected payload kept: enough to see what it was
+REJECT_TOPIC_MAX = 256
+REJECT_REASON_MAX = 500
 
 
 @dataclass
@@ -45,7 +54,7 @@ class Batch:
     health: dict[str, dict[str, Any]] = field(default_factory=dict)
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
     devices: dict[str, DeviceTouch] = field(default_factory=dict)
-    replies: dict[str, ReplyUpdate] = field(default_factory=dict)
+    replies: dict[tuple[str, str], ReplyUpdate] = field(default_factory=dict)  # (device, rq)
     rejects: list[dict[str, Any]] = field(default_factory=list)
     messages: int = 0  # every message taken in, rejects included (the ingest counts them)
 
@@ -63,6 +72,14 @@ class Batch:
     def add_event(self, device: str, msg: EventMsg, received: float) -> None:
         self.touch(device, received)
         held = self.events.get(msg.id)
+        if held is not None and held["device"] != device:
+            self.add_reject(
+                topic_name(device, EVENT),
+                msg.encode(),
+                f"event {msg.id} belongs to another box",
+                received,
+            )
+            return
         if held is not None and not (
             held["phase"] == EventPhase.START and msg.phase == EventPhase.END
         ):
@@ -133,11 +150,19 @@ class Batch:
 
     def add_reply(self, device: str, request_id: str, update: ReplyUpdate) -> None:
         self.touch(device, update.at)
-        held = self.replies.get(request_id)
+        held = self.replies.get((device, request_id))
         if held is None or not held.final:  # the first final answer stands
-            self.replies[request_id] = update
+            self.replies[(device, request_id)] = update
 
     def add_reject(self, topic: str, payload: bytes, reason: str, received: float) -> None:
+        """Keep the reason and the payload's first bytes (never a whole oversized payload)."""
+        if len(payload) > REJECT_PAYLOAD_MAX:
+            reason = f"{reason} ({len(payload)} bytes, the first {REJECT_PAYLOAD_MAX} kept)"
         self.rejects.append(
-            {"topic": topic, "payload": payload, "reason": reason[:500], "received": received}
+            {
+                "topic": topic[:REJECT_TOPIC_MAX],
+                "payload": bytes(payload[:REJECT_PAYLOAD_MAX]),
+                "reason": reason.replace("\x00", "")[:REJECT_REASON_MAX],
+                "received": received,
+            }
         )

@@ -138,10 +138,11 @@ def pictures_for(conn: sa.Connection, event_ids: list[str]) -> dict[str, dict[st
     """Best-frame pictures already fetched for these events: event id -> clips row."""
     if not event_ids:
         return {}
-    c = T.clips.c
+    c, e = T.clips.c, T.events.c
     event_of = c.meta["event"].as_string()
     rows = conn.execute(
         sa.select(T.clips, event_of.label("event_id"))
+        .join(T.events, (e.id == event_of) & (e.device == c.device))  # the event's own box
         .where(c.kind == "snapshot", c.state == "done", event_of.in_(event_ids))
         .order_by(c.created)
     ).mappings()

@@ -3,6 +3,8 @@
 Written by the transfer receiver as a file arrives (``started`` when its manifest comes in,
 ``finished`` once the sha256 matched and the file is in place), read by the officer commands.
 Keyed by the transfer id; the officer's request id is a column, so a request finds its file.
+A file counts for a request only when it came from the box the request was sent to (the
+audit row's device): a box naming another box's request id hands nobody its footage.
 """
 
 from __future__ import annotations
@@ -75,17 +77,19 @@ class ClipRecords:
 
     def finished(
         self,
+        device: str,
         xid: str,
         path: str,
         size: int,
         sha256: str,
         evidence: dict[str, Any] | None = None,
     ) -> None:
-        """The whole file is stored at ``path``, its sha256 matched (and its signature held)."""
+        """The whole file from ``device`` is stored at ``path``, its sha256 matched (and its
+        signature held)."""
         with self.engine.begin() as conn:
             conn.execute(
                 T.clips.update()
-                .where(T.clips.c.id == xid)
+                .where(T.clips.c.id == xid, T.clips.c.device == device)
                 .values(
                     state="done",
                     path=path,
@@ -96,11 +100,11 @@ class ClipRecords:
                 )
             )
 
-    def failed(self, xid: str, reason: str) -> None:
+    def failed(self, device: str, xid: str, reason: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(
                 T.clips.update()
-                .where(T.clips.c.id == xid, T.clips.c.state != "done")
+                .where(T.clips.c.id == xid, T.clips.c.device == device, T.clips.c.state != "done")
                 .values(state="failed", finished=time.time(), detail=reason)
             )
 
@@ -110,13 +114,15 @@ class ClipRecords:
         return dict(row) if row else None
 
     def for_request(self, request_id: str) -> dict[str, Any] | None:
-        """The newest file received for an officer request, if any."""
+        """The newest file received for an officer request from the box it was sent to."""
+        c, a = T.clips.c, T.audit.c
         with self.engine.connect() as conn:
             row = (
                 conn.execute(
                     sa.select(T.clips)
-                    .where(T.clips.c.request_id == request_id)
-                    .order_by(T.clips.c.created.desc())
+                    .join(T.audit, (a.id == c.request_id) & (a.device == c.device))
+                    .where(c.request_id == request_id)
+                    .order_by(c.created.desc())
                 )
                 .mappings()
                 .first()

@@ -2,15 +2,19 @@
 
 Every insert is an upsert keyed by the message id, so a message delivered twice (to one worker
 after a reconnect, or to two workers) changes nothing the second time:
-- events: ``ON CONFLICT (id) DO UPDATE … WHERE stored phase = 's' AND new phase = 'e'``: the
-  end replaces the start, a repeated or late start changes nothing;
+- events: ``ON CONFLICT (id) DO UPDATE … WHERE stored phase = 's' AND new phase = 'e'`` and
+  the stored device is the sender's: the end replaces the start, a repeated or late start
+  changes nothing, and an id of another box's event is rejected (kept in ``rejects``);
 - counts (and their line crossings), health, status log: ``ON CONFLICT DO NOTHING``;
-- devices: last seen only moves forward, status by arrival, health by id.
+- devices: last seen only moves forward, status by arrival, health by id;
+- replies close the audit row of that request *sent to that device*; a reply naming another
+  box's request is rejected.
 Rows are written in key order so two workers' transactions cannot deadlock on PostgreSQL.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from roadside.central.store import tables as T
-from roadside.central.store.batch import Batch, DeviceTouch
+from roadside.central.store.batch import REJECT_PAYLOAD_MAX, Batch, DeviceTouch, ReplyUpdate
+from roadside.wire.topics import EVENT, REPLY, topic
 
 # A device's last_seen is rewritten at most this often by one worker (seconds): every batch
 # touching the one devices row would serialise the workers on it.
@@ -64,7 +69,9 @@ class BatchWriter:
                     "colour",
                 )
             },
-            where=(T.events.c.phase == "s") & (ev.excluded.phase == "e"),
+            where=(T.events.c.phase == "s")
+            & (ev.excluded.phase == "e")
+            & (T.events.c.device == ev.excluded.device),
         )
         dv = ins(T.devices)
         d, x = T.devices.c, dv.excluded
@@ -90,8 +97,9 @@ class BatchWriter:
             "devices": dv.on_conflict_do_update(index_elements=[d.device], set_=device_set),
         }
 
-    def write(self, batch: Batch) -> None:
-        """Store the batch in one transaction; raises sqlalchemy errors for the caller's retry."""
+    def write(self, batch: Batch) -> int:
+        """Store the batch in one transaction; returns the rejects stored (the batch's own and
+        the ids of other boxes found). Raises sqlalchemy errors for the caller's retry."""
         st = self._statements
         devices = self._device_rows(batch.devices)
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
@@ -101,7 +109,9 @@ class BatchWriter:
                 ("line_counts", batch.line_counts),
                 ("health", batch.health),
             )
-            for name, rows in tables:
+            rejects = list(batch.rejects)
+            events = self._own_events(conn, batch.events, rejects)
+            for name, rows in (("events", events), *tables[1:]):
                 if rows:
                     conn.execute(st[name], [rows[k] for k in sorted(rows)])
             if batch.statuses:
@@ -114,12 +124,15 @@ class BatchWriter:
                 )
             if devices:
                 conn.execute(st["devices"], devices)
-            for request_id in sorted(batch.replies):
-                self._reply(conn, request_id, batch.replies[request_id])
-            if batch.rejects:
-                conn.execute(T.rejects.insert(), batch.rejects)
+            for device, request_id in sorted(batch.replies):
+                update = batch.replies[(device, request_id)]
+                if not self._reply(conn, device, request_id, update):
+                    rejects.append(_forged_reply(device, request_id, update))
+            if rejects:
+                conn.execute(T.rejects.insert(), rejects)
         for row in devices:
             self._last_seen_written[row["device"]] = row["last_seen"]
+        return len(rejects)
 
     def _device_rows(self, touched: dict[str, DeviceTouch]) -> list[dict[str, Any]]:
         rows = []
@@ -152,14 +165,58 @@ class BatchWriter:
         return rows
 
     @staticmethod
-    def _reply(conn: sa.Connection, request_id: str, update: Any) -> None:
+    def _own_events(
+        conn: sa.Connection, events: dict[str, dict[str, Any]], rejects: list[dict[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        """The batch's events less those whose id is stored for another device (to rejects)."""
+        if not events:
+            return events
+        stored = dict(
+            conn.execute(
+                sa.select(T.events.c.id, T.events.c.device).where(T.events.c.id.in_(events))
+            ).all()
+        )
+        own = {}
+        for eid, row in events.items():
+            if stored.get(eid, row["device"]) == row["device"]:
+                own[eid] = row
+            else:
+                rejects.append(_forged_event(row))
+        return own
+
+    @staticmethod
+    def _reply(conn: sa.Connection, device: str, request_id: str, update: ReplyUpdate) -> bool:
+        """Update the request's audit row; False when the request was sent to another box."""
         values: dict[str, Any] = {"state": update.state, "result": update.result}
         if update.detail is not None:
             values["detail"] = update.detail
         if update.final:
             values["finished"] = update.at
+        audit = T.audit.c
         conn.execute(
             T.audit.update()
-            .where(T.audit.c.id == request_id, T.audit.c.finished.is_(None))
+            .where(audit.id == request_id, audit.device == device, audit.finished.is_(None))
             .values(**values)
         )
+        owner = conn.execute(sa.select(audit.device).where(audit.id == request_id)).first()
+        return owner is None or owner.device == device
+
+
+def _forged_event(row: dict[str, Any]) -> dict[str, Any]:
+    body = {k: row[k] for k in ("id", "phase", "cls", "t0", "t1")}
+    return {
+        "topic": topic(row["device"], EVENT),
+        "payload": json.dumps(body).encode(),
+        "reason": f"event {row['id']} belongs to another box",
+        "received": row["received"],
+    }
+
+
+def _forged_reply(device: str, request_id: str, update: ReplyUpdate) -> dict[str, Any]:
+    body = {"rq": request_id, "st": update.state, "r": update.result}
+    return {
+        "topic": topic(device, f"{REPLY}/{request_id}"),
+        "payload": json.dumps(body).encode()[:REJECT_PAYLOAD_MAX],
+        "reason": f"reply to request {request_id}, which was sent to another box",
+        "received": update.at,
+    }

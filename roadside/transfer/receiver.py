@@ -47,6 +47,7 @@ from roadside.ids import new_id
 from roadside.statefile import MovedAside, StateSchema, open_state_file
 from roadside.wire.commands import ErrorCode
 from roadside.wire.topics import (
+    DEVICE_PATTERN,
     ULID_PATTERN,
     XFER,
     XFER_ABORT,
@@ -73,7 +74,7 @@ DEFAULT_PARTIAL_BYTES = 16 << 30  # unfinished files held for one sender at most
 STALE_S = 7 * 86400  # a transfer with no deadline and no news for this long is dropped
 DEADLINE_GRACE_S = 3600.0  # kept this long past the sender's own deadline, then dropped
 _XID = re.compile(ULID_PATTERN)
-_DEVICE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_DEVICE = re.compile(DEVICE_PATTERN)
 
 STATE_FILE = "receiver.db"
 SCHEMA_V1 = """

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from roadside.wire.bounds import JsonObject, Sentence, Word
 from roadside.wire.messages import Message
 from roadside.wire.topics import REQUEST_ID_PATTERN, ULID_PATTERN
 
@@ -149,9 +150,9 @@ class ReplyMsg(Message):
 
     request_id: str = Field(alias="rq", pattern=REQUEST_ID_PATTERN)
     state: ReplyState = Field(alias="st")
-    result: dict[str, Any] | None = Field(None, alias="r", description="done: the result")
-    code: str | None = Field(None, description="error: a reason code (ErrorCode)")
-    detail: str | None = Field(
+    result: JsonObject | None = Field(None, alias="r", description="done: the result")
+    code: Word | None = Field(None, description="error: a reason code (ErrorCode)")
+    detail: Sentence | None = Field(
         None,
         alias="msg",
         description="error: what went wrong, for people; progress: what the box is doing",
@@ -160,7 +161,10 @@ class ReplyMsg(Message):
         None, alias="pg", ge=0, le=1, description="progress: fraction done"
     )
     transfer_id: str | None = Field(
-        None, alias="xid", description="the transfer carrying the file, once there is one"
+        None,
+        alias="xid",
+        pattern=ULID_PATTERN,
+        description="the transfer carrying the file, once there is one",
     )
 
     @property

@@ -15,14 +15,31 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from roadside.wire.bounds import (
+    INT32_MAX,
+    MAX_LABELS,
+    MAX_ZONES,
+    Amount,
+    Direction,
+    Integer,
+    Name,
+    Word,
+)
 from roadside.wire.topics import COUNT, EVENT, HEALTH, STATUS, VERSION
 
 
 class Message(BaseModel):
-    """Base of every message: unknown keys are ignored so newer boxes talk to older stations."""
+    """Base of every message: unknown keys are ignored so newer boxes talk to older stations.
+
+    Values are bounded as ``roadside.wire.bounds`` says: no NaN or infinity anywhere.
+    """
 
     model_config = ConfigDict(
-        extra="ignore", frozen=True, validate_by_name=True, validate_by_alias=True
+        extra="ignore",
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        allow_inf_nan=False,
     )
 
     version: int = Field(VERSION, alias="v", description="schema version")
@@ -62,7 +79,7 @@ class EventMsg(Message):
     """
 
     phase: EventPhase = Field(alias="k")
-    label: str = Field(alias="c", description="class label, e.g. car, person, motorcycle")
+    label: Name = Field(alias="c", description="class label, e.g. car, person, motorcycle")
     score: float = Field(alias="s", ge=0, le=1, description="best detection score so far")
     first_seen: float = Field(alias="t0", description="first seen, epoch seconds")
     last_seen: float = Field(alias="t1", description="last seen, epoch seconds")
@@ -70,12 +87,17 @@ class EventMsg(Message):
         alias="b", description="box at the best frame: x, y, w, h normalised to the frame (0..1)"
     )
     track: int = Field(
-        alias="tr", ge=0, description="tracker's track number (restarts with the agent)"
+        alias="tr",
+        ge=0,
+        le=INT32_MAX,
+        description="tracker's track number (restarts with the agent)",
     )
-    direction: str | None = Field(
+    direction: Direction | None = Field(
         None, alias="dir", description="direction of travel in the image: N, NE, … W"
     )
-    zones: list[str] | None = Field(None, alias="z", description="zones the object passed through")
+    zones: list[Name] | None = Field(
+        None, alias="z", max_length=MAX_ZONES, description="zones the object passed through"
+    )
     unsynced: Literal[1] | None = Field(
         None, alias="ns", description="1 when the box clock was not NTP-synced"
     )
@@ -87,8 +109,12 @@ class EventMsg(Message):
     )
 
 
-# {line: {class: {direction: crossings}}}
-LineCounts = dict[str, dict[str, dict[str, Annotated[int, Field(ge=0)]]]]
+# {line: {class: {direction: crossings}}}; ``line_counts.n`` is an INTEGER column
+Crossings = Annotated[
+    dict[Direction, Annotated[int, Field(ge=0, le=INT32_MAX)]], Field(max_length=16)
+]
+CrossingsByClass = Annotated[dict[Name, Crossings], Field(max_length=MAX_LABELS)]
+LineCounts = Annotated[dict[Name, CrossingsByClass], Field(max_length=MAX_ZONES)]
 
 
 class CountMsg(Message):
@@ -96,7 +122,9 @@ class CountMsg(Message):
 
     start: float = Field(alias="t0", description="start of the interval, epoch seconds")
     end: float = Field(alias="t1", description="end of the interval, epoch seconds")
-    counts: dict[str, int] = Field(alias="n", description="objects confirmed, by class label")
+    counts: dict[Name, Amount] = Field(
+        alias="n", max_length=MAX_LABELS, description="objects confirmed, by class label"
+    )
     lines: LineCounts | None = Field(
         None,
         alias="ln",
@@ -129,12 +157,12 @@ class StatusMsg(Message):
     state: Presence = Field(alias="st")
     at: float = Field(alias="t", description="when the box produced this status, epoch seconds")
     reason: OfflineReason | None = Field(None, alias="why", description="offline only: the cause")
-    software: str | None = Field(None, alias="sw", description="software version")
-    model: str | None = Field(None, alias="m", description="detector model name")
-    config_hash: str | None = Field(
+    software: Word | None = Field(None, alias="sw", description="software version")
+    model: Word | None = Field(None, alias="m", description="detector model name")
+    config_hash: Word | None = Field(
         None, alias="cfg", description="config hash: first 12 hex digits of sha256"
     )
-    config_trial: str | None = Field(
+    config_trial: Word | None = Field(
         None,
         alias="cft",
         description="hash of a config on trial: running, not yet confirmed healthy",
@@ -145,44 +173,48 @@ class HealthMsg(Message):
     """Periodic heartbeat (``.../health``). Readings a box cannot take are left out."""
 
     at: float = Field(alias="t", description="when measured, epoch seconds")
-    uptime_s: int | None = Field(None, alias="up", description="system uptime, s")
-    agent_uptime_s: int | None = Field(None, alias="au", description="agent uptime, s")
+    uptime_s: Integer | None = Field(None, alias="up", description="system uptime, s")
+    agent_uptime_s: Integer | None = Field(None, alias="au", description="agent uptime, s")
     load_1m: float | None = Field(None, alias="ld", description="1-minute load average")
     cpu_temp_c: float | None = Field(None, alias="tc", description="CPU temperature, °C")
-    throttled: int | None = Field(
+    throttled: Integer | None = Field(
         None, alias="thr", description="Raspberry Pi throttled flags (get_throttled)"
     )
-    memory_mib: tuple[int, int] | None = Field(
+    memory_mib: tuple[Integer, Integer] | None = Field(
         None, alias="mem", description="memory used, total: MiB"
     )
-    disk_mib: dict[str, float] | None = Field(
+    disk_mib: dict[Name, float] | None = Field(
         None,
+        max_length=MAX_LABELS,
         alias="dk",
         description="disk, MiB: used/free of the data filesystem, seg/ob held by "
         "segments and outbox; full=1 while the card is full (the outbox sheds)",
     )
-    frames_in: int | None = Field(None, alias="fi", ge=0, description="frames captured since start")
-    frames_out: int | None = Field(
+    frames_in: Amount | None = Field(
+        None, alias="fi", ge=0, description="frames captured since start"
+    )
+    frames_out: Amount | None = Field(
         None, alias="fo", ge=0, description="frames processed since start"
     )
-    frames_dropped: int | None = Field(
+    frames_dropped: Amount | None = Field(
         None, alias="fd", ge=0, description="frames dropped (detection behind)"
     )
     detect_latency_ms: float | None = Field(
         None, alias="dl", ge=0, description="last detector latency, ms"
     )
-    outbox_depth: int | None = Field(
+    outbox_depth: Amount | None = Field(
         None, alias="ob", ge=0, description="outbox depth, messages waiting"
     )
-    outbox_losses: dict[str, int] | None = Field(
+    outbox_losses: dict[Name, Integer] | None = Field(
         None,
+        max_length=MAX_LABELS,
         alias="od",
         description="outbox losses by kind since the outbox was made (drops, folds)",
     )
     link_up: Literal[0, 1] | None = Field(
         None, alias="ln", description="1 when the link was up at ``at``"
     )
-    reconnects: int | None = Field(
+    reconnects: Amount | None = Field(
         None, alias="rc", ge=0, description="reconnects since the agent started"
     )
     clock_synced: Literal[0, 1] | None = Field(

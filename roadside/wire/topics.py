@@ -28,6 +28,7 @@ XFER_ABORT = "abort"  # box -> station, QoS 1, JSON XferAbort
 XFER_ACK = "ack"  # station -> box, QoS 1, JSON XferAck
 
 # A request id names the reply topic, so it is restricted to characters safe in a topic level.
+DEVICE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"  # a box's name, as provisioning makes them
 REQUEST_ID_PATTERN = r"^[0-9A-Za-z_-]{1,64}$"
 ULID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import struct
 import zlib
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from roadside.wire.bounds import JsonObject, Sentence, Word
 from roadside.wire.messages import Message
 from roadside.wire.topics import REQUEST_ID_PATTERN, ULID_PATTERN
 
@@ -81,7 +82,7 @@ class XferInit(Message):
     asking: int = Field(
         0, alias="q", ge=0, description="which asking this is; the answering ack echoes it"
     )
-    meta: dict[str, Any] = Field(
+    meta: JsonObject = Field(
         default_factory=dict,
         description="what the file is: asked and actual range, quality, gaps, event id",
     )
@@ -114,15 +115,18 @@ class XferAck(Message):
     state: XferAckState = Field(alias="st")
     held: int = Field(0, alias="n", ge=0, description="chunks held from the start")
     ranges: list[tuple[int, int]] = Field(
-        default_factory=list, alias="r", description="more held chunk ranges [a, b)"
+        default_factory=list,
+        alias="r",
+        max_length=MAX_ACK_RANGES,
+        description="more held chunk ranges [a, b)",
     )
     asking: int | None = Field(None, alias="q", description="the ``q`` of the init this answers")
-    code: str | None = Field(None, description="fail: a reason code (ErrorCode)")
-    detail: str | None = Field(None, alias="msg", description="fail: why, for people")
+    code: Word | None = Field(None, description="fail: a reason code (ErrorCode)")
+    detail: Sentence | None = Field(None, alias="msg", description="fail: why, for people")
 
 
 class XferAbort(Message):
     """The box abandons a transfer (cancelled, past its deadline): the station drops it."""
 
-    code: str = Field(description="a reason code (ErrorCode)")
-    detail: str = Field(alias="msg", description="why, for people")
+    code: Word = Field(description="a reason code (ErrorCode)")
+    detail: Sentence = Field(alias="msg", description="why, for people")
