@@ -86,7 +86,7 @@ def test_prediction_bridges_missed_frames() -> None:
 def test_track_ends_after_max_missed() -> None:
     """Unseen time counts in rounds: five rounds a second, a track ends after 0.5 s of them;
     a long pause of the detector (the motion gate saw nothing move) is one round, not 3 s."""
-    tracker = Tracker(TrackerConfig(max_missed_s=0.5, confirm_hits=1))
+    tracker = Tracker(TrackerConfig(max_missed_s=0.5, confirm_hits=1, confirm_s=0.0))
     tracker.update([Detection("car", 0.8, (0.1, 0.1, 0.2, 0.2))], 0.0)
     assert tracker.update([], 3.0) == []  # the detector paused: one round, 0.25 s at most
     assert tracker.update([], 3.2) == []  # 0.45 s
