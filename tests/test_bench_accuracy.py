@@ -34,4 +34,5 @@ def test_accuracy_bench_short_run() -> None:
     motorway = next(line for line in out if line.startswith("motorway"))
     assert "dropped 0" in motorway  # played fast, every frame is processed
     people = next(line for line in out if line.startswith("people crossings"))
-    assert int(re.search(r"miss (\d+)", people)[1]) <= 5, people
+    # people crossings at 5/s: W 4 and E 2 against the hand count's 5 and 3
+    assert int(re.search(r"miss (\d+)", people)[1]) <= 2, people

@@ -83,12 +83,11 @@ class MotionFilter:
         self.x = F @ self.x
         self.x[2:4] = np.maximum(self.x[2:4], 1e-4)  # a box never shrinks to nothing
         # Perspective: an object growing in the picture is coming nearer, and its speed in the
-        # picture grows as the square of its size (speed ~ 1/distance^2, size ~ 1/distance);
-        # so does the rate its size grows at (d size/dt ~ size^2 for a steady approach).
-        # Apply that to both rates over the step, and its half to what they covered.
+        # picture grows as the square of its size (speed ~ 1/distance^2, size ~ 1/distance).
+        # Apply that to the speed over the step, and its half to the distance covered.
         gain = min((self.size / before) ** 2, 4.0)
-        self.x[0:4] += self.x[4:8] * dt * (gain - 1) / 2
-        self.x[4:8] *= gain
+        self.x[0:2] += self.x[4:6] * dt * (gain - 1) / 2
+        self.x[4:6] *= gain
         self.P = F @ self.P @ F.T + Q
         self.t = t
 
