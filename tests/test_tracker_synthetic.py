@@ -130,3 +130,39 @@ def test_a_track_leaving_the_frame_ends_at_once() -> None:
         det = [Detection("car", 0.8, box(0.7 + 0.1 * k, 0.5, 0.1, 0.1))] if k < 4 else []
         ended += tracker.update(det, k * 0.2)
     assert len(ended) == 1  # predicted out of the picture well before 5 s unseen
+
+
+def test_a_hidden_person_does_not_take_over_a_neighbour() -> None:
+    """In a crowd: a person walking slowly is hidden for 1.2 s while someone steps out 2.5
+    of their sizes away. The hidden one's expected spread grows wide enough to hold the
+    newcomer, but a detection that far from where the filter expects the object is someone
+    else: the newcomer gets a track of its own, and the first track waits for its person."""
+    tracker = Tracker(TrackerConfig())
+    rounds = []
+    for k in range(25):
+        t = k * 0.2
+        a_x = 0.3 + 0.01 * t  # a slow walker: 0.04 x 0.2 of the frame, size 0.12 units
+        dets = []
+        if not 10 <= k < 16:  # hidden from 2.0 s to 3.2 s
+            dets.append(Detection("person", 0.8, box(a_x, 0.5, 0.04, 0.2)))
+        if k >= 10:  # the newcomer stands 0.17 of the width (2.5 sizes) to the right
+            dets.append(Detection("person", 0.8, box(a_x + 0.17, 0.5, 0.04, 0.2)))
+        rounds.append((t, dets))
+    tracks = confirmed(run(tracker, rounds))
+    assert len(tracks) == 2
+    first = min(tracks, key=lambda tr: tr.track_id)
+    assert abs(first.seen_centre[0] - (0.3 + 0.01 * 4.8)) < 0.02  # still the walker
+    assert first.hits == 19
+
+
+def test_confirmation_takes_the_same_time_at_any_detection_rate() -> None:
+    """A reflection seen in four frames running at a camera's 30 rounds a second (0.1 s) is
+    no object; a car seen for 0.4 s is one, whether seen 30 or 5 times a second."""
+    ghost = [(k / 30, [Detection("car", 0.8, box(0.5, 0.5, 0.1, 0.08))]) for k in range(4)]
+    assert confirmed(run(Tracker(TrackerConfig()), ghost)) == []
+    for rate in (30, 5):
+        rounds = [
+            (k / rate, [Detection("car", 0.8, box(0.2 + 0.1 * k / rate, 0.5, 0.1, 0.08))])
+            for k in range(round(0.4 * rate) + 1)
+        ]
+        assert len(confirmed(run(Tracker(TrackerConfig()), rounds))) == 1

@@ -38,8 +38,9 @@ def test_track_ids_stay_stable_on_traffic(models_dir: Path, footage: Path) -> No
     for i, img in enumerate(read_all(footage / "traffic_frames.mp4")):
         tracker.update(det.detect(img), i / 30)
         ids_per_frame.append({t.track_id for t in tracker.tracks if t.confirmed})
-    steady = set.intersection(*ids_per_frame[2:])
-    assert steady, "one vehicle is followed from frame 2 to the end under one id"
+    confirmed_from = round(TrackerConfig().confirm_s * 30) + 1  # confirmed after 0.4 s
+    steady = set.intersection(*ids_per_frame[confirmed_from:])
+    assert steady, "one vehicle is followed from its confirmation to the end under one id"
     track = max((t for t in tracker.tracks if t.track_id in steady), key=lambda t: t.hits)
     assert track.hits >= 12 and track.label == "car"
     assert track.velocity[0] < 0  # it drives right to left
@@ -86,7 +87,7 @@ def test_prediction_bridges_missed_frames() -> None:
 def test_track_ends_after_max_missed() -> None:
     """Unseen time counts in rounds: five rounds a second, a track ends after 0.5 s of them;
     a long pause of the detector (the motion gate saw nothing move) is one round, not 3 s."""
-    tracker = Tracker(TrackerConfig(max_missed_s=0.5, confirm_hits=1))
+    tracker = Tracker(TrackerConfig(max_missed_s=0.5, confirm_hits=1, confirm_s=0.0))
     tracker.update([Detection("car", 0.8, (0.1, 0.1, 0.2, 0.2))], 0.0)
     assert tracker.update([], 3.0) == []  # the detector paused: one round, 0.25 s at most
     assert tracker.update([], 3.2) == []  # 0.45 s

@@ -6,7 +6,8 @@ filtered centre overshoots where an object stops), where the path between the tw
 the line between its two ends. A centre that reaches the line and goes back is no crossing
 (the side is that of the last centre off the line), and a track counts once per line: a
 person dithering on the line, or a track that comes back, is one crossing, in the direction
-of the first.
+of the first. A side changed by a jump (the detection far from where the tracker expected
+the object: a track taken over by someone else in a crowd) is no crossing.
 
 The direction is the compass point the object moves to across the line, taken square to the
 line as it appears in the picture: a level line has S (down the picture) and N; an upright
@@ -18,13 +19,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from roadside.agent.vision.motionfilter import MEASURE_POS
 from roadside.agent.vision.tracker import Track
 from roadside.config.agent import CountingLine
 
 # A centre within this many of the object's sizes of a line is on it, neither side: jitter
 # of the detected box on a line is no crossing, and a crossing is counted once the centre is
-# clearly beyond.
-BAND = 0.1
+# clearly beyond. Two standard deviations of the detector's jitter of a box's centre (the
+# tracker's measurement noise): a centre nearer the line than that may be on either side.
+BAND = 2 * MEASURE_POS
+# A change of side made by a detection further than this many sizes from where the tracker
+# expected the object is no crossing: in a crowd that is a track re-identified on someone
+# else (its person hidden, a neighbour inside its gate), not one person walking across. An
+# object followed across a line lands within a fraction of its size of the prediction.
+SURE = 1.0
 _COMPASS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
 
 
@@ -112,7 +120,7 @@ class LineCounter:
             anchors[line.name] = (p, side)
             if held is None or held[1] == side or line.name in track.lines:
                 continue
-            if line.meets(held[0], p):
+            if track.surprise <= SURE and line.meets(held[0], p):
                 direction = line.forward if side > 0 else line.backward
                 track.lines[line.name] = direction
                 found.append(Crossing(line.name, direction, track.label, t))

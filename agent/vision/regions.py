@@ -99,31 +99,63 @@ class RegionPlanner:
         if not (due or large or too_many):
             return [Region(*c) for c in crops]
         self._last_full = t
-        crops = sorted(crops, key=lambda c: c[2])[: self.cfg.max_regions - 1]
+        crops = crops[: self.cfg.max_regions - 1]
         return [Region.whole(width, height), *(Region(*c) for c in crops)]
 
     def _cover(
         self, boxes: list[np.ndarray], width: int, height: int
     ) -> list[tuple[int, int, int]]:
-        """Squares of at least the model's side covering every box, few and largest first."""
+        """Squares of at least the model's side covering every box, those that cover the
+        most boxes first (when crops are rationed, a crop over a queue of distant cars is
+        worth more than one over a single car).
+
+        Greedy set cover: each candidate square holds one box centred or at one of its
+        corners; the one holding the most uncovered boxes is taken until all are covered.
+        """
+        todo = [b for b in boxes if b[2] - b[0] > 0 and b[3] - b[1] > 0]
         crops: list[tuple[int, int, int]] = []
-        order = sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
-        for box in order:
-            if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
-                continue
-            if any(_inside(box, c) for c in crops):
-                continue
-            side = max(self.model_side, CONTEXT * max(box[2] - box[0], box[3] - box[1]))
-            crops.append(_square(box, side, width, height))
+        while todo:
+            best: tuple[int, int, int] | None = None
+            held: list[int] = []
+            for box in todo:
+                for crop in self._candidates(box, width, height):
+                    inside = [i for i, b in enumerate(todo) if _inside(b, crop, width, height)]
+                    if len(inside) > len(held):
+                        best, held = crop, inside
+            if best is None:  # a box too large for any square: its own, centred
+                best, held = self._candidates(todo[0], width, height)[0], [0]
+            crops.append(best)
+            todo = [b for i, b in enumerate(todo) if i not in held]
         return crops
 
+    def _candidates(self, box: np.ndarray, width: int, height: int) -> list[tuple[int, int, int]]:
+        """Squares around ``box``: centred on it, and with it in each corner."""
+        side = max(self.model_side, CONTEXT * max(box[2] - box[0], box[3] - box[1]))
+        centred = _square(box, side, width, height)
+        side_px = centred[2]
+        m = EDGE * side_px * 2 + 1
+        xs = (centred[0], box[0] - m, box[2] + m - side_px)
+        ys = (centred[1], box[1] - m, box[3] + m - side_px)
+        out = [centred]
+        for x in xs:
+            for y in ys:
+                x0 = round(min(max(x, 0), width - side_px))
+                y0 = round(min(max(y, 0), height - side_px))
+                if (x0, y0, side_px) not in out:
+                    out.append((x0, y0, side_px))
+        return out
 
-def _inside(box: np.ndarray, crop: tuple[int, int, int]) -> bool:
-    """Is ``box`` inside the crop with a margin (so it is not cut by its edge)?"""
+
+def _inside(box: np.ndarray, crop: tuple[int, int, int], width: int, height: int) -> bool:
+    """Is ``box`` inside the crop with a margin (so it is not cut by its edge)? A crop's edge
+    on the frame's edge cuts nothing, so it needs no margin."""
     x0, y0, side = crop
     m = EDGE * side * 2
-    lo, hi = (x0 + m, y0 + m), (x0 + side - m, y0 + side - m)
-    return box[0] >= lo[0] and box[1] >= lo[1] and box[2] <= hi[0] and box[3] <= hi[1]
+    lo_x = x0 + m if x0 > 0 else 0
+    lo_y = y0 + m if y0 > 0 else 0
+    hi_x = x0 + side - m if x0 + side < width else width
+    hi_y = y0 + side - m if y0 + side < height else height
+    return box[0] >= lo_x and box[1] >= lo_y and box[2] <= hi_x and box[3] <= hi_y
 
 
 def crop_of(image: np.ndarray, region: Region) -> np.ndarray:

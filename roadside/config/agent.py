@@ -269,6 +269,13 @@ class TrackerConfig(Section):
     confirm_hits: int = Field(
         3, ge=1, le=100, description="High-score detections before a track is confirmed."
     )
+    confirm_s: float = Field(
+        0.4,
+        ge=0.0,
+        le=10.0,
+        description="...and followed for at least this long, seconds: a track is confirmed "
+        "by what it showed over time, the same at any detection rate (three rounds at 5/s).",
+    )
     event_score: float = Field(
         0.4,
         ge=0.05,
