@@ -650,7 +650,6 @@ class HostileSoak:
             sent = events.get(r["id"])
             if sent is None:
                 effects["event rows of an honest box it never sent"] += r["device"] != HOSTILE
-                effects["hostile event rows"] += r["device"] == HOSTILE
             elif (r["device"], r["phase"], r["cls"], r["track"], r["t0"], r["t1"]) != (
                 sent["dev"],
                 sent["k"],
@@ -662,7 +661,9 @@ class HostileSoak:
                 effects["honest event rows changed"] += 1
         for r in self._rows(T.counts):
             sent = counts.get(r["id"])
-            if sent is not None and (r["device"], r["n"]) != (sent["dev"], sent["n"]):
+            if sent is None:
+                effects["count rows of an honest box it never sent"] += r["device"] != HOSTILE
+            elif (r["device"], r["n"]) != (sent["dev"], sent["n"]):
                 effects["honest count rows changed"] += 1
         audit = {r["id"]: r for r in self._rows(T.audit)}
         for rq in self.pings:
