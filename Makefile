@@ -6,7 +6,7 @@ SHARED ?= $(abspath ../shared)
 export ROADSIDE_SHARED ?= $(SHARED)
 export ROADSIDE_MODELS_DIR ?= $(abspath var/models)
 
-.PHONY: setup demo test test-fast lint typecheck bench soak clean
+.PHONY: setup demo test test-fast lint typecheck bench soak hostile clean
 
 setup: $(VENV)/.installed
 
@@ -56,6 +56,10 @@ bench: setup
 # The mountain-link soak (about 11 minutes): chaos against the whole system, docs/reliability.md.
 soak: setup
 	$(PY) bench/soak.py
+
+# The hostile-box soak (about 6 minutes): one box attacks, the honest ones keep everything.
+hostile: setup
+	$(PY) bench/hostile.py
 
 clean:
 	rm -rf var demo-out .pytest_cache

@@ -69,10 +69,10 @@ from roadside.provisioning.cloudinit import render_meta_data, render_user_data, 
 from roadside.provisioning.device import DeviceRequest, make_bundle, read_bundle
 from roadside.provisioning.identity import DEVICE_ID, account_role, check_device_id
 from roadside.provisioning.registry import Registry
-from roadside.testing.broker import LocalBroker
+from roadside.testing.broker import LocalBroker, ProvisionedBroker
 from roadside.testing.configs import central_config
 from roadside.testing.messages import event_pair
-from roadside.testing.ports import free_port, wait_port
+from roadside.testing.ports import free_port
 from roadside.testing.waiting import eventually
 from roadside.wire.topics import (
     CMD,
@@ -169,22 +169,6 @@ def port_for(name: str, ports: Ports) -> int:
     return ports[1] if "." in name else ports[0]
 
 
-class ThreeListenerMosquitto(LocalBroker):
-    """The helper waits for one port; the generated config has three listeners."""
-
-    def __init__(self, workdir: Path, conf: str, ports: Ports, extra: str) -> None:
-        super().__init__(
-            workdir, listener=conf, anonymous=False, port=ports[0], extra=extra, max_queued=None
-        )
-        self.ports = ports
-
-    def start(self) -> ThreeListenerMosquitto:
-        super().start()
-        for port in self.ports[1:]:
-            wait_port(port)
-        return self
-
-
 def _mosquitto(workdir: Path, files: BrokerFiles, ports: Ports) -> LocalBroker:
     """mosquitto with the generated listeners as is (only ports and paths are the test's)."""
     conf = render_mosquitto_conf(
@@ -197,7 +181,7 @@ def _mosquitto(workdir: Path, files: BrokerFiles, ports: Ports) -> LocalBroker:
         officer_port=ports[2],
         officer_bind="127.0.0.1",
     )
-    return ThreeListenerMosquitto(workdir, conf, ports, "")
+    return ProvisionedBroker(workdir, conf, ports)
 
 
 @pytest.fixture(scope="module")

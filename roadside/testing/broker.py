@@ -113,3 +113,19 @@ class LocalBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ProvisionedBroker(LocalBroker):
+    """mosquitto on the ``roadside.conf`` that ``roadside provision broker`` writes, as is: its
+    TLS listeners (the first port is the boxes'), dynamic security and queue limits. Started
+    once every listener takes connections."""
+
+    def __init__(self, workdir: Path, conf: str, ports: tuple[int, ...]) -> None:
+        super().__init__(workdir, listener=conf, anonymous=False, port=ports[0], max_queued=None)
+        self.ports = ports
+
+    def start(self) -> ProvisionedBroker:
+        super().start()
+        for port in self.ports[1:]:
+            wait_port(port)
+        return self
