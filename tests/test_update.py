@@ -286,6 +286,32 @@ def test_a_release_arrives_over_a_link_cut_every_20_s_and_is_installed(
     assert out.stdout.strip() == b"roadside from the release"
 
 
+def test_a_release_arrives_while_the_sender_starts_many_others(
+    keys, broker, tmp_path: Path
+) -> None:
+    """A rollout starts a delivery per box at once: the broker's PUBACKs stream back while
+    the sender publishes the next inits and chunks, and the sender must keep going."""
+    key, public = keys
+    root = tmp_path / "root"
+    slots = installed_root(root, tmp_path)
+    release = synthetic_release(tmp_path, key, "1.0.0", filler=200_000)
+    with Box(tmp_path / "box", broker.port, public, root) as box:
+        box.uplink.client.wait_connected(30)
+        sender = ReleaseSender(BrokerConfig(host="127.0.0.1", port=broker.port)).start()
+        assert sender.connected.wait(30)
+        ended: list[Delivery] = []
+        on_finished, done = finished(ended)
+        sender.on_finished.append(on_finished)
+        for i in range(19):  # boxes that are away: their inits and first chunks go unanswered
+            sender.send(f"away-{i:02d}", release, "1.0.0")
+        d = sender.send(DEVICE, release, "1.0.0")
+        assert done.wait(30), "the sender stopped sending"
+        wait_until(lambda: box.restarts, 60, "the box to install and restart")
+        sender.stop()
+    assert [e.xid for e in ended] == [d.xid] and d.done
+    assert slots.current() == "1.0.0"
+
+
 class TamperingSender(ReleaseSender):
     """Changes one byte of chunk 3 on its way (with a CRC that fits): a man in the middle."""
 

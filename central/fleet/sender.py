@@ -10,7 +10,11 @@ for a box than its window).
 
 Threads: paho's network thread delivers acks (``_on_message``), PUBACKs (``_on_publish``)
 and link changes; the pump thread asks the machines for what to send and carries out their
-actions. One lock guards every machine and the in-flight map.
+actions. One lock guards every machine and the in-flight map. paho calls ``on_publish`` while
+it holds its own lock of outgoing messages, which ``publish`` takes too: a PUBACK waiting for
+our lock while the pump publishes under it would stop both threads for good. So PUBACKs only
+join a queue there, and the pump (or the disconnect, before it writes off what is in flight)
+applies them under our lock.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +119,7 @@ class ReleaseSender:
         self._lock = threading.Lock()
         self._running: dict[str, Delivery] = {}  # by xid
         self._inflight: dict[int, tuple[str, Token]] = {}  # mid -> (xid, token)
+        self._pubacks: deque[int] = deque()  # mids the broker acknowledged, not yet applied
         self._client = make_client(cfg, client_id or f"roadside-fleet-{new_id()[-10:]}")
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(0)
@@ -208,6 +214,7 @@ class ReleaseSender:
         self.connected.clear()
         now = time.monotonic()
         with self._lock:
+            self._apply_pubacks()
             lost, self._inflight = self._inflight, {}
             for xid, token in lost.values():
                 d = self._running.get(xid)
@@ -219,13 +226,7 @@ class ReleaseSender:
     def _on_publish(
         self, _c: mqtt.Client, _u: object, mid: int, reason: object, _p: object
     ) -> None:
-        with self._lock:
-            entry = self._inflight.pop(mid, None)
-            if entry is None:
-                return
-            d = self._running.get(entry[0])
-            if d is not None:
-                self._carry(d, d.machine.delivered(entry[1]))
+        self._pubacks.append(mid)  # under paho's lock: never take ours here (module doc)
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -249,6 +250,7 @@ class ReleaseSender:
 
     def _turn(self) -> bool:
         """One look at every running delivery: the clock, and at most one message each."""
+        self._apply_pubacks()
         now, wall = time.monotonic(), time.time()
         moved = False
         for d in list(self._running.values()):
@@ -263,6 +265,16 @@ class ReleaseSender:
                 if payload is not None:
                     moved |= self._publish(d, payload, offer, now)
         return moved
+
+    def _apply_pubacks(self) -> None:
+        """Tell the machines what the broker has taken (under our lock)."""
+        while self._pubacks:
+            entry = self._inflight.pop(self._pubacks.popleft(), None)
+            if entry is None:
+                continue
+            d = self._running.get(entry[0])
+            if d is not None:
+                self._carry(d, d.machine.delivered(entry[1]))
 
     def _publish(self, d: Delivery, payload: tuple[str, bytes], offer: object, now: float) -> bool:
         name, data = payload
