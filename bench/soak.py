@@ -59,6 +59,7 @@ from roadside.central.store import tables as T
 from roadside.digest import sha256_file
 from roadside.testing.badlink import BadLink, LinkShape
 from roadside.testing.broker import LocalBroker
+from roadside.testing.pki import DistrictKeys
 from roadside.testing.shared import footage_dir, models_dir
 from roadside.wire.commands import COMMANDS, ErrorCode, ReplyMsg
 from roadside.wire.topics import CMD, REPLY, topic
@@ -394,8 +395,9 @@ class Args:
     drain_s: float
 
 
-def agent_config(args: Args, proxy_port: int) -> Path:
-    """The box's config: real model, real footage, outbox + JSON-lines log, small ring."""
+def agent_config(args: Args, proxy_port: int, keys: DistrictKeys) -> Path:
+    """The box's config: real model, real footage, outbox + JSON-lines log, small ring; its
+    uploads signed with its device key."""
     doc: dict[str, dict[str, Any]] = {
         "source": {"kind": "file", "path": str(args.footage), "pace": "native", "loop": True},
         "detector": {"models_dir": str(models_dir())},
@@ -412,7 +414,7 @@ def agent_config(args: Args, proxy_port: int) -> Path:
             "reconnect_max_s": 4.0,
         },
         "uplink": {"health_period_s": 10.0},
-        "transfer": {"ack_timeout_s": 5.0},
+        "transfer": {"ack_timeout_s": 5.0, **keys.transfer_section(DEVICE)},
         "recording": {
             "mode": "continuous",
             "budget_bytes": args.budget,
@@ -614,12 +616,14 @@ class Soak:
         shutil.rmtree(a.work, ignore_errors=True)
         (a.work / "box").mkdir(parents=True)
         self.t0 = time.monotonic()
+        keys = DistrictKeys(a.work / "keys")
         self.broker = LocalBroker(a.work / "broker").start()
         cfg = parse_central_config(
             {
                 "data_dir": str(a.work / "central"),
                 "broker": {"port": self.broker.port},
                 "officer": {"clips_dir": str(a.work / "central" / "clips")},
+                "receiver": keys.receiver_section(),
             },
             "soak",
         )
@@ -635,7 +639,7 @@ class Soak:
             shape=LinkShape(latency_s=a.latency_ms / 1000, up_kbps=a.kbps, down_kbps=a.kbps),
         ).start()
         self.fuzzer = Fuzzer(self.broker.port, a.seed)
-        self.box = Box(agent_config(a, self.link.port), a.work / "agent.log")
+        self.box = Box(agent_config(a, self.link.port, keys), a.work / "agent.log")
         self.box.start()
         watch = threading.Thread(target=self._watch, name="soak-watch", daemon=True)
         watch.start()

@@ -182,7 +182,7 @@ def test_events_from_the_agent_on_real_footage_reach_the_officer(
 
 @pytest.mark.slow
 def test_an_officer_gets_a_clip_of_a_recent_event_from_a_recording_box(
-    broker, tmp_path: Path, footage: Path
+    broker, tmp_path: Path, footage: Path, district_keys
 ) -> None:
     """The whole path: a box records the road as a camera would (footage at its own pace),
     reports events; the officer asks for the seconds around one, just seen; the box waits
@@ -194,7 +194,12 @@ def test_an_officer_gets_a_clip_of_a_recent_event_from_a_recording_box(
 
     config = _central_file(tmp_path, broker.port, clips_dir=str(tmp_path / "clips"))
     service = CentralService(
-        central_config(tmp_path, broker.port, officer={"clips_dir": str(tmp_path / "clips")})
+        central_config(
+            tmp_path,
+            broker.port,
+            officer={"clips_dir": str(tmp_path / "clips")},
+            receiver=district_keys.receiver_section(),
+        )
     )
     station = threading.Thread(target=service.run, kwargs={"report_s": 3600}, daemon=True)
     station.start()
@@ -222,6 +227,7 @@ def test_an_officer_gets_a_clip_of_a_recent_event_from_a_recording_box(
                     "budget_bytes": "200MB",
                     "encoder": {"preset": "ultrafast"},
                 },
+                "transfer": district_keys.transfer_section("rec-box"),
             }
         )
     )

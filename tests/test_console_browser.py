@@ -23,6 +23,7 @@ import tomli_w
 from roadside.central.config import load_central_config
 from roadside.central.store import Store
 from roadside.central.store import tables as T
+from roadside.testing.pki import DistrictKeys
 from roadside.testing.ports import free_port
 from roadside.testing.shared import models_dir
 from roadside.testing.waiting import wait_until
@@ -49,7 +50,7 @@ def _shots_dir(tmp_path: Path) -> Path:
     return target
 
 
-def _station(tmp_path: Path, broker_port: int, web_port: int) -> Path:
+def _station(tmp_path: Path, broker_port: int, web_port: int, keys: DistrictKeys) -> Path:
     config = tmp_path / "central.toml"
     config.write_text(
         tomli_w.dumps(
@@ -68,13 +69,14 @@ def _station(tmp_path: Path, broker_port: int, web_port: int) -> Path:
                     "live_interval_s": 2.0,
                     "live_max_s": 60.0,
                 },
+                "receiver": keys.receiver_section(),
             }
         )
     )
     return config
 
 
-def _agent(tmp_path: Path, broker_port: int, footage: Path) -> Path:
+def _agent(tmp_path: Path, broker_port: int, footage: Path, keys: DistrictKeys) -> Path:
     agent_toml = tmp_path / "agent.toml"
     agent_toml.write_text(
         tomli_w.dumps(
@@ -98,6 +100,7 @@ def _agent(tmp_path: Path, broker_port: int, footage: Path) -> Path:
                     "budget_bytes": "200MB",
                     "encoder": {"preset": "ultrafast"},
                 },
+                "transfer": keys.transfer_section("deo-gio"),
             }
         )
     )
@@ -110,11 +113,13 @@ def _browser(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
-def test_an_investigator_gets_a_clip_in_the_browser(broker, tmp_path: Path, footage: Path):
+def test_an_investigator_gets_a_clip_in_the_browser(
+    broker, tmp_path: Path, footage: Path, district_keys: DistrictKeys
+):
     from playwright.sync_api import expect, sync_playwright
 
     web_port = free_port()
-    config = _station(tmp_path, broker.port, web_port)
+    config = _station(tmp_path, broker.port, web_port, district_keys)
     add = subprocess.run(
         [ROADSIDE, "central", "user", "add", "lan", "--role", "investigator", "--config", config],
         input=PASSWORD + "\n",
@@ -129,8 +134,9 @@ def test_an_investigator_gets_a_clip_in_the_browser(broker, tmp_path: Path, foot
         stderr=subprocess.PIPE,
         text=True,
     )
+    agent_toml = _agent(tmp_path, broker.port, footage, district_keys)
     box = subprocess.Popen(
-        [ROADSIDE, "agent", "run", "--config", str(_agent(tmp_path, broker.port, footage))],
+        [ROADSIDE, "agent", "run", "--config", str(agent_toml)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -72,9 +72,11 @@ class Station:
         assert self.svc.connected.wait(10)
 
     def ask(self, device: str, command: str = "clip") -> str:
-        """What the officer's request does first: the station records what it asks for."""
+        """What an officer's request does first: the station records what it asks for, and
+        opens the request's audit row."""
         rq = new_id()
         self.store.asked.record(rq, device, command)
+        self.store.audit.open(rq, "officer.tran", command, device, {})
         return rq
 
     def stop(self) -> None:

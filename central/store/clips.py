@@ -114,14 +114,17 @@ class ClipRecords:
         return dict(row) if row else None
 
     def for_request(self, request_id: str) -> dict[str, Any] | None:
-        """The newest file received for an officer request from the box it was sent to."""
-        c, a = T.clips.c, T.audit.c
+        """The newest file received for a request from the box it was sent to (what the
+        station asked, ``asked_files``, names the box: audited requests and live pictures;
+        the audit row does for requests from before that table)."""
+        c, a, k = T.clips.c, T.audit.c, T.asked_files.c
+        asked = sa.exists().where(k.request_id == c.request_id, k.device == c.device)
+        audited = sa.exists().where(a.id == c.request_id, a.device == c.device)
         with self.engine.connect() as conn:
             row = (
                 conn.execute(
                     sa.select(T.clips)
-                    .join(T.audit, (a.id == c.request_id) & (a.device == c.device))
-                    .where(c.request_id == request_id)
+                    .where(c.request_id == request_id, asked | audited)
                     .order_by(c.created.desc())
                 )
                 .mappings()

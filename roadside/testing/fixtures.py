@@ -23,6 +23,7 @@ import pytest
 
 from roadside.testing import postgres
 from roadside.testing.broker import LocalBroker
+from roadside.testing.pki import DistrictKeys
 from roadside.testing.ports import free_port
 from roadside.testing.shared import shared_dir
 
@@ -46,6 +47,12 @@ def models_dir(shared: Path) -> Path:
 @pytest.fixture(scope="session")
 def footage(shared: Path) -> Path:
     return shared / "footage"
+
+
+@pytest.fixture(scope="session")
+def district_keys(tmp_path_factory: pytest.TempPathFactory) -> DistrictKeys:
+    """A project CA for the session; boxes get signing keys from it by name."""
+    return DistrictKeys(tmp_path_factory.mktemp("district-keys"))
 
 
 @pytest.fixture
