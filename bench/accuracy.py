@@ -31,8 +31,10 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from roadside.agent.frames import Frame
 from roadside.agent.pipeline import Pipeline
 from roadside.agent.sources import open_source
 from roadside.agent.vision.detector import Detector
@@ -108,6 +110,8 @@ class Outcome:
     cpu_ms: float
     invokes: float
     wall_s: float
+    ends: list[EventMsg] = field(default_factory=list)  # end events of the clip's classes
+    start: float = 0.0  # capture time of the clip's first frame
 
     @property
     def count_error(self) -> float | None:
@@ -156,11 +160,24 @@ def config(clip: Clip, rate: float, pace: str, model: str | None, sets: list[str
     return parse_config(doc, "bench")
 
 
-def run(clip: Clip, rate: float, pace: str, model: str | None, sets: list[str]) -> Outcome:
+def run(
+    clip: Clip,
+    rate: float,
+    pace: str,
+    model: str | None,
+    sets: list[str],
+    make_detector: Callable[[AgentConfig], Detector] = lambda cfg: Detector(cfg.detector),
+) -> Outcome:
     cfg = config(clip, rate, pace, model, sets)
-    detector = Detector(cfg.detector)
+    detector = make_detector(cfg)
     sink = Collect()
-    pipeline = Pipeline(cfg, open_source(cfg.source), detector, [sink])
+    first: list[float] = []
+
+    def note_start(frame: Frame, tracks: object) -> None:
+        if not first:
+            first.append(frame.time)
+
+    pipeline = Pipeline(cfg, open_source(cfg.source), detector, [sink], observers=[note_start])
     wall, cpu = time.perf_counter(), time.process_time()
     stats = pipeline.run()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -189,6 +206,8 @@ def run(clip: Clip, rate: float, pace: str, model: str | None, sets: list[str]) 
         cpu / frames * 1000,
         detector.invocations / frames,
         wall,
+        events,
+        first[0] if first else 0.0,
     )
 
 

@@ -71,8 +71,8 @@ BAD = [
     ("tracker hits zero", MINIMAL + "[tracker]\nconfirm_hits = 0\n", ["tracker.confirm_hits", "0"]),
     (
         "start below high",
-        MINIMAL + "[tracker]\nstart_score = 0.2\n",
-        ["tracker.start_score (0.2)", "tracker.high_score (0.3)"],
+        MINIMAL + "[tracker]\nstart_score = 0.15\n",
+        ["tracker.start_score (0.15)", "tracker.high_score (0.2)"],
     ),
     (
         "line with one point",

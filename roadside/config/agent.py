@@ -257,14 +257,14 @@ class TrackerConfig(Section):
     """How detections become tracks, and tracks events (docs/pipeline.md, "Tracker")."""
 
     high_score: float = Field(
-        0.3,
+        0.2,
         ge=0.05,
         le=1.0,
         description="Detections scoring at least this continue tracks first and confirm "
         "them; lower ones (down to detector.score) only continue confirmed tracks.",
     )
     start_score: float = Field(
-        0.4, ge=0.05, le=1.0, description="Least score of a detection that starts a new track."
+        0.25, ge=0.05, le=1.0, description="Least score of a detection that starts a new track."
     )
     confirm_hits: int = Field(
         3, ge=1, le=100, description="High-score detections before a track is confirmed."
@@ -277,7 +277,7 @@ class TrackerConfig(Section):
         "by what it showed over time, the same at any detection rate (three rounds at 5/s).",
     )
     event_score: float = Field(
-        0.4,
+        0.3,
         ge=0.05,
         le=1.0,
         description="A confirmed track becomes an event once one of its detections scored "
