@@ -21,13 +21,15 @@ demo: setup
 	$(VENV)/bin/roadside footage fetch motorway_overpass
 	$(PY) -m roadside.demo
 
+# Two workers: most tests wait on brokers, links and footage played at camera pace, so two
+# share two cores well.
 test: lint typecheck
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2
 
 # The fast tier for developers (under a minute): every test not marked slow.
 test-fast: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q -m "not slow"
+	$(VENV)/bin/pytest -q -n 2 -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check .
