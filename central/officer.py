@@ -33,6 +33,7 @@ from roadside.central.store.audit import who_am_i
 from roadside.config.agent import DEVICE_ID
 from roadside.digest import sha256_file
 from roadside.errors import RoadsideError, UsageError
+from roadside.evidence import sidecar_path
 from roadside.ids import new_id
 from roadside.wire.commands import PARAMS, CommandMsg, ReplyMsg, ReplyState
 from roadside.wire.messages import Message, StatusMsg
@@ -220,7 +221,9 @@ def wait_for_file(store: Store, request_id: str, timeout: float) -> dict[str, An
 
 
 def deliver(row: dict[str, Any], out: Path | None) -> tuple[Path, str]:
-    """Copy the stored file to ``out`` (if given) and check its sha256 against the record."""
+    """Copy the stored file to ``out`` (if given), with the box's signed evidence beside it
+    (the two go together to whoever checks the clip), and check its sha256 against the
+    record."""
     stored = Path(row["path"])
     if not stored.is_file():
         raise RequestError(f"the station recorded {stored} but the file is not there")
@@ -230,6 +233,8 @@ def deliver(row: dict[str, Any], out: Path | None) -> tuple[Path, str]:
             out = out / stored.name
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(stored, out)
+        if sidecar_path(stored).is_file():
+            shutil.copyfile(sidecar_path(stored), sidecar_path(out))
         target = out
     digest = sha256_file(target)
     if row.get("sha256") and digest != row["sha256"]:

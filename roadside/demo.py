@@ -30,7 +30,9 @@ from roadside.central.config import parse_central_config
 from roadside.central.officer import BoxRequest, deliver, wait_for_file
 from roadside.central.service import CentralService
 from roadside.central.store import queries
+from roadside.evidence import Trust, read_sidecar, sidecar_path, verify_evidence
 from roadside.testing.broker import LocalBroker
+from roadside.testing.pki import DistrictKeys
 from roadside.wire.commands import ReplyMsg, ReplyState
 
 DEVICE = "demo-junction"
@@ -45,18 +47,7 @@ CLIP_DONE_S = 180.0
 say = Console(stderr=True).print
 
 
-def _device_ca() -> tuple[Path, Path]:
-    """A project CA for the demo and the box's device key and certificate: clips are signed."""
-    from roadside.provisioning.ca import DEVICE_CA, ProjectCA, cert_pem, key_pem, new_key
-
-    ca = ProjectCA.create(WORK / "ca", b"demo passphrase, not for use")
-    key = new_key()
-    (WORK / "device.key").write_bytes(key_pem(key))
-    (WORK / "device.crt").write_bytes(cert_pem(ca.issue_device(DEVICE, key.public_key())))
-    return WORK / "ca" / f"{DEVICE_CA}.crt", WORK / "ca" / "crl.pem"
-
-
-def _agent_config(broker_port: int, store: Path, footage: Path) -> Path:
+def _agent_config(broker_port: int, store: Path, footage: Path, keys: DistrictKeys) -> Path:
     doc: dict[str, Any] = {
         "device": DEVICE,
         "data_dir": str(WORK / "box"),
@@ -66,10 +57,7 @@ def _agent_config(broker_port: int, store: Path, footage: Path) -> Path:
         "mqtt": {"host": "127.0.0.1", "port": broker_port},
         "uplink": {"health_period_s": 5.0},
         "recording": {"mode": "continuous", "budget_bytes": "500MB"},
-        "transfer": {
-            "device_cert": str(WORK / "device.crt"),
-            "device_key": str(WORK / "device.key"),
-        },
+        "transfer": keys.transfer_section(DEVICE),  # the box signs its clips
     }
     lines = [f"device = {json.dumps(doc['device'])}", f"data_dir = {json.dumps(doc['data_dir'])}"]
     for section in ("source", "detector", "events", "mqtt", "uplink", "recording", "transfer"):
@@ -96,7 +84,7 @@ def _wait_for_events(service: CentralService, box: subprocess.Popen) -> list[dic
         return queries.events(conn, queries.EventFilter(device=DEVICE))
 
 
-def _ask_for_clip(service: CentralService, event: dict) -> None:
+def _ask_for_clip(service: CentralService, event: dict, trust: tuple[Path, Path]) -> None:
     cfg = service.cfg
     params = {"from": event["t0"] - 3.0, "to": event["t0"] + 7.0, "quality": "original"}
     req = BoxRequest(cfg, service.store, DEVICE, "clip", params, requester="demo@station")
@@ -142,6 +130,13 @@ def _ask_for_clip(service: CentralService, event: dict) -> None:
     with av.open(str(path)) as container:
         frames = sum(1 for _ in container.decode(video=0))
     say(f"demo: clip written: [bold]{path}[/] sha256 {digest} ({frames} frames decoded)")
+    evidence = read_sidecar(sidecar_path(path).read_bytes())
+    signed = verify_evidence(evidence, Trust.load(*trust), file=path).manifest
+    say(
+        f"demo: signed by {signed.device} for request {signed.request_id}, its certificate from "
+        f"the demo's CA and not revoked: [bold]roadside clip verify {path} --ca {trust[0]} "
+        f"--crl {trust[1]}[/] checks it again anywhere"
+    )
 
 
 def main() -> int:
@@ -149,7 +144,7 @@ def main() -> int:
     footage = store / assets.manifest("motorway_overpass", "footage").file("video").file
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
-    device_ca, crl = _device_ca()
+    keys = DistrictKeys(WORK / "keys")  # the demo's own CA and the box's device key
     with LocalBroker(WORK / "broker") as broker:
         say(f"demo: mosquitto on 127.0.0.1:{broker.port}")
         cfg = parse_central_config(
@@ -157,7 +152,7 @@ def main() -> int:
                 "data_dir": str(WORK / "central"),
                 "broker": {"port": broker.port},
                 "officer": {"clips_dir": str(WORK / "central" / "clips")},
-                "receiver": {"device_ca": str(device_ca), "crl": str(crl)},
+                "receiver": keys.receiver_section(),
             },
             "demo",
         )
@@ -177,7 +172,7 @@ def main() -> int:
                 "agent",
                 "run",
                 "--config",
-                str(_agent_config(broker.port, store, footage)),
+                str(_agent_config(broker.port, store, footage, keys)),
             ],
             stdout=subprocess.DEVNULL,
             stderr=open(agent_log, "wb"),  # noqa: SIM115
@@ -194,7 +189,9 @@ def main() -> int:
             if not ended:
                 say(f"demo: no events arrived; see {agent_log}")
                 return 1
-            _ask_for_clip(service, max(ended, key=lambda r: r["t1"] - r["t0"]))
+            _ask_for_clip(
+                service, max(ended, key=lambda r: r["t1"] - r["t0"]), (keys.device_ca, keys.crl)
+            )
         finally:
             box.send_signal(signal.SIGTERM)
             box.wait(30)

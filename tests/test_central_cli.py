@@ -280,6 +280,10 @@ def test_an_officer_gets_a_clip_of_a_recent_event_from_a_recording_box(
         # the whole range, though its end was still being recorded when it was asked for
         assert result["actual_from"] <= t_from + 0.2 and result["actual_to"] >= t_to - 0.2
         assert frames >= (t_to - t_from) * 10, result
+        # The copy carries the box's signed evidence: anyone with the CA can check it.
+        ca, crl = str(district_keys.device_ca), str(district_keys.crl)
+        code, out, err = _officer("clip", "verify", str(path), "--ca", ca, "--crl", crl)
+        assert code == 0 and "VERIFIED" in out and "rec-box" in out, (out, err)
         code, out, _ = _officer("audit", "--config", str(config), "--json")
         (row,) = [r for r in json.loads(out) if r["action"] == "clip"]
         assert row["state"] == "done" and row["device"] == "rec-box"
