@@ -6,6 +6,7 @@ made-up roadside wheel) except where a real agent must run (test_update_agent.py
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,25 +14,42 @@ import sys
 import tarfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import tomli_w
+from click.testing import CliRunner
 
 from roadside.agent.update.service import UpdateService
 from roadside.agent.update.slots import SLOT_MARK, Slots
 from roadside.agent.update.trial import Trial, TrialBook, guard, note_exit
 from roadside.agent.uplink import Uplink
-from roadside.central.config import BrokerConfig
+from roadside.central.accounts import ENV_OFFICER, Accounts, Role
+from roadside.central.config import BrokerConfig, load_central_config
 from roadside.central.fleet.sender import Delivery, ReleaseSender, SendSettings
+from roadside.central.store import Store
+from roadside.cli import main as cli_main
 from roadside.config.agent import MqttConfig, UpdateConfig, UplinkConfig
 from roadside.provisioning.release import build_release, create_release_key
 from roadside.release import ReleaseError, load_public_key, open_release
 from roadside.testing.badlink import BadLink, LinkShape
-from roadside.testing.releases import PASSPHRASE, fake_wheel, release_key, synthetic_release
+from roadside.testing.clients import Subscriber
+from roadside.testing.configs import agent_config
+from roadside.testing.releases import (
+    EXITS_AT_START,
+    PASSPHRASE,
+    fake_wheel,
+    release_key,
+    slot_agent,
+    synthetic_release,
+)
+from roadside.testing.unit import ServiceUnit, UnitState, UnitSupervisor
 from roadside.testing.waiting import wait_until
 from roadside.transfer.machine import Ending
+from roadside.wire.topics import STATUS, UPDATE, topic
 from roadside.wire.transfer import pack_chunk, unpack_chunk
-from roadside.wire.update import UpdateState
+from roadside.wire.update import UpdateReport, UpdateState
 
 DEVICE = "junction-07"
 
@@ -41,10 +59,12 @@ def keys(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
     return release_key(tmp_path_factory.mktemp("release-key"))
 
 
-def installed_root(root: Path, work: Path, version: str = "0.9.0") -> Slots:
-    """A box root whose current and stable slot is a synthetic ``version``."""
+def installed_root(
+    root: Path, work: Path, version: str = "0.9.0", main: str = "def main():\n    print('base')\n"
+) -> Slots:
+    """A box root whose current and stable slot is a synthetic ``version`` running ``main``."""
     wheels = work / f"base-{version}"
-    fake_wheel(wheels, version, "def main():\n    print('base')\n")
+    fake_wheel(wheels, version, main)
     slots = Slots(root)
     slots.install(version, wheels)
     slots.switch(version)
@@ -354,3 +374,109 @@ def test_a_tampered_chunk_or_signature_is_refused(keys, broker, tmp_path: Path, 
         report = box.update.outcomes[-1]
         assert report.code == "signature" and "signature does not match" in (report.detail or "")
     assert box.restarts == [] and slots.versions() == ["0.9.0"] and slots.current() == "0.9.0"
+
+
+# -- end to end: the box under its systemd unit, the station's sender and command line -------
+UNIT = Path(__file__).resolve().parents[1] / "systemd" / "roadside-agent.service"
+HEALTH_S = 30.0  # the shortest update.health_s a box takes
+
+
+@dataclass
+class Station:
+    """The station's side of a rollout test: its config, store, accounts and command line."""
+
+    toml: Path
+    port: int
+
+    @classmethod
+    def make(cls, tmp_path: Path, port: int) -> Station:
+        toml = tmp_path / "central.toml"
+        toml.write_text(
+            tomli_w.dumps({"data_dir": str(tmp_path / "central"), "broker": {"port": port}})
+        )
+        store = Store(load_central_config(toml).database_url)
+        Accounts(store.engine).add("admin.le", Role.ADMIN, "admin-password-1")
+        store.close()
+        return cls(toml, port)
+
+    def fleet(self, *args: str) -> tuple[int, str, str]:
+        result = CliRunner().invoke(
+            cli_main, ["fleet", *args, "--config", str(self.toml)], env={ENV_OFFICER: "admin.le"}
+        )
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result.exit_code, result.stdout, result.stderr
+
+
+def box_under_unit(tmp_path: Path, footage: Path, device: str, port: int, public: Path):  # type: ignore[no-untyped-def]
+    """A box root with release 0.9.0 (the real update client) in its slot, its agent.toml,
+    and the unit's commands mapped onto them, not yet started."""
+    root = tmp_path / device / "root"
+    installed_root(root, tmp_path / device, "0.9.0", slot_agent("0.9.0"))
+    toml = tmp_path / device / "agent.toml"
+    doc = agent_config(
+        tmp_path / device,
+        footage / "motorway_overpass.mp4",
+        mqtt={"host": "127.0.0.1", "port": port, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
+        update={
+            "release_key": str(public),
+            "root": str(root),
+            "health_s": HEALTH_S,
+            "confirm_s": 0,
+        },
+    )
+    doc["device"] = device
+    toml.write_text(tomli_w.dumps(doc))
+    paths = {"/opt/roadside": str(root / "opt/roadside"), "/etc/roadside/agent.toml": str(toml)}
+    unit = ServiceUnit.load(UNIT, paths)
+    supervisor = UnitSupervisor(unit, tmp_path / device / "journal.log", tmp_path / device, 0.0)
+    return Slots(root), supervisor
+
+
+@pytest.mark.slow
+def test_a_release_whose_agent_exits_at_start_is_rolled_back_by_the_guard(
+    keys, broker, tmp_path: Path, footage: Path
+) -> None:
+    """Release 1.0.0 exits 1 at every start: the guard (ExecStartPre, from the stable slot)
+    counts three failed starts and switches back; 0.9.0 starts again and reports why."""
+    key, public = keys
+    slots, unit = box_under_unit(tmp_path, footage, DEVICE, broker.port, public)
+    station = Station.make(tmp_path, broker.port)
+    release = synthetic_release(tmp_path, key, "1.0.0", EXITS_AT_START)
+    watch = Subscriber(broker.port, (topic(DEVICE, UPDATE), topic(DEVICE, STATUS)), "watch")
+    reports: list[UpdateReport] = []
+
+    def report(state: UpdateState) -> UpdateReport | None:
+        reports[:] = [
+            UpdateReport.decode(m.payload) for m in watch.messages if m.topic.endswith(UPDATE)
+        ]
+        return next((r for r in reports if r.state is state), None)
+
+    unit.start()
+    sender = ReleaseSender(BrokerConfig(host="127.0.0.1", port=broker.port)).start()
+    try:
+        wait_until(lambda: any(m.topic.endswith(STATUS) for m in watch.messages), 30, "0.9.0 up")
+        sender.send(DEVICE, release, "1.0.0")
+        wait_until(lambda: report(UpdateState.TRIAL), 60, "the switch to 1.0.0")
+        wait_until(lambda: report(UpdateState.ROLLED_BACK), HEALTH_S, "the rollback")
+        code, out, err = station.fleet("status", "--json")
+    finally:
+        sender.stop()
+        unit.stop()
+        watch.close()
+    trial, back = report(UpdateState.TRIAL), report(UpdateState.ROLLED_BACK)
+    assert trial is not None and back is not None, unit.tail()
+    assert back.at - trial.at < HEALTH_S  # the guard, not the deadline
+    assert (back.release, back.running, back.code) == ("1.0.0", "0.9.0", "crashed")
+    why = "release 1.0.0 did not stay up: 3 starts failed (last run: exited with status 1)"
+    assert back.detail == why
+    assert slots.current() == slots.stable() == "0.9.0"
+    assert os.readlink(slots.current_link) == "releases/0.9.0"
+    # systemd's view: the switch (75), three failed starts, then 0.9.0 again until stopped
+    assert [r.status for r in unit.runs] == ["75", "1", "1", "1", "0"], unit.tail()
+    assert unit.state is UnitState.STOPPED
+    # and the station's: `roadside fleet status`
+    assert code == 0, err
+    (row,) = [r for r in json.loads(out) if r["device"] == DEVICE]
+    assert (row["version"], row["update"], row["release"]) == ("0.9.0", "rolled_back", "1.0.0")
+    assert row["update_error"] == f"crashed: {why}"
