@@ -14,6 +14,7 @@ import sys
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +26,14 @@ from roadside.agent.update.service import UpdateService
 from roadside.agent.update.slots import SLOT_MARK, Slots
 from roadside.agent.update.trial import Trial, TrialBook, guard, note_exit
 from roadside.agent.uplink import Uplink
+from roadside.agent.uplink.status import StatusReporter
 from roadside.central.accounts import ENV_OFFICER, Accounts, Role
 from roadside.central.config import BrokerConfig, load_central_config
 from roadside.central.fleet.sender import Delivery, ReleaseSender, SendSettings
 from roadside.central.store import Store
 from roadside.cli import main as cli_main
 from roadside.config.agent import MqttConfig, UpdateConfig, UplinkConfig
+from roadside.errors import ExitCode
 from roadside.provisioning.release import build_release, create_release_key
 from roadside.release import ReleaseError, load_public_key, open_release
 from roadside.testing.badlink import BadLink, LinkShape
@@ -47,7 +50,7 @@ from roadside.testing.releases import (
 from roadside.testing.unit import ServiceUnit, UnitState, UnitSupervisor
 from roadside.testing.waiting import wait_until
 from roadside.transfer.machine import Ending
-from roadside.wire.topics import STATUS, UPDATE, topic
+from roadside.wire.topics import DL, ROOT, STATUS, UPDATE, device_of, topic
 from roadside.wire.transfer import pack_chunk, unpack_chunk
 from roadside.wire.update import UpdateReport, UpdateState
 
@@ -164,13 +167,23 @@ def test_slots_switch_and_prune_keeping_two(keys, tmp_path: Path) -> None:
     assert os.readlink(root / "opt/roadside/current") == "releases/1.1.0"
 
 
+def marked_root(root: Path, *versions: str) -> Slots:
+    """Slots marked complete without a venv, their ``roadside`` a script that starts fine (for
+    code that only reads and moves the links); current and stable on the first."""
+    slots = Slots(root)
+    for version in versions:
+        command = slots.slot(version) / "bin" / "roadside"
+        command.parent.mkdir(parents=True)
+        command.write_text("#!/bin/sh\nexit 0\n")
+        command.chmod(0o755)
+        (slots.slot(version) / SLOT_MARK).write_text("{}")
+    slots.switch(versions[0])
+    slots.mark_stable(versions[0])
+    return slots
+
+
 def test_the_guard_rolls_back_after_its_starts_or_its_deadline(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    for d in ("releases/1.0/", "releases/2.0/"):
-        (root / "opt/roadside" / d).mkdir(parents=True)
-        (root / "opt/roadside" / d / SLOT_MARK).write_text("{}")
-    slots, book = Slots(root), TrialBook(tmp_path / "update")
-    slots.mark_stable("1.0")
+    slots, book = marked_root(tmp_path / "root", "1.0", "2.0"), TrialBook(tmp_path / "update")
     slots.switch("2.0")
     now = time.time()
     book.save_trial(Trial("2.0", "1.0", now, now + 300))
@@ -226,13 +239,23 @@ def test_a_sigkill_in_the_middle_of_an_install_leaves_one_consistent_slot(
 class Box:
     """A box's uplink and update client (no pipeline), against ``port``."""
 
-    def __init__(self, work: Path, port: int, public: Path, root: Path) -> None:
+    def __init__(
+        self,
+        work: Path,
+        port: int,
+        public: Path,
+        root: Path,
+        device: str = DEVICE,
+        running: str = "0.9.0",
+        restart: Callable[[str], None] | None = None,
+    ) -> None:
         self.restarts: list[str] = []
         self.uplink = Uplink(
-            DEVICE,
+            device,
             MqttConfig(host="127.0.0.1", port=port, reconnect_min_s=0.5, reconnect_max_s=2),
             UplinkConfig(),
             work / "data",
+            StatusReporter(running),
             heartbeat=False,
         )
         cfg = UpdateConfig(release_key=str(public), root=str(root), health_s=60, confirm_s=0)
@@ -241,8 +264,8 @@ class Box:
             self.uplink,
             work / "data",
             lambda: (True, "fine"),
-            self.restarts.append,
-            running="0.9.0",
+            restart or self.restarts.append,
+            running=running,
         )
 
     def __enter__(self) -> Box:
@@ -480,3 +503,119 @@ def test_a_release_whose_agent_exits_at_start_is_rolled_back_by_the_guard(
     (row,) = [r for r in json.loads(out) if r["device"] == DEVICE]
     assert (row["version"], row["update"], row["release"]) == ("0.9.0", "rolled_back", "1.0.0")
     assert row["update_error"] == f"crashed: {why}"
+
+
+class RestartingBox:
+    """A box's update client in-process, started again after each restart as its unit does:
+    the real start guard first, then the current slot's command; a release whose command fails
+    has crashed at start (the stop hook notes it, and the guard runs again), one whose command
+    works runs here as the update client of that release."""
+
+    def __init__(self, work: Path, port: int, public: Path, device: str) -> None:
+        self.work, self.port, self.public, self.device = work, port, public, device
+        self.slots = marked_root(work / "root", "0.9.0")
+        self.book = TrialBook(work / "data" / "update")
+        self.reports: list[UpdateReport] = []  # every report of every run, in order
+        self.box: Box | None = None
+        self._restarting: threading.Thread | None = None
+        self._start("0.9.0")
+
+    def _start(self, version: str) -> None:
+        self.box = Box(
+            self.work, self.port, self.public, self.work / "root", self.device, version, self._ask
+        )
+        self.box.__enter__()
+
+    def _ask(self, why: str) -> None:  # on the box's update thread: restart from another
+        self._restarting = threading.Thread(target=self._restart, daemon=True)
+        self._restarting.start()
+
+    def _restart(self) -> None:
+        self.stop()
+        while True:
+            guard(self.slots, self.book, max_starts=3)
+            current = self.slots.current()
+            assert current is not None
+            ran = subprocess.run([str(self.slots.slot(current) / "bin/roadside")], check=False)
+            if ran.returncode == 0:
+                self._start(current)
+                return
+            exit_env = {"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited"}
+            note_exit(self.book, {**exit_env, "EXIT_STATUS": str(ran.returncode)})
+
+    def stop(self) -> None:
+        if self.box is not None:
+            self.box.__exit__()
+            self.reports += self.box.update.outcomes
+            self.box = None
+
+    def all_reports(self) -> list[UpdateReport]:
+        return self.reports + (self.box.update.outcomes if self.box is not None else [])
+
+
+def rollout_args(version: str, release: Path) -> list[str]:
+    devices = ["--devices", "a,b,c", "--canary", "1", "--timeout", "60"]
+    return ["update", version, *devices, "--release", str(release)]
+
+
+@pytest.fixture
+def fleet_of_three(keys, broker, tmp_path: Path):  # type: ignore[no-untyped-def]
+    _key, public = keys
+    boxes = [RestartingBox(tmp_path / d, broker.port, public, d) for d in ("a", "b", "c")]
+    try:
+        for b in boxes:
+            assert b.box is not None and b.box.uplink.client.wait_connected(30)
+        yield boxes
+    finally:
+        for b in boxes:
+            b.stop()
+
+
+@pytest.mark.slow
+def test_a_canary_that_rolls_back_stops_the_rollout(
+    keys, broker, tmp_path: Path, fleet_of_three: list[RestartingBox]
+) -> None:
+    key, _public = keys
+    a, b, c = fleet_of_three
+    station = Station.make(tmp_path, broker.port)
+    release = synthetic_release(tmp_path, key, "1.0.0", EXITS_AT_START)
+    offers = Subscriber(broker.port, (f"{ROOT}/+/{DL}/#",), "watch-offers")
+    try:
+        code, out, err = station.fleet(*rollout_args("1.0.0", release))
+    finally:
+        offers.close()
+    why = "release 1.0.0 did not stay up: 3 starts failed (last run: exited with status 1)"
+    assert code == ExitCode.FAILED, (out, err)
+    assert f"a: rolled_back ({why})" in out.splitlines()
+    assert "stopped: canary a rolled_back" in err
+    assert out.splitlines()[1:] == [f"{d}: not_offered (a canary was not healthy)" for d in "bc"]
+    assert [r.state for r in a.all_reports()][-1] is UpdateState.ROLLED_BACK
+    assert a.slots.current() == "0.9.0"
+    # b and c never got the release: not a message on their dl/ topics, nothing reported
+    assert {device_of(m.topic) for m in offers.messages} == {"a"}
+    for box in (b, c):
+        assert [r for r in box.all_reports() if r.release == "1.0.0"] == []
+        assert box.slots.versions() == ["0.9.0"]
+
+
+@pytest.mark.slow
+def test_the_rest_are_offered_a_release_only_once_the_canary_is_healthy(
+    keys, broker, tmp_path: Path, fleet_of_three: list[RestartingBox]
+) -> None:
+    key, _public = keys
+    a, b, c = fleet_of_three
+    station = Station.make(tmp_path, broker.port)
+    release = synthetic_release(tmp_path, key, "1.1.0")
+    code, out, err = station.fleet(*rollout_args("1.1.0", release))
+    assert code == ExitCode.OK, (out, err)
+    assert sorted(ln.split(" ")[:2] for ln in out.splitlines()) == [
+        ["a:", "healthy"],
+        ["b:", "healthy"],
+        ["c:", "healthy"],
+    ]
+    # the canary's healthy report comes before the others hear of the release at all
+    (healthy,) = [r for r in a.all_reports() if r.state is UpdateState.HEALTHY]
+    for box in (b, c):
+        first = next(r for r in box.all_reports() if r.release == "1.1.0")
+        assert first.state is UpdateState.DOWNLOADING and first.at >= healthy.at
+        assert box.slots.current() == box.slots.stable() == "1.1.0"
