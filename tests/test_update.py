@@ -1,7 +1,9 @@
 """Software updates: signed releases, slots, the trial, and the station -> box download.
 
 Installs go into temporary roots (``update.root``); releases are small synthetic ones (a
-made-up roadside wheel) except where a real agent must run (test_update_agent.py).
+made-up roadside wheel). End to end, a box runs under its systemd unit's own commands
+(roadside.testing.unit) with the real update client as its slot's agent
+(roadside.testing.slotagent), and the station's side is the real ``roadside fleet``.
 """
 
 from __future__ import annotations
