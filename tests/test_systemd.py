@@ -21,6 +21,7 @@ import tomli_w
 from roadside.config.agent import AgentConfig, WatchdogConfig
 from roadside.errors import ExitCode
 from roadside.testing.configs import agent_config
+from roadside.testing.unit import seconds, unit_keys
 from roadside.testing.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,29 +30,6 @@ ROADSIDE = Path(sys.executable).with_name("roadside")
 INSTALLED = "/opt/roadside/current/bin/roadside"  # a box runs its current release slot
 STABLE = "/opt/roadside/stable/bin/roadside"  # the start guard and stop hook run from here
 STATION = "/opt/roadside/bin/roadside"  # the station's own install
-
-
-def unit_keys(path: Path) -> dict[str, dict[str, list[str]]]:
-    """Sections -> key -> values (systemd allows a key more than once)."""
-    sections: dict[str, dict[str, list[str]]] = {}
-    current: dict[str, list[str]] = {}
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("["):
-            current = sections.setdefault(line.strip("[]"), {})
-            continue
-        key, _, value = line.partition("=")
-        current.setdefault(key.strip(), []).append(value.strip())
-    return sections
-
-
-def seconds(value: str) -> float:
-    units = {"": 1, "s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600, "ms": 0.001}
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([a-z]*)", value)
-    assert match, value
-    return float(match.group(1)) * units[match.group(2)]
 
 
 def verify(unit: Path, tmp_path: Path) -> subprocess.CompletedProcess:

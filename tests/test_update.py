@@ -1,11 +1,14 @@
 """Software updates: signed releases, slots, the trial, and the station -> box download.
 
 Installs go into temporary roots (``update.root``); releases are small synthetic ones (a
-made-up roadside wheel) except where a real agent must run (test_update_agent.py).
+made-up roadside wheel). End to end, a box runs under its systemd unit's own commands
+(roadside.testing.unit) with the real update client as its slot's agent
+(roadside.testing.slotagent), and the station's side is the real ``roadside fleet``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,25 +16,45 @@ import sys
 import tarfile
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import tomli_w
+from click.testing import CliRunner
 
 from roadside.agent.update.service import UpdateService
 from roadside.agent.update.slots import SLOT_MARK, Slots
 from roadside.agent.update.trial import Trial, TrialBook, guard, note_exit
 from roadside.agent.uplink import Uplink
-from roadside.central.config import BrokerConfig
+from roadside.agent.uplink.status import StatusReporter
+from roadside.central.accounts import ENV_OFFICER, Accounts, Role
+from roadside.central.config import BrokerConfig, load_central_config
 from roadside.central.fleet.sender import Delivery, ReleaseSender, SendSettings
+from roadside.central.store import Store
+from roadside.cli import main as cli_main
 from roadside.config.agent import MqttConfig, UpdateConfig, UplinkConfig
+from roadside.errors import ExitCode
 from roadside.provisioning.release import build_release, create_release_key
 from roadside.release import ReleaseError, load_public_key, open_release
 from roadside.testing.badlink import BadLink, LinkShape
-from roadside.testing.releases import PASSPHRASE, fake_wheel, release_key, synthetic_release
+from roadside.testing.clients import Subscriber
+from roadside.testing.configs import agent_config
+from roadside.testing.releases import (
+    EXITS_AT_START,
+    PASSPHRASE,
+    fake_wheel,
+    release_key,
+    slot_agent,
+    synthetic_release,
+)
+from roadside.testing.unit import ServiceUnit, UnitState, UnitSupervisor
 from roadside.testing.waiting import wait_until
 from roadside.transfer.machine import Ending
+from roadside.wire.topics import DL, ROOT, STATUS, UPDATE, device_of, topic
 from roadside.wire.transfer import pack_chunk, unpack_chunk
-from roadside.wire.update import UpdateState
+from roadside.wire.update import UpdateReport, UpdateState
 
 DEVICE = "junction-07"
 
@@ -41,10 +64,12 @@ def keys(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
     return release_key(tmp_path_factory.mktemp("release-key"))
 
 
-def installed_root(root: Path, work: Path, version: str = "0.9.0") -> Slots:
-    """A box root whose current and stable slot is a synthetic ``version``."""
+def installed_root(
+    root: Path, work: Path, version: str = "0.9.0", main: str = "def main():\n    print('base')\n"
+) -> Slots:
+    """A box root whose current and stable slot is a synthetic ``version`` running ``main``."""
     wheels = work / f"base-{version}"
-    fake_wheel(wheels, version, "def main():\n    print('base')\n")
+    fake_wheel(wheels, version, main)
     slots = Slots(root)
     slots.install(version, wheels)
     slots.switch(version)
@@ -144,13 +169,23 @@ def test_slots_switch_and_prune_keeping_two(keys, tmp_path: Path) -> None:
     assert os.readlink(root / "opt/roadside/current") == "releases/1.1.0"
 
 
+def marked_root(root: Path, *versions: str) -> Slots:
+    """Slots marked complete without a venv, their ``roadside`` a script that starts fine (for
+    code that only reads and moves the links); current and stable on the first."""
+    slots = Slots(root)
+    for version in versions:
+        command = slots.slot(version) / "bin" / "roadside"
+        command.parent.mkdir(parents=True)
+        command.write_text("#!/bin/sh\nexit 0\n")
+        command.chmod(0o755)
+        (slots.slot(version) / SLOT_MARK).write_text("{}")
+    slots.switch(versions[0])
+    slots.mark_stable(versions[0])
+    return slots
+
+
 def test_the_guard_rolls_back_after_its_starts_or_its_deadline(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    for d in ("releases/1.0/", "releases/2.0/"):
-        (root / "opt/roadside" / d).mkdir(parents=True)
-        (root / "opt/roadside" / d / SLOT_MARK).write_text("{}")
-    slots, book = Slots(root), TrialBook(tmp_path / "update")
-    slots.mark_stable("1.0")
+    slots, book = marked_root(tmp_path / "root", "1.0", "2.0"), TrialBook(tmp_path / "update")
     slots.switch("2.0")
     now = time.time()
     book.save_trial(Trial("2.0", "1.0", now, now + 300))
@@ -206,13 +241,23 @@ def test_a_sigkill_in_the_middle_of_an_install_leaves_one_consistent_slot(
 class Box:
     """A box's uplink and update client (no pipeline), against ``port``."""
 
-    def __init__(self, work: Path, port: int, public: Path, root: Path) -> None:
+    def __init__(
+        self,
+        work: Path,
+        port: int,
+        public: Path,
+        root: Path,
+        device: str = DEVICE,
+        running: str = "0.9.0",
+        restart: Callable[[str], None] | None = None,
+    ) -> None:
         self.restarts: list[str] = []
         self.uplink = Uplink(
-            DEVICE,
+            device,
             MqttConfig(host="127.0.0.1", port=port, reconnect_min_s=0.5, reconnect_max_s=2),
             UplinkConfig(),
             work / "data",
+            StatusReporter(running),
             heartbeat=False,
         )
         cfg = UpdateConfig(release_key=str(public), root=str(root), health_s=60, confirm_s=0)
@@ -221,8 +266,8 @@ class Box:
             self.uplink,
             work / "data",
             lambda: (True, "fine"),
-            self.restarts.append,
-            running="0.9.0",
+            restart or self.restarts.append,
+            running=running,
         )
 
     def __enter__(self) -> Box:
@@ -354,3 +399,225 @@ def test_a_tampered_chunk_or_signature_is_refused(keys, broker, tmp_path: Path, 
         report = box.update.outcomes[-1]
         assert report.code == "signature" and "signature does not match" in (report.detail or "")
     assert box.restarts == [] and slots.versions() == ["0.9.0"] and slots.current() == "0.9.0"
+
+
+# -- end to end: the box under its systemd unit, the station's sender and command line -------
+UNIT = Path(__file__).resolve().parents[1] / "systemd" / "roadside-agent.service"
+HEALTH_S = 30.0  # the shortest update.health_s a box takes
+
+
+@dataclass
+class Station:
+    """The station's side of a rollout test: its config, store, accounts and command line."""
+
+    toml: Path
+    port: int
+
+    @classmethod
+    def make(cls, tmp_path: Path, port: int) -> Station:
+        toml = tmp_path / "central.toml"
+        toml.write_text(
+            tomli_w.dumps({"data_dir": str(tmp_path / "central"), "broker": {"port": port}})
+        )
+        store = Store(load_central_config(toml).database_url)
+        Accounts(store.engine).add("admin.le", Role.ADMIN, "admin-password-1")
+        store.close()
+        return cls(toml, port)
+
+    def fleet(self, *args: str) -> tuple[int, str, str]:
+        result = CliRunner().invoke(
+            cli_main, ["fleet", *args, "--config", str(self.toml)], env={ENV_OFFICER: "admin.le"}
+        )
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result.exit_code, result.stdout, result.stderr
+
+
+def box_under_unit(tmp_path: Path, footage: Path, device: str, port: int, public: Path):  # type: ignore[no-untyped-def]
+    """A box root with release 0.9.0 (the real update client) in its slot, its agent.toml,
+    and the unit's commands mapped onto them, not yet started."""
+    root = tmp_path / device / "root"
+    installed_root(root, tmp_path / device, "0.9.0", slot_agent("0.9.0"))
+    toml = tmp_path / device / "agent.toml"
+    doc = agent_config(
+        tmp_path / device,
+        footage / "motorway_overpass.mp4",
+        mqtt={"host": "127.0.0.1", "port": port, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
+        update={
+            "release_key": str(public),
+            "root": str(root),
+            "health_s": HEALTH_S,
+            "confirm_s": 0,
+        },
+    )
+    doc["device"] = device
+    toml.write_text(tomli_w.dumps(doc))
+    paths = {"/opt/roadside": str(root / "opt/roadside"), "/etc/roadside/agent.toml": str(toml)}
+    unit = ServiceUnit.load(UNIT, paths)
+    supervisor = UnitSupervisor(unit, tmp_path / device / "journal.log", tmp_path / device, 0.0)
+    return Slots(root), supervisor
+
+
+@pytest.mark.slow
+def test_a_release_whose_agent_exits_at_start_is_rolled_back_by_the_guard(
+    keys, broker, tmp_path: Path, footage: Path
+) -> None:
+    """Release 1.0.0 exits 1 at every start: the guard (ExecStartPre, from the stable slot)
+    counts three failed starts and switches back; 0.9.0 starts again and reports why."""
+    key, public = keys
+    slots, unit = box_under_unit(tmp_path, footage, DEVICE, broker.port, public)
+    station = Station.make(tmp_path, broker.port)
+    release = synthetic_release(tmp_path, key, "1.0.0", EXITS_AT_START)
+    watch = Subscriber(broker.port, (topic(DEVICE, UPDATE), topic(DEVICE, STATUS)), "watch")
+    reports: list[UpdateReport] = []
+
+    def report(state: UpdateState) -> UpdateReport | None:
+        reports[:] = [
+            UpdateReport.decode(m.payload) for m in watch.messages if m.topic.endswith(UPDATE)
+        ]
+        return next((r for r in reports if r.state is state), None)
+
+    unit.start()
+    sender = ReleaseSender(BrokerConfig(host="127.0.0.1", port=broker.port)).start()
+    try:
+        wait_until(lambda: any(m.topic.endswith(STATUS) for m in watch.messages), 30, "0.9.0 up")
+        sender.send(DEVICE, release, "1.0.0")
+        wait_until(lambda: report(UpdateState.TRIAL), 60, "the switch to 1.0.0")
+        wait_until(lambda: report(UpdateState.ROLLED_BACK), HEALTH_S, "the rollback")
+        code, out, err = station.fleet("status", "--json")
+    finally:
+        sender.stop()
+        unit.stop()
+        watch.close()
+    trial, back = report(UpdateState.TRIAL), report(UpdateState.ROLLED_BACK)
+    assert trial is not None and back is not None, unit.tail()
+    assert back.at - trial.at < HEALTH_S  # the guard, not the deadline
+    assert (back.release, back.running, back.code) == ("1.0.0", "0.9.0", "crashed")
+    why = "release 1.0.0 did not stay up: 3 starts failed (last run: exited with status 1)"
+    assert back.detail == why
+    assert slots.current() == slots.stable() == "0.9.0"
+    assert os.readlink(slots.current_link) == "releases/0.9.0"
+    # systemd's view: the switch (75), three failed starts, then 0.9.0 again until stopped
+    assert [r.status for r in unit.runs] == ["75", "1", "1", "1", "0"], unit.tail()
+    assert unit.state is UnitState.STOPPED
+    # and the station's: `roadside fleet status`
+    assert code == 0, err
+    (row,) = [r for r in json.loads(out) if r["device"] == DEVICE]
+    assert (row["version"], row["update"], row["release"]) == ("0.9.0", "rolled_back", "1.0.0")
+    assert row["update_error"] == f"crashed: {why}"
+
+
+class RestartingBox:
+    """A box's update client in-process, started again after each restart as its unit does:
+    the real start guard first, then the current slot's command; a release whose command fails
+    has crashed at start (the stop hook notes it, and the guard runs again), one whose command
+    works runs here as the update client of that release."""
+
+    def __init__(self, work: Path, port: int, public: Path, device: str) -> None:
+        self.work, self.port, self.public, self.device = work, port, public, device
+        self.slots = marked_root(work / "root", "0.9.0")
+        self.book = TrialBook(work / "data" / "update")
+        self.reports: list[UpdateReport] = []  # every report of every run, in order
+        self.box: Box | None = None
+        self._restarting: threading.Thread | None = None
+        self._start("0.9.0")
+
+    def _start(self, version: str) -> None:
+        self.box = Box(
+            self.work, self.port, self.public, self.work / "root", self.device, version, self._ask
+        )
+        self.box.__enter__()
+
+    def _ask(self, why: str) -> None:  # on the box's update thread: restart from another
+        self._restarting = threading.Thread(target=self._restart, daemon=True)
+        self._restarting.start()
+
+    def _restart(self) -> None:
+        self.stop()
+        while True:
+            guard(self.slots, self.book, max_starts=3)
+            current = self.slots.current()
+            assert current is not None
+            ran = subprocess.run([str(self.slots.slot(current) / "bin/roadside")], check=False)
+            if ran.returncode == 0:
+                self._start(current)
+                return
+            exit_env = {"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited"}
+            note_exit(self.book, {**exit_env, "EXIT_STATUS": str(ran.returncode)})
+
+    def stop(self) -> None:
+        if self.box is not None:
+            self.box.__exit__()
+            self.reports += self.box.update.outcomes
+            self.box = None
+
+    def all_reports(self) -> list[UpdateReport]:
+        return self.reports + (self.box.update.outcomes if self.box is not None else [])
+
+
+def rollout_args(version: str, release: Path) -> list[str]:
+    devices = ["--devices", "a,b,c", "--canary", "1", "--timeout", "60"]
+    return ["update", version, *devices, "--release", str(release)]
+
+
+@pytest.fixture
+def fleet_of_three(keys, broker, tmp_path: Path):  # type: ignore[no-untyped-def]
+    _key, public = keys
+    boxes = [RestartingBox(tmp_path / d, broker.port, public, d) for d in ("a", "b", "c")]
+    try:
+        for b in boxes:
+            assert b.box is not None and b.box.uplink.client.wait_connected(30)
+        yield boxes
+    finally:
+        for b in boxes:
+            b.stop()
+
+
+@pytest.mark.slow
+def test_a_canary_that_rolls_back_stops_the_rollout(
+    keys, broker, tmp_path: Path, fleet_of_three: list[RestartingBox]
+) -> None:
+    key, _public = keys
+    a, b, c = fleet_of_three
+    station = Station.make(tmp_path, broker.port)
+    release = synthetic_release(tmp_path, key, "1.0.0", EXITS_AT_START)
+    offers = Subscriber(broker.port, (f"{ROOT}/+/{DL}/#",), "watch-offers")
+    try:
+        code, out, err = station.fleet(*rollout_args("1.0.0", release))
+    finally:
+        offers.close()
+    why = "release 1.0.0 did not stay up: 3 starts failed (last run: exited with status 1)"
+    assert code == ExitCode.FAILED, (out, err)
+    assert f"a: rolled_back ({why})" in out.splitlines()
+    assert "stopped: canary a rolled_back" in err
+    assert out.splitlines()[1:] == [f"{d}: not_offered (a canary was not healthy)" for d in "bc"]
+    assert [r.state for r in a.all_reports()][-1] is UpdateState.ROLLED_BACK
+    assert a.slots.current() == "0.9.0"
+    # b and c never got the release: not a message on their dl/ topics, nothing reported
+    assert {device_of(m.topic) for m in offers.messages} == {"a"}
+    for box in (b, c):
+        assert [r for r in box.all_reports() if r.release == "1.0.0"] == []
+        assert box.slots.versions() == ["0.9.0"]
+
+
+@pytest.mark.slow
+def test_the_rest_are_offered_a_release_only_once_the_canary_is_healthy(
+    keys, broker, tmp_path: Path, fleet_of_three: list[RestartingBox]
+) -> None:
+    key, _public = keys
+    a, b, c = fleet_of_three
+    station = Station.make(tmp_path, broker.port)
+    release = synthetic_release(tmp_path, key, "1.1.0")
+    code, out, err = station.fleet(*rollout_args("1.1.0", release))
+    assert code == ExitCode.OK, (out, err)
+    assert sorted(ln.split(" ")[:2] for ln in out.splitlines()) == [
+        ["a:", "healthy"],
+        ["b:", "healthy"],
+        ["c:", "healthy"],
+    ]
+    # the canary's healthy report comes before the others hear of the release at all
+    (healthy,) = [r for r in a.all_reports() if r.state is UpdateState.HEALTHY]
+    for box in (b, c):
+        first = next(r for r in box.all_reports() if r.release == "1.1.0")
+        assert first.state is UpdateState.DOWNLOADING and first.at >= healthy.at
+        assert box.slots.current() == box.slots.stable() == "1.1.0"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import zipfile
 from pathlib import Path
 
@@ -45,6 +46,16 @@ def fake_wheel(wheelhouse: Path, version: str, main: str, filler: int = 0) -> Pa
 
 EXITS_AT_START = "import sys\n\ndef main():\n    print('broken release')\n    sys.exit(1)\n"
 SAYS_HELLO = "def main():\n    print('roadside from the release')\n"
+
+
+def slot_agent(version: str) -> str:
+    """A ``main()`` that hands the slot's ``roadside`` command over to the box's real update
+    client (roadside.testing.slotagent) as release ``version``, in the tests' interpreter."""
+    return (
+        "import os\nimport sys\n\n\ndef main():\n"
+        f"    py = {sys.executable!r}\n"
+        f"    os.execv(py, [py, '-m', 'roadside.testing.slotagent', {version!r}, *sys.argv[1:]])\n"
+    )
 
 
 def synthetic_release(
