@@ -12,13 +12,20 @@ from rich.table import Table
 
 from roadside import logs
 from roadside.agent.cli_options import config_option
+from roadside.cli_base import LazyGroup
 from roadside.config.agent import load_config
 from roadside.errors import ExitCode
 
 log = logging.getLogger(__name__)
 
 
-@click.group()
+@click.group(
+    cls=LazyGroup,
+    lazy={
+        "recordings": "roadside.agent.recording.cli:recordings",
+        "clip": "roadside.agent.recording.cli:clip",
+    },
+)
 def agent() -> None:
     """The on-box agent: run, check."""
 
@@ -147,13 +154,3 @@ def upload(config_path: Path, path: Path | None, timeout: float | None) -> None:
         click.echo(f"{rec.xid} {rec.name} {rec.size} bytes sha256 {rec.sha256}: {outcome}")
     if not ended or any(rec.state != "done" for rec in ended):
         sys.exit(ExitCode.FAILED)
-
-
-def _add_recording_commands() -> None:
-    from roadside.agent.recording.cli import clip, recordings
-
-    agent.add_command(recordings)
-    agent.add_command(clip)
-
-
-_add_recording_commands()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-
 import click
 
 from roadside import __version__, logs
-from roadside.cli_base import RoadsideGroup
+from roadside.cli_base import LazyGroup
 
 #: Every command, by the module that defines it. A command's module is imported only when that
 #: command runs, so ``roadside agent run`` on a box does not load the station's database and web
@@ -28,23 +26,7 @@ COMMANDS = {
 }
 
 
-class LazyGroup(RoadsideGroup):
-    """The main group: lists ``COMMANDS`` by name and imports one when it is asked for."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        where = COMMANDS.get(cmd_name)
-        if where is None:
-            return None
-        module, attr = where.split(":")
-        command = getattr(importlib.import_module(module), attr)
-        assert isinstance(command, click.Command), where
-        return command
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="roadside")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (debug).")
 @click.option(

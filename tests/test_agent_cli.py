@@ -210,10 +210,15 @@ def test_every_command_has_help() -> None:
 
 def test_every_listed_command_loads_under_its_own_name() -> None:
     """The main group imports a command only when asked: each name must lead to its command."""
-    from roadside.cli import COMMANDS, main
+    from roadside.agent.cli import agent
+    from roadside.cli import main
 
-    ctx = click.Context(main)
-    for name in COMMANDS:
-        command = main.get_command(ctx, name)
-        assert command is not None and command.name == name, name
-    assert main.get_command(ctx, "no-such-command") is None
+    for group in (main, agent):
+        ctx = click.Context(group)
+        for name in group.lazy:
+            command = group.get_command(ctx, name)
+            assert command is not None and command.name == name, name
+        assert group.get_command(ctx, "no-such-command") is None
+    assert {"run", "check", "update-guard", "recordings", "clip"} <= set(
+        agent.list_commands(click.Context(agent))
+    )
