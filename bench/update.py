@@ -164,14 +164,17 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         sender.connected.wait(10)
         ended: dict[str, Delivery] = {}
         up0 = {n: links[n].up_seconds() for n in names}
+        cuts0 = {n: links[n].stats.cuts for n in names}
         t0 = time.monotonic()
         downloaded: dict[str, float] = {}
         up_s: dict[str, float] = {}
+        cuts: dict[str, int] = {}
 
         def on_finished(d: Delivery) -> None:
             ended[d.device] = d
             downloaded[d.device] = time.monotonic() - t0
             up_s[d.device] = links[d.device].up_seconds() - up0[d.device]
+            cuts[d.device] = links[d.device].stats.cuts - cuts0[d.device]
 
         sender.on_finished.append(on_finished)
         for name in names:
@@ -210,6 +213,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
             "took": downloaded.get(name, float("nan")),
             "ratio": size / (rate * up_s[name]) if ok and up_s.get(name) else 0.0,
             "resent": d.chunks_resent if d else 0,
+            "cuts": cuts.get(name, 0),
             "state": f"agent restarted into it (exit {agent_exit})"
             if name not in clients
             else (
@@ -248,8 +252,9 @@ def main() -> None:
     print(f"release: {r['size']} bytes; at the link rate {ideal:.0f} s per box")
     for name, b in r["boxes"].items():
         print(
-            f"  {name}: {'done' if b['ok'] else 'FAILED'} in {b['took']:.0f} s, goodput ratio "
-            f"{b['ratio']:.3f}, chunks sent again {b['resent']}; {b['state']}"
+            f"  {name}: {'done' if b['ok'] else 'FAILED'} in {b['took']:.0f} s across "
+            f"{b['cuts']} cuts, goodput ratio {b['ratio']:.3f}, chunks sent again "
+            f"{b['resent']}; {b['state']}"
         )
     ratios = [b["ratio"] for b in r["boxes"].values()]
     print(

@@ -175,6 +175,30 @@ def test_a_window_lost_with_the_link_goes_again_only_where_the_answer_says() -> 
     assert m.fraction == 3 / CHUNKS
 
 
+def test_chunks_sent_before_an_answered_init_and_not_held_go_again_at_once() -> None:
+    """The first init and window reached a broker where the receiver had not subscribed yet:
+    the answer to the second init holds none of them, so they go again now, not after the
+    ack timeout. Chunks sent after the answered init may still be on their way: they stay."""
+    m = make()
+    first = send_all(m, 0.0)
+    assert inits_of(first) == [1] and chunks_of(first) == [0, 1, 2, 3]
+    for _offer, token in first:
+        m.delivered(token)  # the broker took them all (and dropped them)
+    due = m.hello.due
+    assert send_all(m, due - 0.01) == []  # the window is full, the second init not due
+    second = send_all(m, due)
+    assert inits_of(second) == [2] and chunks_of(second) == []
+    m.answered(Holdings(0, (), q=2), due + 0.5)
+    assert m.phase is Phase.SEND
+    offers = [o for o, _t in send_all(m, due + 0.5) if isinstance(o, SendChunk)]
+    assert [(o.index, o.again) for o in offers] == [(0, True), (1, True), (2, True), (3, True)]
+
+    later = make(window=6)
+    send_all(later, 0.0)  # init 1, then chunks 0-5
+    later.answered(Holdings(2, (), q=1), 1.0)  # 0 and 1 came before init 1; 2-5 followed it
+    assert chunks_of(send_all(later, 1.0)) == [6, 7] and later.window.retx == []
+
+
 def test_a_window_nobody_acknowledges_is_asked_about_after_the_timeout() -> None:
     m, _tokens = sending()
     assert m.tick(TIMEOUT, 100.0) == []  # 29.9 s after the last word: not yet

@@ -31,6 +31,11 @@ While asking (ASK, ASK_AND_SEND) the init goes out, and again after a wait from
 ``roadside.backoff.Backoff`` (doubling, with jitter) while unanswered; in ASK nothing else is
 sent, in ASK_AND_SEND chunks never sent go meanwhile. Chunks that were out when the link
 dropped are in limbo: they go again only if the answer says they are missing.
+
+One publisher's messages reach the receiver in the order they were sent, so the answer to
+an init covers every chunk sent before that init: one of them the answer does not hold was
+lost on the way (e.g. the broker dropped it, as the receiver had not subscribed yet) and goes
+again at once, rather than after ``ack_timeout_s`` of silence.
 """
 
 from __future__ import annotations
@@ -204,6 +209,7 @@ class Hello:
 
     backoff: Backoff  # waits between unanswered inits
     q: int = 0  # number of the latest init sent; an answer echoing it ends the asking
+    seq: int = 0  # the window's last chunk sequence number when that init went out
     in_flight: bool = False  # handed to the link, the broker has not taken it yet
     due: float = 0.0  # monotonic: the next init may go then
     heard_at: float = 0.0  # monotonic: the receiver's last word
@@ -270,7 +276,7 @@ class SendMachine:
         """``offer`` went to the link now."""
         if isinstance(offer, SendInit):
             hello = self.hello
-            hello.q, hello.in_flight = offer.q, True
+            hello.q, hello.in_flight, hello.seq = offer.q, True, self.window.seq
             hello.due = now + hello.backoff.next()
             return InitToken(offer.q)
         self.revision += 1
@@ -318,8 +324,10 @@ class SendMachine:
         self.hello.heard_at = now
         newest = self._take_holdings(holdings)
         self.window.lost_before(newest)
-        if self.phase.asking and holdings.q is not None and holdings.q == self.hello.q:
-            self._send_phase()
+        if holdings.q is not None and holdings.q == self.hello.q:
+            self.window.lost_before(self.hello.seq + 1)  # sent before the init, not held
+            if self.phase.asking:
+                self._send_phase()
         self.revision += 1
         return self._progress(now)
 
