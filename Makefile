@@ -44,8 +44,9 @@ typecheck: setup
 	for d in agent central models provisioning; do ln -s $(CURDIR)/$$d $(TYPECHECK)/roadside/$$d; done
 	cd $(TYPECHECK) && $(abspath $(VENV))/bin/mypy --config-file $(CURDIR)/pyproject.toml roadside
 
-# Every benchmark in turn (about 15 minutes; the soak has its own target). The clip cut is
-# compared against the ffmpeg command when it is installed (apt-get install ffmpeg).
+# Every benchmark in turn (about 40 minutes, the release to 20 boxes the longest; the soak
+# has its own target). The clip cut is compared against the ffmpeg command when it is
+# installed (apt-get install ffmpeg).
 bench: setup
 	$(PY) bench/pipeline.py
 	$(PY) bench/accuracy.py
@@ -54,6 +55,7 @@ bench: setup
 	$(PY) bench/clips.py
 	$(PY) bench/ingest.py
 	$(PY) bench/console.py
+	$(PY) bench/update.py
 
 # The mountain-link soak (about 11 minutes): chaos against the whole system, docs/reliability.md.
 soak: setup
