@@ -125,7 +125,12 @@ class ReceiverConfig(Section):
         "signed by a box certificate it issued. Unset: every upload is refused.",
     )
     crl: str | None = Field(
-        None, description="The CA's revocation list (provisioning's crl.pem), read at start."
+        None,
+        description="The CA's revocation list (provisioning's crl.pem), read again when it "
+        "changes: a revoked box is refused from its next upload on.",
+    )
+    crl_check_s: float = Field(
+        5.0, ge=0, le=3600, description="How often the list's file is looked at for a change, s."
     )
     max_deadline_h: float = Field(
         48.0, gt=0, le=30 * 24, description="A box's upload deadline counts up to this, hours."
