@@ -78,6 +78,13 @@ class IngestConfig(Section):
         description="Messages the broker may send before the worker "
         "acknowledges them (they are acknowledged once stored).",
     )
+    rejects_per_box: int = Field(
+        1000,
+        ge=0,
+        le=1_000_000,
+        description="Refused messages kept whole per box, the newest (about 5 KB each); older "
+        "ones are only counted.",
+    )
 
     receiver: bool = Field(
         True,
