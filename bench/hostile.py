@@ -689,8 +689,7 @@ class HostileSoak:
         t = self.hostile.tally
         effects["messages of another box it received"] += t.stolen
         effects["refused things the broker let through"] += sum(t.let_through.values())
-        rejects = self._rows(T.rejects)
-        by_box = Counter(r["topic"].split("/")[2] for r in rejects)
+        by_box = Counter({r["device"]: r["total"] for r in self._rows(T.reject_counts)})
         dup = 0
         with self.service.store.engine.connect() as conn:
             for table in (T.events, T.counts, T.health):

@@ -78,6 +78,13 @@ class IngestConfig(Section):
         description="Messages the broker may send before the worker "
         "acknowledges them (they are acknowledged once stored).",
     )
+    rejects_per_box: int = Field(
+        1000,
+        ge=0,
+        le=1_000_000,
+        description="Refused messages kept whole per box, the newest (about 5 KB each); older "
+        "ones are only counted.",
+    )
 
     receiver: bool = Field(
         True,
@@ -125,7 +132,12 @@ class ReceiverConfig(Section):
         "signed by a box certificate it issued. Unset: every upload is refused.",
     )
     crl: str | None = Field(
-        None, description="The CA's revocation list (provisioning's crl.pem), read at start."
+        None,
+        description="The CA's revocation list (provisioning's crl.pem), read again when it "
+        "changes: a revoked box is refused from its next upload on.",
+    )
+    crl_check_s: float = Field(
+        5.0, ge=0, le=3600, description="How often the list's file is looked at for a change, s."
     )
     max_deadline_h: float = Field(
         48.0, gt=0, le=30 * 24, description="A box's upload deadline counts up to this, hours."

@@ -98,7 +98,7 @@ class IngestWorker:
         self._stop = threading.Event()
         self._inbox: queue.Queue[Inbound] = queue.Queue()
         self._epoch = 0
-        self._writer = store.writer()
+        self._writer = store.writer(cfg.ingest.rejects_per_box)
         self._client = make_client(cfg.broker, self.client_id, manual_ack=True)
         self._reconnects = ReconnectWaits(self._client)
         self._client.on_connect = self._on_connect

@@ -3,7 +3,8 @@
 The reassembly itself (chunks, acks, the sha256 check, resuming) is the shared
 ``roadside.transfer.receiver.TransferReceiver``; the box runs the same one for releases.
 Here a new upload is admitted only when it is signed by the box it comes from (its device
-certificate chains to the device CA and is not revoked: roadside/evidence.py) and the
+certificate chains to the device CA and is not revoked: roadside/evidence.py, with the
+revocation list read again when it changes: revocation.py) and the
 station asked that box for it, or it is a picture within the box's daily quota of unasked
 ones. A finished file moves to ``<files_dir>/<device>/<YYYY-MM-DD>/<name>`` (the day it
 arrived, by the station's clock) with its signed manifest beside it
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from roadside.central.config import CentralConfig
+from roadside.central.revocation import WatchedTrust
 from roadside.central.store import Store
 from roadside.evidence import (
     EvidenceError,
@@ -85,12 +87,13 @@ class UploadPolicy:
     """Which new uploads the station takes: signed by their box, and asked for.
 
     ``trust`` None refuses every upload (the station cannot check a signature without the
-    device CA). Refusals are counted by reason in ``refused``.
+    device CA); a ``WatchedTrust`` follows changes of the revocation list. Refusals are
+    counted by reason in ``refused``.
     """
 
     def __init__(
         self,
-        trust: Trust | None,
+        trust: Trust | WatchedTrust | None,
         asked: AskedLog,
         unasked_per_day: int = 20,
         unasked_bytes_per_day: int = 20 << 20,
@@ -111,13 +114,14 @@ class UploadPolicy:
         return None
 
     def _signed(self, device: str, init: XferInit) -> tuple[str, str, str] | None:
-        if self.trust is None:
+        trust = self.trust.current() if isinstance(self.trust, WatchedTrust) else self.trust
+        if trust is None:
             why = "the station has no device CA (receiver.device_ca) to check signed uploads"
             return "no_trust", ErrorCode.UNAVAILABLE, why
         if init.evidence is None:
             return EvidenceFailure.MISSING, ErrorCode.BAD_REQUEST, "the upload is not signed"
         try:
-            verify_evidence(init.evidence, self.trust, device=device)
+            verify_evidence(init.evidence, trust, device=device)
             manifest = parse_manifest(init.evidence)
         except EvidenceError as exc:
             return exc.failure, ErrorCode.BAD_REQUEST, f"the upload's signature: {exc}"
@@ -224,7 +228,7 @@ def clip_receiver(
 def station_receiver(cfg: CentralConfig, store: Store) -> TransferReceiver:
     """The receiver ``roadside central run`` runs, with the checks and bounds of its config."""
     r = cfg.receiver
-    trust = None if r.device_ca is None else Trust.load(r.device_ca, r.crl)
+    trust = None if r.device_ca is None else WatchedTrust(r.device_ca, r.crl, r.crl_check_s)
     if trust is None:
         log.error("receiver: receiver.device_ca is not set: every upload will be refused")
     policy = UploadPolicy(trust, store.asked, r.unasked_per_day, r.unasked_mb_per_day << 20)

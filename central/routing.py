@@ -9,18 +9,16 @@ dropped silently. The device is always the one in the topic: what a box says lan
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 
 from pydantic import ValidationError
 
 from roadside.central.replies import reply_update
-from roadside.central.store.batch import Batch
+from roadside.central.store.batch import DEVICE, Batch
 from roadside.wire.bounds import MAX_PAYLOAD, MAX_REPLY_PAYLOAD
 from roadside.wire.messages import CountMsg, EventMsg, HealthMsg, StatusMsg
 from roadside.wire.topics import (
     COUNT,
-    DEVICE_PATTERN,
     EVENT,
     HEALTH,
     REPLY,
@@ -28,8 +26,6 @@ from roadside.wire.topics import (
     device_of,
     kind_of,
 )
-
-DEVICE = re.compile(DEVICE_PATTERN)
 
 
 def _event(batch: Batch, device: str, payload: bytes, received: float) -> None:

@@ -194,6 +194,8 @@ def devices_json(rows: list[dict[str, Any]], zone: tzinfo) -> list[dict[str, Any
             "clock_synced": None
             if _field(d.get("health"), "clock_synced") is None
             else bool(d["health"]["clock_synced"]),
+            "rejects": d.get("rejects") or 0,
+            "last_reject": iso_time(d.get("last_reject"), zone),
         }
         for d in rows
         for ago in (_age(now, d["last_seen"]),)
@@ -214,6 +216,7 @@ def devices_table(rows: list[dict[str, Any]], zone: tzinfo) -> Table:
         _("outbox"),
         _("clock"),
         _("software"),
+        _("rejects"),
     ):
         table.add_column(col)
     for d in rows:
@@ -235,6 +238,7 @@ def devices_table(rows: list[dict[str, Any]], zone: tzinfo) -> Table:
             cell(outbox_summary(h)),
             cell(clock_summary(h)),
             cell(_field(d.get("status"), "software")),
+            cell(d.get("rejects"), "red"),
         )
     return table
 

@@ -343,3 +343,58 @@ def test_times_typed_by_officers() -> None:
             parse_time(bad, HCM, now)
     with pytest.raises(TimeInputError, match="not a duration"):
         parse_duration("10 parsecs")
+
+
+def test_a_flooding_box_keeps_its_newest_rejects_and_counts_the_rest(db_url: str) -> None:
+    """A box refused 30 times in several transactions keeps its newest 5 rows whole, all 30
+    counted; another box's rejects are neither trimmed nor counted with them, and
+    `roadside devices` (its query and JSON) shows each box's count."""
+    store = Store(db_url)
+    writer = store.writer(rejects_per_box=5)
+    now = time.time()
+    for first in range(0, 30, 8):  # four transactions: 8, 8, 8 and 6 refused messages
+        poison = [("box-flood", "event", f'{{"n":{i}}}'.encode()) for i in range(first, first + 8)]
+        _write(store, *poison[: 30 - first], received=now + first, writer=writer)
+    _write(store, ("box-fine", "event", b"{}"), ("box-fine", "x", b"{}"), writer=writer)
+    with store.connect() as conn:
+        kept = conn.execute(sa.select(T.rejects).order_by(T.rejects.c.seq)).mappings().all()
+        counts = {r.device: r for r in conn.execute(sa.select(T.reject_counts))}
+        devices = {d["device"]: d for d in views.devices_json(queries.devices(conn), HCM)}
+    flood = [bytes(r["payload"]) for r in kept if r["device"] == "box-flood"]
+    assert flood == [f'{{"n":{i}}}'.encode() for i in range(25, 30)]  # the newest, whole
+    assert [r["device"] for r in kept].count("box-fine") == 2
+    assert counts["box-flood"].total == 30 and counts["box-fine"].total == 2
+    assert counts["box-flood"].first_at == now and counts["box-flood"].last_at == now + 24
+    assert devices["box-flood"]["rejects"] == 30 and devices["box-fine"]["rejects"] == 2
+    store.close()
+
+
+def test_rejects_stored_before_version_7_get_their_box_and_count(db_url: str) -> None:
+    engine = open_engine(db_url)
+    columns = ("topic", "payload", "reason", "received")
+    old = sa.table("rejects", *(sa.column(k) for k in columns))
+    rows = [("roadside/v1/box-old/event", t) for t in (5.0, 3.0, 9.0)]
+    rows.append(("roadside/v1/Bad Name/event", 1.0))
+    with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+        schema_version.create(conn)
+        for step in MIGRATIONS[:6]:
+            step.upgrade(conn)
+            conn.execute(
+                schema_version.insert().values(version=step.version, description="", applied=0.0)
+            )
+        conn.execute(
+            old.insert(),
+            [{"topic": tp, "payload": b"x", "reason": "r", "received": t} for tp, t in rows],
+        )
+    engine.dispose()
+    store = Store(db_url)
+    assert store.applied == [7]
+    with store.connect() as conn:
+        devices = conn.execute(sa.select(T.rejects.c.device).order_by(T.rejects.c.seq)).scalars()
+        counts = {r.device: r for r in conn.execute(sa.select(T.reject_counts))}
+    assert list(devices) == ["box-old"] * 3 + [""]
+    assert (counts["box-old"].total, counts["box-old"].first_at, counts["box-old"].last_at) == (
+        3, 3.0, 9.0
+    )  # fmt: skip
+    assert counts[""].total == 1
+    store.close()

@@ -6,6 +6,7 @@ real receiver service with its upload policy and a SQLite store, and `roadside c
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from collections.abc import Iterator
@@ -17,13 +18,14 @@ from click.testing import CliRunner
 from roadside.agent.transfer.sender import TransferSender
 from roadside.agent.transfer.store import TransferRecord
 from roadside.agent.uplink import Uplink
-from roadside.central.config import BrokerConfig
-from roadside.central.receiver import UploadPolicy, clip_receiver
+from roadside.central.config import BrokerConfig, CentralConfig, ReceiverConfig
+from roadside.central.receiver import ClipLanding, station_receiver
 from roadside.central.receiver_service import ReceiverService
+from roadside.central.revocation import WatchedTrust
 from roadside.central.store import Store
 from roadside.cli import main
 from roadside.config.agent import MqttConfig, TransferConfig, UplinkConfig
-from roadside.evidence import ClipManifest, Signer, Trust, sidecar_path
+from roadside.evidence import ClipManifest, Signer, sidecar_path
 from roadside.ids import new_id
 from roadside.provisioning.ca import CRL_FILE, DEVICE_CA, ProjectCA, cert_pem, key_pem, new_key
 from roadside.testing.waiting import wait_until
@@ -57,18 +59,21 @@ def device_ca(pki: Path) -> Path:
 
 
 class Station:
-    """The station's receiver service with its upload policy, on a SQLite store."""
+    """The station's receiver service as `roadside central run` assembles it from its config
+    (``station_receiver``: the upload policy, the device CA and the watched CRL), on SQLite."""
 
-    def __init__(self, root: Path, port: int, pki: Path, **policy: int) -> None:
-        self.store = Store(f"sqlite:///{root / 'central.db'}")
-        trust = Trust.load(device_ca(pki), pki / "ca" / CRL_FILE)
-        self.policy = UploadPolicy(trust, self.store.asked, **policy)
-        self.rx = clip_receiver(
-            root / "incoming", root / "files", self.store.clips, policy=self.policy
+    def __init__(self, root: Path, port: int, pki: Path, **receiver: object) -> None:
+        crl = pki / "ca" / CRL_FILE
+        cfg = CentralConfig(
+            data_dir=str(root),
+            broker=BrokerConfig(host="127.0.0.1", port=port),
+            receiver=ReceiverConfig(device_ca=str(device_ca(pki)), crl=str(crl), **receiver),
         )
-        self.svc = ReceiverService(
-            BrokerConfig(host="127.0.0.1", port=port), self.rx, client_id=f"rx-{new_id()}"
-        ).start()
+        self.store = Store(cfg.database_url)
+        self.rx = station_receiver(cfg, self.store)
+        assert isinstance(self.rx.landing, ClipLanding) and self.rx.landing.policy
+        self.policy = self.rx.landing.policy
+        self.svc = ReceiverService(cfg.broker, self.rx, client_id=f"rx-{new_id()}").start()
         assert self.svc.connected.wait(10)
 
     def ask(self, device: str, command: str = "clip") -> str:
@@ -188,6 +193,50 @@ def test_revoked_certificate_fails_verification(tmp_path: Path, pki: Path, clip:
     code, out = verify(file, "--ca", device_ca(base), "--crl", base / "ca" / CRL_FILE)
     assert code == 1
     assert "junction-09's certificate" in out and "was revoked" in out
+
+
+def test_a_box_revoked_while_the_station_runs_is_refused_from_its_next_upload(
+    tmp_path: Path, broker, pki: Path, clip: Path
+) -> None:
+    """`roadside provision revoke` rewrites crl.pem; the running receiver reads it again (here
+    at every upload, `receiver.crl_check_s = 0`) and refuses the box without a restart."""
+    base = tmp_path / "pki"
+    shutil.copytree(pki, base)
+    station = Station(tmp_path / "station", broker.port, base, crl_check_s=0.0)
+    box = Box(tmp_path / "box", broker.port, BOX, signer(base, BOX))
+    try:
+        before = box.send(clip, rq=station.ask(BOX))
+        ProjectCA.open(base / "ca", PASS).revoke(BOX)
+        after = box.send(clip, rq=station.ask(BOX))
+    finally:
+        box.stop()
+        station.stop()
+    assert before.state == "done", before.msg
+    assert (after.state, after.code) == ("failed", ErrorCode.BAD_REQUEST)
+    assert f"{BOX}'s certificate" in (after.msg or "") and "was revoked" in (after.msg or "")
+    assert station.policy.refused == {"revoked": 1}
+
+
+def test_a_damaged_revocation_list_keeps_the_one_read_before(
+    tmp_path: Path, pki: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A list half copied or broken must not lift the revocations in force: the receiver keeps
+    the last list that read, says so once, and takes the next good one."""
+    base = tmp_path / "pki"
+    shutil.copytree(pki, base)
+    ca = ProjectCA.open(base / "ca", PASS)
+    ca.revoke(OTHER)
+    crl = base / "ca" / CRL_FILE
+    watched = WatchedTrust(device_ca(base), crl, check_s=0.0)
+    good = watched.current()
+    crl.write_bytes(b"-----BEGIN X509 CRL-----\nnot a list\n-----END X509 CRL-----\n")
+    with caplog.at_level(logging.ERROR, "roadside.central.revocation"):
+        assert watched.current() is good
+        assert watched.current() is good  # the same broken file: said once
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "damaged" in line and "stays in force" in line
+    ca.revoke(BOX)  # a good list again, with one more revoked
+    assert sum(len(list(c)) for c in watched.current().crls) == 2
 
 
 def test_unsigned_and_foreign_signed_uploads_are_refused(

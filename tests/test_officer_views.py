@@ -152,3 +152,33 @@ def test_a_clip_from_a_box_name_no_box_can_have_is_one_usage_line(
     assert len(err.strip().splitlines()) == 1 and out == ""
     code, _, err = _officer("snapshot", device, "--config", str(config))
     assert code == ExitCode.USAGE and "is not a box name" in err
+
+
+def test_fleet_status_shows_box_strings_as_plain_text(hostile: Path, broker) -> None:
+    """`roadside fleet status` on the same store: the bad box's version and the error of its
+    last config change are shown as stored, not read as rich markup or sent to the terminal."""
+    config = hostile.parent / "live.toml"
+    data = tomli_w.dumps(
+        {"data_dir": str(hostile.parent / "central"), "broker": {"port": broker.port}}
+    )
+    config.write_text(data)
+    store = Store(load_central_config(config).database_url)
+    with store.engine.begin() as conn:
+        conn.execute(
+            T.audit.insert(),
+            {"id": "R" * 26, "at": 1.0, "requester": OFFICER, "action": "set_config"}
+            | {"device": "bad-box", "params": {}, "state": "error", "finished": 2.0}
+            | {"result": {"code": "bad_request"}, "detail": f"refused{ESC}[/oops]"},
+        )
+        conn.execute(
+            T.fleet_config.insert(),
+            {"device": "bad-box", "request_id": "R" * 26, "hash": "[bold]0123abcd"}
+            | {"doc": {}, "requester": OFFICER, "at": 1.0},
+        )
+    store.close()
+    code, out, err = _officer("fleet", "status", "--config", str(config))
+    assert code == 0, err
+    _no_raw_controls(out)
+    assert "evil\\x1b[2J" in out and "[/oops][red]x" in out  # the version as stored
+    assert "refused\\x1b[2J" in out and "[bold]0123abcd" in out  # the error, the hash
+    assert "roadside 1.2" in out  # the sane box's row is whole

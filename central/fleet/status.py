@@ -20,7 +20,7 @@ from roadside.central.fleet import desired
 from roadside.central.fleet.rollout import FleetView
 from roadside.central.store import queries
 from roadside.central.times import iso_time, show_age
-from roadside.central.views import device_state
+from roadside.central.views import cell, device_state
 from roadside.wire.commands import ErrorCode
 
 
@@ -118,6 +118,8 @@ def fleet_json(rows: list[FleetRow], zone: tzinfo) -> list[dict[str, Any]]:
 
 
 def fleet_table(rows: list[FleetRow]) -> Table:
+    """Every cell is plain text (``views.cell``): versions, hashes and errors are the boxes'
+    word, and a ``[/oops]`` or an ESC in them must show as what it is."""
     now = time.time()
     table = Table(title=f"Fleet ({len(rows)} boxes)")
     for col in ("box", "state", "seen", "version", "update", "config", "desired", "change"):
@@ -130,14 +132,14 @@ def fleet_table(rows: list[FleetRow]) -> Table:
             config += f" (trial {r.trial})"
         style = "green" if r.in_step else "yellow"
         table.add_row(
-            r.device,
-            f"[{state_style}]{r.state}[/]",
-            "-" if r.last_seen is None else f"{show_age(now - r.last_seen)} ago",
-            r.version or "-",
-            f"{r.update} {r.release or ''}".strip() if r.update else "-",
-            f"[{style}]{config}[/]",
-            r.desired or "-",
-            r.change or "-",
-            "; ".join(e for e in (r.error, r.update_error) if e),
+            cell(r.device),
+            cell(r.state, state_style),
+            cell(None if r.last_seen is None else f"{show_age(now - r.last_seen)} ago"),
+            cell(r.version),
+            cell(f"{r.update} {r.release or ''}".strip() if r.update else None),
+            cell(config, style),
+            cell(r.desired),
+            cell(r.change),
+            cell("; ".join(e for e in (r.error, r.update_error) if e)),
         )
     return table

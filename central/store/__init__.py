@@ -9,7 +9,7 @@ from roadside.central.store.audit import AuditLog
 from roadside.central.store.clips import ClipRecords
 from roadside.central.store.engine import DatabaseError, open_engine
 from roadside.central.store.migrations import migrate
-from roadside.central.store.writer import BatchWriter
+from roadside.central.store.writer import REJECTS_PER_BOX, BatchWriter
 
 __all__ = ["AuditLog", "BatchWriter", "ClipRecords", "DatabaseError", "Store", "open_engine"]
 
@@ -35,8 +35,8 @@ class Store:
     def safe_url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
 
-    def writer(self) -> BatchWriter:
-        return BatchWriter(self.engine)
+    def writer(self, rejects_per_box: int = REJECTS_PER_BOX) -> BatchWriter:
+        return BatchWriter(self.engine, rejects_per_box)
 
     def connect(self) -> sa.Connection:
         return self.engine.connect()

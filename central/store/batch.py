@@ -12,16 +12,25 @@ rows the same way).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from roadside.wire.messages import CountMsg, EventMsg, EventPhase, HealthMsg, StatusMsg
-from roadside.wire.topics import EVENT
+from roadside.wire.topics import DEVICE_PATTERN, EVENT, device_of
 from roadside.wire.topics import topic as topic_name
 
 REJECT_PAYLOAD_MAX = 4096  # bytes of a rejected payload kept: enough to see what it was
 REJECT_TOPIC_MAX = 256
 REJECT_REASON_MAX = 500
+DEVICE = re.compile(DEVICE_PATTERN)  # a box's name, as provisioning makes them
+
+
+def reject_device(topic: str) -> str:
+    """The box a rejected message counts against: its topic's, or '' for a topic that names
+    no box provisioning would make (all such topics share one count)."""
+    device = device_of(topic)
+    return device if device is not None and DEVICE.match(device) else ""
 
 
 @dataclass
@@ -164,5 +173,6 @@ class Batch:
                 "payload": bytes(payload[:REJECT_PAYLOAD_MAX]),
                 "reason": reason.replace("\x00", "")[:REJECT_REASON_MAX],
                 "received": received,
+                "device": reject_device(topic),
             }
         )

@@ -34,7 +34,15 @@ class CountFilter:
 
 
 def devices(conn: sa.Connection) -> list[dict[str, Any]]:
-    rows = conn.execute(sa.select(T.devices).order_by(T.devices.c.device)).mappings()
+    """Every box, with its refused messages (``rejects``: all of them, also those no longer
+    kept whole; ``last_reject``: when the newest came; None when it has none)."""
+    rc = T.reject_counts.c
+    q = (
+        sa.select(T.devices, rc.total.label("rejects"), rc.last_at.label("last_reject"))
+        .select_from(T.devices.outerjoin(T.reject_counts, rc.device == T.devices.c.device))
+        .order_by(T.devices.c.device)
+    )
+    rows = conn.execute(q).mappings()
     return [dict(r) for r in rows]
 
 
@@ -107,5 +115,6 @@ def table_counts(conn: sa.Connection) -> dict[str, int]:
             T.audit,
             T.clips,
             T.rejects,
+            T.reject_counts,
         )
     }

@@ -170,6 +170,17 @@ rejects = sa.Table(
     sa.Column("payload", sa.LargeBinary, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("received", sa.Double, nullable=False),
+    sa.Column("device", DEVICE, nullable=True, doc="the box of the topic; '' for none"),
+    sa.Index("ix_rejects_device_seq", "device", "seq"),
+)
+
+reject_counts = sa.Table(
+    "reject_counts",
+    metadata,
+    sa.Column("device", DEVICE, primary_key=True, doc="as rejects.device"),
+    sa.Column("total", sa.BigInteger, nullable=False, doc="every reject, kept or not"),
+    sa.Column("first_at", sa.Double, nullable=False),
+    sa.Column("last_at", sa.Double, nullable=False),
 )
 
 users = sa.Table(

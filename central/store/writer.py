@@ -8,7 +8,8 @@ after a reconnect, or to two workers) changes nothing the second time:
 - counts (and their line crossings), health, status log: ``ON CONFLICT DO NOTHING``;
 - devices: last seen only moves forward, status by arrival, health by id;
 - replies close the audit row of that request *sent to that device*; a reply naming another
-  box's request is rejected.
+  box's request is rejected;
+- rejects: counted per box, the newest ``rejects_per_box`` of each box kept (``_keep_rejects``).
 Rows are written in key order so two workers' transactions cannot deadlock on PostgreSQL.
 """
 
@@ -22,12 +23,20 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from roadside.central.store import tables as T
-from roadside.central.store.batch import REJECT_PAYLOAD_MAX, Batch, DeviceTouch, ReplyUpdate
+from roadside.central.store.batch import (
+    REJECT_PAYLOAD_MAX,
+    Batch,
+    DeviceTouch,
+    ReplyUpdate,
+    reject_device,
+)
 from roadside.wire.topics import EVENT, REPLY, topic
 
 # A device's last_seen is rewritten at most this often by one worker (seconds): every batch
 # touching the one devices row would serialise the workers on it.
 LAST_SEEN_RESOLUTION_S = 1.0
+# Rejects kept whole per box (the rest only counted): docs/reliability.md has the arithmetic.
+REJECTS_PER_BOX = 1000
 
 
 def _upsert_dialect(engine: sa.Engine):
@@ -39,10 +48,16 @@ def _newer_case(newer: sa.ColumnElement[bool], new: Any, old: Any) -> sa.Case:
 
 
 class BatchWriter:
-    """Writes batches for one worker; call from one thread (the worker's writer thread)."""
+    """Writes batches for one worker; call from one thread (the worker's writer thread).
 
-    def __init__(self, engine: sa.Engine) -> None:
+    Of one box's rejects the newest ``rejects_per_box`` rows are kept whole; every reject is
+    counted in ``reject_counts`` (total, first, last), so a flooding box costs the store a
+    bounded number of rows.
+    """
+
+    def __init__(self, engine: sa.Engine, rejects_per_box: int = REJECTS_PER_BOX) -> None:
         self.engine = engine
+        self.rejects_per_box = rejects_per_box
         self._insert = _upsert_dialect(engine)
         self._last_seen_written: dict[str, float] = {}
         self._statements = self._prepare()
@@ -88,7 +103,22 @@ class BatchWriter:
             device_set[col] = _newer_case(status_newer, x[col], d[col])
         for col in ("health_id", "health_at", "health"):
             device_set[col] = _newer_case(health_newer, x[col], d[col])
+        rc = ins(T.reject_counts)
+        c, new = T.reject_counts.c, rc.excluded
+        sqlite_ = self.engine.dialect.name == "sqlite"  # its two-argument min and max
+        least, greatest = (
+            (sa.func.min, sa.func.max) if sqlite_ else (sa.func.least, sa.func.greatest)
+        )
+        reject_count = rc.on_conflict_do_update(
+            index_elements=[c.device],
+            set_={
+                "total": c.total + new.total,
+                "first_at": least(c.first_at, new.first_at),
+                "last_at": greatest(c.last_at, new.last_at),
+            },
+        )
         return {
+            "reject_counts": reject_count,
             "events": event_upsert,
             "counts": ins(T.counts).on_conflict_do_nothing(index_elements=[T.counts.c.id]),
             "line_counts": ins(T.line_counts).on_conflict_do_nothing(),
@@ -129,7 +159,7 @@ class BatchWriter:
                 if not self._reply(conn, device, request_id, update):
                     rejects.append(_forged_reply(device, request_id, update))
             if rejects:
-                conn.execute(T.rejects.insert(), rejects)
+                self._keep_rejects(conn, rejects)
         for row in devices:
             self._last_seen_written[row["device"]] = row["last_seen"]
         return len(rejects)
@@ -163,6 +193,38 @@ class BatchWriter:
                 }
             )
         return rows
+
+    def _keep_rejects(self, conn: sa.Connection, rejects: list[dict[str, Any]]) -> None:
+        """Count every reject per box, keep its newest ``rejects_per_box`` rows, drop older.
+
+        The count row is written first: on PostgreSQL it locks that box's count, so a second
+        worker's trim of the same box waits for this one and sees its rows."""
+        by_device: dict[str, list[dict[str, Any]]] = {}
+        for row in rejects:
+            row.setdefault("device", reject_device(row["topic"]))
+            by_device.setdefault(row["device"], []).append(row)
+        keep = self.rejects_per_box
+        r = T.rejects.c
+        for device in sorted(by_device):
+            rows = by_device[device]
+            times = [row["received"] for row in rows]
+            conn.execute(
+                self._statements["reject_counts"],
+                {"device": device, "total": len(rows)}
+                | {"first_at": min(times), "last_at": max(times)},
+            )
+            if keep:
+                conn.execute(T.rejects.insert(), rows[-keep:])
+            oldest_kept = (
+                sa.select(r.seq)
+                .where(r.device == device)
+                .order_by(r.seq.desc())
+                .offset(keep - 1)
+                .limit(1)
+                .scalar_subquery()
+            )
+            trim = r.device == device
+            conn.execute(T.rejects.delete().where(trim & (r.seq < oldest_kept) if keep else trim))
 
     @staticmethod
     def _own_events(

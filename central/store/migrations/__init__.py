@@ -22,6 +22,7 @@ from roadside.central.store.migrations import (
     v004_lines_colour,
     v005_fleet_config,
     v006_evidence,
+    v007_reject_counts,
 )
 from roadside.errors import RoadsideError
 
@@ -50,6 +51,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _step(4, v004_lines_colour),
     _step(5, v005_fleet_config),
     _step(6, v006_evidence),
+    _step(7, v007_reject_counts),
 )
 LATEST = MIGRATIONS[-1].version
 
