@@ -24,7 +24,18 @@ def test_boxes_at_the_frame_edge_share_one_crop() -> None:
     planner.plan(W, H, [], [], 0.0)  # the whole frame, due at the start
     cars = [norm(930, 30, 960, 50), norm(935, 60, 960, 90)]
     plan = planner.plan(W, H, cars, [], 0.2)
-    assert crops(plan) == [(W - SIDE, 0, SIDE)]
+    ((x0, y0, side),) = crops(plan)
+    assert x0 + side == W and y0 == 0 and x0 <= 930
+
+
+def test_a_small_car_is_enlarged_for_the_model() -> None:
+    """A car 24 px long gets a crop half the model's side (the model sees it at 48 px, where
+    it scores best); one of 36 px a crop of three quarters; a 60 px one the model's side."""
+    planner = RegionPlanner(RegionConfig(max_regions=3), SIDE)
+    planner.plan(W, H, [], [], 0.0)
+    for length, side in ((24, SIDE // 2), (36, SIDE * 3 // 4), (60, SIDE)):
+        plan = planner.plan(W, H, [norm(300, 100, 300 + length, 100 + length / 2)], [], 0.2)
+        assert [c[2] for c in crops(plan)] == [side], length
 
 
 def test_rationed_crops_go_where_most_small_things_are() -> None:

@@ -32,6 +32,12 @@ MERGE_IOU = 0.5  # boxes of one object from two crops
 # falls away below that size.
 SMALL = 32
 MERGE_HOLD = 0.85  # a box almost inside another of the same object (a part of it)
+# The size the models score small objects best at: a crop around a small thing is made
+# smaller than the model's input (the model sees it enlarged) until the thing is this large,
+# ZOOM times at most.
+BEST = 48
+ZOOM = 2.0
+ZOOM_ONLY = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +111,13 @@ class RegionPlanner:
     def _cover(
         self, boxes: list[np.ndarray], width: int, height: int
     ) -> list[tuple[int, int, int]]:
-        """Squares of at least the model's side covering every box, those that cover the
+        """Squares covering every box, those that cover the
         most boxes first (when crops are rationed, a crop over a queue of distant cars is
         worth more than one over a single car).
 
         Greedy set cover: each candidate square holds one box centred or at one of its
-        corners; the one holding the most uncovered boxes is taken until all are covered.
+        corners; the one holding the most uncovered boxes (of two holding as many, the
+        smaller, which enlarges more) is taken until all are covered.
         """
         todo = [b for b in boxes if b[2] - b[0] > 0 and b[3] - b[1] > 0]
         crops: list[tuple[int, int, int]] = []
@@ -120,7 +127,7 @@ class RegionPlanner:
             for box in todo:
                 for crop in self._candidates(box, width, height):
                     inside = [i for i, b in enumerate(todo) if _inside(b, crop, width, height)]
-                    if len(inside) > len(held):
+                    if (len(inside), -crop[2]) > (len(held), -(best or crop)[2]):
                         best, held = crop, inside
             if best is None:  # a box too large for any square: its own, centred
                 best, held = self._candidates(todo[0], width, height)[0], [0]
@@ -129,8 +136,12 @@ class RegionPlanner:
         return crops
 
     def _candidates(self, box: np.ndarray, width: int, height: int) -> list[tuple[int, int, int]]:
-        """Squares around ``box``: centred on it, and with it in each corner."""
-        side = max(self.model_side, CONTEXT * max(box[2] - box[0], box[3] - box[1]))
+        """Squares around ``box``: centred on it, and with it in each corner. The side is the
+        model's for a box of ``BEST`` pixels or more, smaller for a smaller box (the model
+        sees it enlarged, ``ZOOM`` times at most), and never under ``CONTEXT`` times the box."""
+        size = max(box[2] - box[0], box[3] - box[1])
+        zoomed = max(self.model_side / ZOOM, self.model_side * size / BEST)
+        side = max(min(zoomed, self.model_side), CONTEXT * size)
         centred = _square(box, side, width, height)
         side_px = centred[2]
         m = EDGE * side_px * 2 + 1
