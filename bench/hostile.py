@@ -49,7 +49,7 @@ import sqlalchemy as sa
 from paho.mqtt.enums import CallbackAPIVersion
 from rich.console import Console
 from rich.table import Table
-from soak import Box, ClipAsk, check_clip
+from soak import Box, ClipAsk, check_clip, write_box_config
 
 from roadside.agent.uplink import Uplink
 from roadside.central.config import parse_central_config
@@ -65,7 +65,7 @@ from roadside.testing.broker import ProvisionedBroker
 from roadside.testing.configs import mqtt_config
 from roadside.testing.messages import event_pair
 from roadside.testing.ports import free_port
-from roadside.testing.shared import footage_dir, models_dir
+from roadside.testing.shared import footage_dir
 from roadside.wire.messages import CountMsg, EventMsg
 from roadside.wire.topics import XFER_DATA, XFER_INIT, topic, xfer_topic
 from roadside.wire.transfer import XferInit, pack_chunk
@@ -448,42 +448,12 @@ class Args:
 
 
 def agent_config(args: Args, port: int, creds: Creds) -> Path:
-    """Box A: real model, real footage, outbox + JSON-lines log, a small recording ring."""
-    doc: dict[str, dict[str, Any]] = {
-        "source": {"kind": "file", "path": str(args.footage), "pace": "native", "loop": True},
-        "detector": {"models_dir": str(models_dir())},
-        "events": {
-            "sinks": ["mqtt", "jsonl"],
-            "jsonl_path": str(args.work / "box-a" / "events.jsonl"),
-            "count_interval_s": 10.0,
-        },
-        "mqtt": {"host": "127.0.0.1", "port": port, "keepalive_s": 10, **creds.mqtt()},
-        "uplink": {"health_period_s": 10.0},
-        "recording": {
-            "mode": "continuous",
-            "budget_bytes": 4 << 20,
-            "segment_s": 3.0,
-            "keyframe_s": 1.0,
-            "keep_free_bytes": "16MiB",
-        },
-        "recording.encoder": {
-            "preset": "ultrafast",
-            "bitrate": 250_000,
-            "fps": 10.0,
-            "width": 480,
-            "height": 270,
-        },
-    }
-    lines = [
-        f"device = {json.dumps(AGENT)}",
-        f"data_dir = {json.dumps(str(args.work / 'box-a' / 'data'))}",
-    ]
-    for section, values in doc.items():
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    """Box A: the soak's box, on the provisioned broker with its device certificate (which
+    also signs its uploads)."""
+    mqtt = {"host": "127.0.0.1", "port": port, "keepalive_s": 10, **creds.mqtt()}
+    box = args.work / "box-a"
     path = args.work / "agent.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_box_config(path, AGENT, box, args.footage, 4 << 20, mqtt, {})
 
 
 class HostileSoak:

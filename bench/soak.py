@@ -396,28 +396,46 @@ class Args:
 
 
 def agent_config(args: Args, proxy_port: int, keys: DistrictKeys) -> Path:
-    """The box's config: real model, real footage, outbox + JSON-lines log, small ring; its
-    uploads signed with its device key."""
+    """The box's config, its uploads signed with its device key, reaching the broker through
+    the bad-link proxy."""
+    mqtt = {
+        "host": "127.0.0.1",
+        "port": proxy_port,
+        "keepalive_s": 10,
+        "reconnect_min_s": 0.5,
+        "reconnect_max_s": 4.0,
+    }
+    transfer = {"ack_timeout_s": 5.0, **keys.transfer_section(DEVICE)}
+    box = args.work / "box"
+    path = args.work / "agent.toml"
+    return write_box_config(path, DEVICE, box, args.footage, args.budget, mqtt, transfer)
+
+
+def write_box_config(
+    path: Path,
+    device: str,
+    box: Path,
+    footage: Path,
+    budget: str | int,
+    mqtt: dict[str, Any],
+    transfer: dict[str, Any],
+) -> Path:
+    """A soak box's config at ``path``: real model, real footage looped at its own pace,
+    outbox + JSON-lines log (``box/events.jsonl``), a small ring recording all along."""
     doc: dict[str, dict[str, Any]] = {
-        "source": {"kind": "file", "path": str(args.footage), "pace": "native", "loop": True},
+        "source": {"kind": "file", "path": str(footage), "pace": "native", "loop": True},
         "detector": {"models_dir": str(models_dir())},
         "events": {
             "sinks": ["mqtt", "jsonl"],
-            "jsonl_path": str(args.work / "box" / "events.jsonl"),
+            "jsonl_path": str(box / "events.jsonl"),
             "count_interval_s": 10.0,
         },
-        "mqtt": {
-            "host": "127.0.0.1",
-            "port": proxy_port,
-            "keepalive_s": 10,
-            "reconnect_min_s": 0.5,
-            "reconnect_max_s": 4.0,
-        },
+        "mqtt": mqtt,
         "uplink": {"health_period_s": 10.0},
-        "transfer": {"ack_timeout_s": 5.0, **keys.transfer_section(DEVICE)},
+        "transfer": transfer,
         "recording": {
             "mode": "continuous",
-            "budget_bytes": args.budget,
+            "budget_bytes": budget,
             "segment_s": 3.0,
             "keyframe_s": 1.0,
             "keep_free_bytes": "16MiB",
@@ -430,14 +448,10 @@ def agent_config(args: Args, proxy_port: int, keys: DistrictKeys) -> Path:
             "height": 270,
         },
     }
-    lines = [
-        f"device = {json.dumps(DEVICE)}",
-        f"data_dir = {json.dumps(str(args.work / 'box' / 'data'))}",
-    ]
+    lines = [f"device = {json.dumps(device)}", f"data_dir = {json.dumps(str(box / 'data'))}"]
     for section, values in doc.items():
         lines.append(f"[{section}]")
         lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
-    path = args.work / "agent.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
 
