@@ -52,6 +52,17 @@ WRITE_ERRORS = (sa.exc.SQLAlchemyError, OverflowError, ValueError, TypeError)
 
 
 @dataclass(frozen=True, slots=True)
+class WriteFailure:
+    """Why a write failed. ``transient``: the database could not write anything (locked,
+    busy, connection lost, disk full: an OperationalError), so the messages are kept and
+    tried again; otherwise it refused what it was given (a constraint, a value it cannot
+    hold), and a message it refuses alone is a reject."""
+
+    why: str
+    transient: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Inbound:
     topic: str
     payload: bytes
@@ -183,30 +194,28 @@ class IngestWorker:
         """Write ``items`` in one transaction; when the database refuses it, one by one.
 
         One message alone that the database refuses is stored as a reject if the database
-        takes that: then it was the message, not the database. Only a database that takes
-        nothing at all is waited for (and retried until it is back). False: stopping first.
+        takes that: then it was the message, not the database. A database that is locked,
+        gone or full (``WriteFailure.transient``), or takes nothing at all, is waited for and
+        the same messages tried again until it is back: an honest message never becomes a
+        reject because the database was briefly away. False: stopping first.
         """
         backoff = Backoff(WRITE_RETRY_MIN_S, WRITE_RETRY_MAX_S)
         for attempt in itertools.count():
             batch = _batch(items)
-            why = self._try(batch)
-            if why is None:
+            failure = self._try(batch)
+            if failure is None:
                 return True
-            if len(items) > 1:
-                log.warning(
-                    "database write of %d messages failed (%s); writing them one by one",
-                    len(items),
-                    why,
-                )
-                return all(self._write([item]) for item in items)
-            item = items[0]
-            poison = Batch(messages=1)
-            poison.add_reject(
-                item.topic, item.payload, f"the database refused it: {why}", item.received
-            )
-            if self._try(poison) is None:
-                log.error("message on %s rejected: the database refused it (%s)", item.topic, why)
-                return True
+            why = failure.why
+            if not failure.transient:  # refused what it was given: find the message
+                if len(items) > 1:
+                    log.warning(
+                        "database write of %d messages failed (%s); writing them one by one",
+                        len(items),
+                        why,
+                    )
+                    return all(self._write([item]) for item in items)
+                if self._reject_alone(items[0], why):
+                    return True
             if self._stop.is_set() and attempt >= 3:
                 log.error(
                     "database write failed (%s); stopping without it: the broker "
@@ -222,14 +231,27 @@ class IngestWorker:
                 self._stop.wait(wait)
         raise AssertionError("unreachable")
 
-    def _try(self, batch: Batch) -> str | None:
-        """Write one batch; None when it is stored, else the database's one-line reason."""
+    def _reject_alone(self, item: Inbound, why: str) -> bool:
+        """Store ``item`` as a reject; True if the database took that (the message was the
+        fault, not the database)."""
+        poison = Batch(messages=1)
+        poison.add_reject(
+            item.topic, item.payload, f"the database refused it: {why}", item.received
+        )
+        if self._try(poison) is not None:
+            return False
+        log.error("message on %s rejected: the database refused it (%s)", item.topic, why)
+        return True
+
+    def _try(self, batch: Batch) -> WriteFailure | None:
+        """Write one batch; None when it is stored, else why not."""
         try:
             rejected = self._writer.write(batch)
         except WRITE_ERRORS as exc:
             self.stats.db_errors += 1
             orig = getattr(exc, "orig", None)
-            return (str(orig or exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            why = (str(orig or exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            return WriteFailure(why, isinstance(exc, sa.exc.OperationalError))
         self.stats.stored += batch.messages - rejected
         self.stats.rejected += rejected
         return None

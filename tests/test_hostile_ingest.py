@@ -24,6 +24,7 @@ from roadside.central.store import Store
 from roadside.central.store import tables as T
 from roadside.central.store.batch import REJECT_PAYLOAD_MAX
 from roadside.ids import new_id
+from roadside.testing import postgres
 from roadside.testing.clients import BoxPublisher
 from roadside.testing.configs import central_config
 from roadside.testing.messages import event_pair
@@ -226,6 +227,38 @@ def test_a_row_the_database_refuses_goes_to_rejects_and_its_batch_is_stored(
     assert "the database refused it" in row["reason"]
     assert worker.stats.rejected == 1
     store.close()
+
+
+def test_a_database_briefly_unable_to_write_turns_no_message_into_a_reject(
+    broker, tmp_path: Path, pg_admin: str
+) -> None:
+    """The database fails the first writes with a transient error (a serialization failure,
+    as under load): the worker waits and writes the same messages again; none is a reject."""
+    with postgres.scratch_database(pg_admin) as url:
+        cfg = central_config(tmp_path, broker.port, url)
+        store = Store(cfg.database_url)
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("CREATE SEQUENCE busy_writes")
+            conn.exec_driver_sql(
+                "CREATE FUNCTION busy() RETURNS trigger AS $$ BEGIN "
+                "IF nextval('busy_writes') <= 3 THEN RAISE EXCEPTION 'could not serialize' "
+                "USING ERRCODE = '40001'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER busy BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION busy()"
+            )
+        worker = IngestWorker(cfg, store).start()
+        assert worker.wait_connected(10)
+        pub = BoxPublisher(broker.port)
+        start, _ = event_pair(time.time() - 30, "motorcycle", 5)
+        pub.send(GOOD, "event", start)
+        pub.flush()
+        wait_until(lambda: _events_of(store, GOOD), 30, "the event, once the database writes")
+        worker.stop()
+        assert _rejects(store) == [] and worker.stats.rejected == 0
+        assert worker.stats.db_errors >= 3
+        pub.close()
+        store.close()
 
 
 @pytest.mark.slow
