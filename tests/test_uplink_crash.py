@@ -134,8 +134,16 @@ def test_sigkill_while_draining_loses_nothing(tmp_path: Path):
         assert set(got) == produced  # every event, none invented
         # Repeats: what was in flight, and acknowledged rows whose batched delete was pending.
         assert len(got) - len(set(got)) <= ACK_BATCH + 2 * 20
-        last = StatusMsg.decode(kinds(station.messages, "status")[-1].payload)
-        assert last.state == "offline" and last.reason == "stop"
+
+        # The clean stop's goodbye is sent after the backlog: it may still be on its way when
+        # the last event has arrived.
+        def last_status(m: list) -> StatusMsg | None:
+            statuses = kinds(m, "status")
+            return StatusMsg.decode(statuses[-1].payload) if statuses else None
+
+        assert station.wait(lambda m: getattr(last_status(m), "reason", None) == "stop", 20)
+        last = last_status(station.messages)
+        assert last is not None and last.state == "offline" and last.reason == "stop"
     finally:
         if proc.poll() is None:
             proc.kill()
