@@ -59,12 +59,10 @@ from roadside.central.store import tables as T
 from roadside.config.agent import UplinkConfig
 from roadside.evidence import ClipManifest, Signer
 from roadside.ids import new_id
-from roadside.provisioning.broker import write_broker_dir
 from roadside.provisioning.ca import STATION_CA, ProjectCA, cert_pem, key_pem, new_key
-from roadside.testing.broker import ProvisionedBroker
+from roadside.testing.broker import ProvisionedBroker, loopback_broker_dir
 from roadside.testing.configs import mqtt_config
 from roadside.testing.messages import event_pair
-from roadside.testing.ports import free_port
 from roadside.testing.shared import footage_dir
 from roadside.wire.messages import CountMsg, EventMsg
 from roadside.wire.topics import XFER_DATA, XFER_INIT, topic, xfer_topic
@@ -120,19 +118,7 @@ def provision(work: Path) -> District:
         c.cert.write_bytes(cert_pem(cert))
         c.key.write_bytes(key_pem(key))
         creds[name] = c
-    ports = (free_port(), free_port(), free_port())
-    files = write_broker_dir(
-        ca,
-        work / "broker-files",
-        ["127.0.0.1", "localhost"],
-        port=ports[0],
-        bind="127.0.0.1",
-        conf_dir=str(work / "broker-files"),
-        station_port=ports[1],
-        station_bind="127.0.0.1",
-        officer_port=ports[2],
-        officer_bind="127.0.0.1",
-    )
+    files, ports = loopback_broker_dir(ca, work / "broker-files")
     return District(creds, files.directory, ports)
 
 

@@ -54,7 +54,6 @@ from roadside.provisioning.broker import (
     refresh_broker_dir,
     render_dynsec,
     render_mosquitto_conf,
-    write_broker_dir,
 )
 from roadside.provisioning.ca import (
     DEVICE_CA,
@@ -69,7 +68,7 @@ from roadside.provisioning.cloudinit import render_meta_data, render_user_data, 
 from roadside.provisioning.device import DeviceRequest, make_bundle, read_bundle
 from roadside.provisioning.identity import DEVICE_ID, account_role, check_device_id
 from roadside.provisioning.registry import Registry
-from roadside.testing.broker import LocalBroker, ProvisionedBroker
+from roadside.testing.broker import LocalBroker, ProvisionedBroker, loopback_broker_dir
 from roadside.testing.configs import central_config
 from roadside.testing.messages import event_pair
 from roadside.testing.ports import free_port
@@ -135,20 +134,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out["foreign"] = _write_creds(
         base / "foreign", other.issue_device("dev-a", k.public_key()), k, station
     )
-    ports = _ports()
-    out["files"] = write_broker_dir(
-        ca,
-        base / "broker",
-        ["127.0.0.1", "localhost"],
-        port=ports[0],
-        bind="127.0.0.1",
-        conf_dir=str(base / "broker"),
-        station_port=ports[1],
-        station_bind="127.0.0.1",
-        officer_port=ports[2],
-        officer_bind="127.0.0.1",
-    )
-    out["ports"] = ports
+    out["files"], out["ports"] = loopback_broker_dir(ca, base / "broker")
     return out
 
 

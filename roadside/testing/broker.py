@@ -16,6 +16,8 @@ import subprocess
 from pathlib import Path
 
 from roadside.errors import RoadsideError
+from roadside.provisioning.broker import BrokerFiles, write_broker_dir
+from roadside.provisioning.ca import ProjectCA
 from roadside.testing.ports import free_port, wait_port
 
 
@@ -129,3 +131,28 @@ class ProvisionedBroker(LocalBroker):
         for port in self.ports[1:]:
             wait_port(port)
         return self
+
+
+Ports = tuple[int, int, int]  # the boxes', the station's and the officers' listeners
+
+
+def loopback_broker_dir(ca: ProjectCA, folder: Path) -> tuple[BrokerFiles, Ports]:
+    """What ``roadside provision broker`` writes into ``folder``, for this machine: its three
+    listeners on distinct free loopback ports (start it with ``ProvisionedBroker``)."""
+    while True:
+        ports = (free_port(), free_port(), free_port())
+        if len(set(ports)) == 3:
+            break
+    files = write_broker_dir(
+        ca,
+        folder,
+        ["127.0.0.1", "localhost"],
+        port=ports[0],
+        bind="127.0.0.1",
+        conf_dir=str(folder),
+        station_port=ports[1],
+        station_bind="127.0.0.1",
+        officer_port=ports[2],
+        officer_bind="127.0.0.1",
+    )
+    return files, ports
