@@ -47,7 +47,6 @@ class StatusLed:
         with self._lock:
             if state == self.state:
                 return
-            self.state = state
             pattern = PATTERNS[state]
             self.led.source = None
             if len(set(pattern)) == 1:
@@ -55,6 +54,7 @@ class StatusLed:
             else:
                 self.led.source_delay = self.tick_s
                 self.led.source = itertools.cycle(pattern)
+            self.state = state  # last: ``state`` is what the LED shows, never ahead of it
 
     def close(self) -> None:
         with self._lock:
